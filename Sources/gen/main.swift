@@ -1,0 +1,1 @@
+print("gen: not implemented yet")

@@ -1,0 +1,1 @@
+print("validate: not implemented yet")

@@ -1,0 +1,1 @@
+print("watch: not implemented yet")
