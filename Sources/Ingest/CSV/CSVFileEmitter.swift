@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What reading one CSV file produced.
+public struct EmittedFile: Sendable {
+    public var marker: FileMarker
+    public var records: Int
+    public var rejects: Int
+    /// A problem with the file as a whole (not UTF-8, unusable header), worth a stderr line.
+    public var fileProblem: String?
+}
+
+/// Turns a CSV file of events into protocol lines: one record per row with provenance,
+/// rejects for rows that cannot be read, then the end-of-file marker with the file's identity.
+///
+/// Shared by `watch` and `validate FILE.csv`, so both read files exactly the same way.
+public struct CSVFileEmitter {
+    public var maxRowBytes: Int
+
+    public init(maxRowBytes: Int = 32 << 20) {
+        self.maxRowBytes = maxRowBytes
+    }
+
+    /// Streams `path` into `output`; `name` is the provenance (the file's name in its folder).
+    ///
+    /// Throws `SystemError` when the file cannot be opened or read. Lines already written for
+    /// a file that fails mid-way have no marker, so `load` never commits them.
+    public func emit(path: String, name: String, seen: String?, into output: ByteOutput) throws -> EmittedFile {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+            throw SystemError("read", errno: EISDIR, path: path)
+        }
+        let reader = CSVReader(fd: fd, maxRowBytes: maxRowBytes)
+        var rows = 0
+        var records = 0
+        var rejects = 0
+        var fileProblem: String?
+
+        do {
+            guard let header = try reader.nextRow() else {
+                // Empty file (or only blank lines): nothing to load, but still a complete file.
+                return finish(reader, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
+            }
+            let layout = HeaderLayout(reader: reader, header: header)
+            if let problem = layout.fileProblem {
+                fileProblem = problem.reason
+                // The whole file is unusable: one reject explains it, the rest is only hashed.
+                rows = 1
+                rejects = 1
+                reader.rawRow.withUnsafeBytes {
+                    LineEncoder.appendRawReject(
+                        file: name, line: header.line, raw: UnsafeRawBufferPointer(rebasing: $0.prefix(1024)),
+                        reasons: [problem], into: &output.bytes)
+                }
+                while try reader.nextRow() != nil {}
+                return finish(reader, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
+            }
+            var fields: [(EventField, UnsafeRawBufferPointer)] = []
+            fields.reserveCapacity(EventField.allCases.count)
+            while let row = try reader.nextRow() {
+                rows += 1
+                var reasons: [RejectReason] = []
+                if let problem = row.problem {
+                    reasons.append(problem)
+                } else if row.fieldCount != layout.columnCount {
+                    reasons.append(RejectReason(
+                        field: nil, reason: "expected \(layout.columnCount) fields, found \(row.fieldCount)"))
+                }
+                reasons.append(contentsOf: layout.missing)
+                if !reasons.isEmpty {
+                    rejects += 1
+                    reader.rawRow.withUnsafeBytes {
+                        LineEncoder.appendRawReject(file: name, line: row.line, raw: $0, reasons: reasons, into: &output.bytes)
+                    }
+                } else {
+                    records += 1
+                    reader.fieldBytes.withUnsafeBytes { all in
+                        fields.removeAll(keepingCapacity: true)
+                        for (field, column) in layout.columns {
+                            let start = column == 0 ? 0 : reader.fieldEnds[column - 1]
+                            fields.append((field, UnsafeRawBufferPointer(rebasing: all[start..<reader.fieldEnds[column]])))
+                        }
+                        LineEncoder.appendRecord(file: name, line: row.line, fields: fields, into: &output.bytes)
+                    }
+                }
+                try output.flushIfFull()
+            }
+        } catch let error as SystemError {
+            throw SystemError(error.call, errno: error.errno, path: path)
+        }
+        return finish(reader, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
+    }
+
+    private func finish(
+        _ reader: CSVReader, name: String, seen: String?, rows: Int, records: Int, rejects: Int, problem: String?,
+        _ output: ByteOutput
+    ) -> EmittedFile {
+        let marker = FileMarker(file: name, rows: rows, bytes: reader.byteCount, sha256: reader.sha256Hex(), seen: seen)
+        LineEncoder.appendMarker(marker, into: &output.bytes)
+        return EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem)
+    }
+}
+
+/// Where each event field sits in a file's header.
+struct HeaderLayout {
+    var columnCount: Int
+    /// (field, column index), for the fields the header has.
+    var columns: [(EventField, Int)] = []
+    /// One reason per required column the header lacks: every row of the file gets them.
+    var missing: [RejectReason] = []
+    var fileProblem: RejectReason?
+
+    init(reader: CSVReader, header: CSVRow) {
+        columnCount = header.fieldCount
+        if let problem = header.problem {
+            let raw = reader.rawRow
+            if raw.count >= 2 && ((raw[0] == 0xFF && raw[1] == 0xFE) || (raw[0] == 0xFE && raw[1] == 0xFF)) {
+                fileProblem = RejectReason(field: nil, reason: "file is UTF-16, not UTF-8")
+            } else {
+                fileProblem = RejectReason(field: nil, reason: "header: \(problem.reason)")
+            }
+            return
+        }
+        var seen: [EventField: Int] = [:]
+        for index in 0..<header.fieldCount {
+            let name = reader.fieldString(index).trimmingSpaces().lowercased()
+            guard let field = EventField(name: name) else { continue }  // extra columns are ignored
+            if seen[field] != nil {
+                fileProblem = RejectReason(field: field.name, reason: "column appears twice in the header")
+                return
+            }
+            seen[field] = index
+        }
+        for field in EventField.allCases {
+            if let index = seen[field] {
+                columns.append((field, index))
+            } else {
+                missing.append(RejectReason(field: field.name, reason: "column missing from the header"))
+            }
+        }
+    }
+}
+
+extension String {
+    /// Without leading and trailing spaces and tabs.
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}

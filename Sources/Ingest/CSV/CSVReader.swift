@@ -1,0 +1,265 @@
+import Crypto
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One row as the reader found it. Field bytes live in the reader until its next call.
+public struct CSVRow: Sendable {
+    /// 1-based physical line where the row starts (a quoted newline makes a row span lines).
+    public var line: Int
+    public var fieldCount: Int
+    /// Why the row cannot be trusted (unterminated quote, invalid UTF-8, …); nil when fine.
+    public var problem: RejectReason?
+}
+
+/// A streaming RFC 4180 reader: quoted fields with commas, doubled quotes and newlines, CRLF
+/// or LF, a UTF-8 byte order mark, no final newline, blank lines skipped.
+///
+/// Memory stays flat: one 64 KiB read buffer plus the current row. It also counts and hashes
+/// every byte it reads, which gives the file's identity for the end-of-file marker.
+public final class CSVReader {
+    public let fd: Int32
+    /// A row longer than this is rejected, not buffered, so one bad quote cannot eat memory.
+    public let maxRowBytes: Int
+
+    private var chunk: UnsafeMutableRawPointer
+    private let chunkSize: Int
+    private var chunkStart = 0
+    private var chunkEnd = 0
+    private var eof = false
+    private var atFileStart = true
+
+    /// Unescaped field bytes of the current row, back to back; `fieldEnds[i]` ends field i.
+    public private(set) var fieldBytes: [UInt8] = []
+    public private(set) var fieldEnds: [Int] = []
+    /// The current row's bytes exactly as in the file (without its line terminator).
+    public private(set) var rawRow: [UInt8] = []
+
+    private var physicalLine = 1
+    private var hasher = SHA256()
+    public private(set) var byteCount: Int64 = 0
+
+    public init(fd: Int32, chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 << 20) {
+        self.fd = fd
+        self.chunkSize = chunkSize
+        self.maxRowBytes = maxRowBytes
+        self.chunk = UnsafeMutableRawPointer.allocate(byteCount: chunkSize, alignment: 16)
+        fieldBytes.reserveCapacity(1024)
+        fieldEnds.reserveCapacity(16)
+        rawRow.reserveCapacity(1024)
+    }
+
+    deinit { chunk.deallocate() }
+
+    /// Field `i` of the current row.
+    public func withField<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let start = i == 0 ? 0 : fieldEnds[i - 1]
+        return try fieldBytes.withUnsafeBytes { all in
+            try body(UnsafeRawBufferPointer(rebasing: all[start..<fieldEnds[i]]))
+        }
+    }
+
+    public func fieldString(_ i: Int) -> String {
+        withField(i) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Lowercase hex SHA-256 of all bytes read so far (the whole file once `nextRow` returned nil).
+    public func sha256Hex() -> String {
+        let digest = hasher.finalize()
+        let hex: [UInt8] = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for b in digest {
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private enum State { case fieldStart, unquoted, quoted, quoteSeen }
+
+    /// The next non-blank row, or nil at end of file.
+    public func nextRow() throws -> CSVRow? {
+        while true {
+            guard let row = try readRow() else { return nil }
+            // A blank line: one empty unquoted field with no raw text (or only a stray CR).
+            if row.fieldCount == 1 && row.problem == nil && fieldEnds[0] == 0
+                && (rawRow.isEmpty || rawRow == [0x0D])
+            {
+                continue
+            }
+            return row
+        }
+    }
+
+    private func readRow() throws -> CSVRow? {
+        fieldBytes.removeAll(keepingCapacity: fieldBytes.capacity <= 1 << 20)
+        fieldEnds.removeAll(keepingCapacity: true)
+        rawRow.removeAll(keepingCapacity: rawRow.capacity <= 1 << 20)
+        var state = State.fieldStart
+        var fieldWasQuoted = false
+        var problem: RejectReason?
+        let rowLine = physicalLine
+        var quoteOpenedLine = physicalLine
+        var tooLong = false
+        var sawAnything = false
+
+        while true {
+            if chunkStart == chunkEnd {
+                let more = eof ? false : try fill()
+                if !more {
+                    // End of file.
+                    guard sawAnything else { return nil }
+                    if state == .quoted {
+                        problem = problem ?? RejectReason(
+                            field: nil,
+                            reason: "unterminated quoted field (opened on line \(quoteOpenedLine))")
+                    }
+                    finishField(quoted: fieldWasQuoted)
+                    return finishRow(line: rowLine, problem: problem, tooLong: tooLong)
+                }
+            }
+            let p = chunk.assumingMemoryBound(to: UInt8.self)
+            var i = chunkStart
+            let end = chunkEnd
+            sawAnything = true
+            var rowEnded = false
+            while i < end {
+                let b = p[i]
+                switch state {
+                case .fieldStart, .unquoted:
+                    if b == UInt8(ascii: ",") {
+                        finishField(quoted: fieldWasQuoted)
+                        fieldWasQuoted = false
+                        state = .fieldStart
+                    } else if b == 0x0A {
+                        physicalLine += 1
+                        rowEnded = true
+                    } else if b == UInt8(ascii: "\"") && state == .fieldStart {
+                        state = .quoted
+                        fieldWasQuoted = true
+                        quoteOpenedLine = physicalLine
+                    } else {
+                        state = .unquoted
+                        if !tooLong { fieldBytes.append(b) }
+                    }
+                case .quoted:
+                    if b == UInt8(ascii: "\"") {
+                        state = .quoteSeen
+                    } else {
+                        if b == 0x0A { physicalLine += 1 }
+                        if !tooLong { fieldBytes.append(b) }
+                    }
+                case .quoteSeen:
+                    if b == UInt8(ascii: "\"") {
+                        if !tooLong { fieldBytes.append(b) }
+                        state = .quoted
+                    } else if b == UInt8(ascii: ",") {
+                        finishField(quoted: true)
+                        fieldWasQuoted = false
+                        state = .fieldStart
+                    } else if b == 0x0A {
+                        physicalLine += 1
+                        rowEnded = true
+                    } else if b == 0x0D {
+                        // CR of a CRLF after a closing quote; a CR elsewhere is text.
+                        if i + 1 < end, p[i + 1] != 0x0A {
+                            problem = problem ?? RejectReason(
+                                field: nil, reason: "field \(fieldEnds.count + 1): text after closing quote")
+                        }
+                    } else {
+                        problem = problem ?? RejectReason(
+                            field: nil, reason: "field \(fieldEnds.count + 1): text after closing quote")
+                        state = .unquoted
+                        if !tooLong { fieldBytes.append(b) }
+                    }
+                }
+                if rowEnded { break }
+                i += 1
+            }
+            // Keep the row's raw bytes (up to the newline) for rejects.
+            let consumedEnd = rowEnded ? i : end
+            if !tooLong {
+                rawRow.append(contentsOf: UnsafeRawBufferPointer(start: chunk + chunkStart, count: consumedEnd - chunkStart))
+                if rawRow.count > maxRowBytes {
+                    tooLong = true
+                    fieldBytes.removeAll()
+                    rawRow.removeAll()
+                }
+            }
+            chunkStart = rowEnded ? i + 1 : end
+            if rowEnded {
+                finishField(quoted: fieldWasQuoted)
+                return finishRow(line: rowLine, problem: problem, tooLong: tooLong)
+            }
+        }
+    }
+
+    private func finishField(quoted: Bool) {
+        // An unquoted field ending in CR is the CR of a CRLF line ending.
+        if !quoted, fieldBytes.count > (fieldEnds.last ?? 0), fieldBytes.last == 0x0D {
+            fieldBytes.removeLast()
+        }
+        fieldEnds.append(fieldBytes.count)
+    }
+
+    private func finishRow(line: Int, problem: RejectReason?, tooLong: Bool) -> CSVRow {
+        if rawRow.last == 0x0D { rawRow.removeLast() }
+        if tooLong {
+            return CSVRow(
+                line: line, fieldCount: fieldEnds.count,
+                problem: RejectReason(field: nil, reason: "row longer than \(maxRowBytes >> 20) MiB"))
+        }
+        var problem = problem
+        if problem == nil {
+            problem = fieldBytes.withUnsafeBytes { all -> RejectReason? in
+                guard firstInvalidUTF8(all) != nil else { return nil }
+                var start = 0
+                for (index, end) in fieldEnds.enumerated() {
+                    if firstInvalidUTF8(UnsafeRawBufferPointer(rebasing: all[start..<end])) != nil {
+                        return RejectReason(field: nil, reason: "field \(index + 1): invalid UTF-8")
+                    }
+                    start = end
+                }
+                return RejectReason(field: nil, reason: "invalid UTF-8")
+            }
+        }
+        if problem == nil {
+            // NUL cannot be stored in PostgreSQL text; say so here, with the field.
+            problem = fieldBytes.withUnsafeBytes { all -> RejectReason? in
+                guard all.count > 0, memchr(all.baseAddress!, 0, all.count) != nil else { return nil }
+                var start = 0
+                for (index, end) in fieldEnds.enumerated() {
+                    if memchr(all.baseAddress! + start, 0, end - start) != nil {
+                        return RejectReason(field: nil, reason: "field \(index + 1): NUL byte")
+                    }
+                    start = end
+                }
+                return nil
+            }
+        }
+        return CSVRow(line: line, fieldCount: fieldEnds.count, problem: problem)
+    }
+
+    /// Reads the next chunk; false at end of file.
+    private func fill() throws -> Bool {
+        let n = try readRetrying(fd, chunk, chunkSize)
+        if n == 0 {
+            eof = true
+            return false
+        }
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: chunk, count: n))
+        byteCount += Int64(n)
+        chunkStart = 0
+        chunkEnd = n
+        if atFileStart {
+            atFileStart = false
+            let p = chunk.assumingMemoryBound(to: UInt8.self)
+            if n >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF { chunkStart = 3 }
+        }
+        return true
+    }
+}

@@ -1,0 +1,277 @@
+/// Why a row was rejected: the field it concerns (nil for the whole row), what is wrong, and
+/// the value as received.
+public struct RejectReason: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var field: String?
+    public var reason: String
+    public var value: String?
+
+    public init(field: String?, reason: String, value: String? = nil) {
+        self.field = field
+        self.reason = reason
+        self.value = value
+    }
+
+    public init(_ field: EventField, _ reason: String, value: String? = nil) {
+        self.init(field: field.name, reason: reason, value: value)
+    }
+
+    /// `price: must be > 0 (got "-12.50")`
+    public var description: String {
+        var text = field.map { "\($0): \(reason)" } ?? reason
+        if let value { text += " (got \(quotedForMessage(value)))" }
+        return text
+    }
+
+    /// The reason without its value: the key `--summary` counts by.
+    public var summaryKey: String { field.map { "\($0): \(reason)" } ?? reason }
+}
+
+/// Quotes a value for a one-line message: escaped like JSON, cut at 80 characters.
+public func quotedForMessage(_ value: String) -> String {
+    var bytes: [UInt8] = []
+    let shown = value.count > 80 ? String(value.prefix(80)) + "…" : value
+    JSONWriter.appendString(shown, &bytes)
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// The end-of-file marker: a file was read completely, and this is its identity.
+///
+/// `load` checkpoints a file by (`file`, `bytes`, `sha256`) in the same transaction as its rows,
+/// so a file seen twice is loaded once.
+public struct FileMarker: Equatable, Sendable {
+    public var file: String
+    /// Data rows read (records plus rejects), not counting the header or blank lines.
+    public var rows: Int
+    public var bytes: Int64
+    /// Lowercase hex SHA-256 of the file's bytes as read.
+    public var sha256: String
+    /// When the reader first saw the file complete, RFC 3339 UTC with milliseconds.
+    public var seen: String?
+
+    public init(file: String, rows: Int, bytes: Int64, sha256: String, seen: String?) {
+        self.file = file
+        self.rows = rows
+        self.bytes = bytes
+        self.sha256 = sha256
+        self.seen = seen
+    }
+
+    /// Reads a marker from a scanned `eof` line; nil when a required key is missing.
+    public init?(_ line: ProtocolLine) {
+        guard let file = line.file, let rows = line.int(.rows), let bytes = line.int(.bytes),
+            let sha = line.string(.sha256)
+        else { return nil }
+        self.init(file: file, rows: rows, bytes: Int64(bytes), sha256: sha, seen: line.string(.seen))
+    }
+}
+
+/// Writes the protocol's lines into a byte buffer.
+public enum LineEncoder {
+    /// `{"kind":"record","file":…,"line":…,<fields>}` — fields as raw strings, as read from CSV.
+    public static func appendRecord(
+        file: String?, line: Int?, fields: [(EventField, UnsafeRawBufferPointer)], into out: inout [UInt8]
+    ) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("kind", &out)
+        out.append(contentsOf: staticRecord)
+        appendProvenance(&w, file: file, line: line, &out)
+        for (field, value) in fields {
+            w.key(field.key, &out)
+            w.string(value, &out)
+        }
+        w.endLine(&out)
+    }
+
+    /// A reject for a row that could not be read as fields: its raw text and reasons.
+    public static func appendRawReject(
+        file: String?, line: Int?, raw: UnsafeRawBufferPointer, reasons: [RejectReason], into out: inout [UInt8]
+    ) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("kind", &out)
+        out.append(contentsOf: staticReject)
+        appendProvenance(&w, file: file, line: line, &out)
+        w.key("raw", &out)
+        if let repaired = repairedUTF8(raw) {
+            repaired.withUnsafeBytes { w.string($0, &out) }
+        } else {
+            w.string(raw, &out)
+        }
+        w.key("reasons", &out)
+        appendReasons(reasons, &out)
+        w.endLine(&out)
+    }
+
+    /// A reject made from a scanned line: every member kept as received (unknown keys too),
+    /// `kind` set to `reject`, and `reasons` appended to any the line already had.
+    public static func appendReject(from line: ProtocolLine, reasons: [RejectReason], into out: inout [UInt8]) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("kind", &out)
+        out.append(contentsOf: staticReject)
+        let kindMember = line.member(.kind)
+        let reasonsMember = line.member(.reasons)
+        for m in line.members {
+            if let k = kindMember, k.keyStart == m.keyStart { continue }
+            if let r = reasonsMember, r.keyStart == m.keyStart { continue }
+            w.rawKey(line.keySpan(m), &out)
+            w.raw(line.span(m), &out)
+        }
+        w.key("reasons", &out)
+        if let r = reasonsMember, r.kind == .array, r.valueEnd - r.valueStart > 2 {
+            // Keep earlier reasons, then ours.
+            let existing = line.span(r)
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: existing[0..<(existing.count - 1)]))
+            for reason in reasons {
+                out.append(UInt8(ascii: ","))
+                appendReason(reason, &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        } else {
+            appendReasons(reasons, &out)
+        }
+        w.endLine(&out)
+    }
+
+    /// A reject for a line that is not valid JSON: its text, repaired to UTF-8 if needed.
+    public static func appendMalformedLine(
+        _ raw: UnsafeRawBufferPointer, lineNumber: Int?, problem: String, into out: inout [UInt8]
+    ) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("kind", &out)
+        out.append(contentsOf: staticReject)
+        if let lineNumber {
+            w.key("input_line", &out)
+            w.int(lineNumber, &out)
+        }
+        w.key("raw", &out)
+        if let repaired = repairedUTF8(raw) {
+            repaired.withUnsafeBytes { w.string($0, &out) }
+        } else {
+            w.string(raw, &out)
+        }
+        w.key("reasons", &out)
+        appendReasons([RejectReason(field: nil, reason: "malformed JSON: \(problem)")], &out)
+        w.endLine(&out)
+    }
+
+    /// `{"kind":"eof","file":…,"rows":…,"bytes":…,"sha256":…,"seen":…}`
+    public static func appendMarker(_ marker: FileMarker, into out: inout [UInt8]) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("kind", &out)
+        w.string("eof", &out)
+        w.key("file", &out)
+        w.string(marker.file, &out)
+        w.key("rows", &out)
+        w.int(marker.rows, &out)
+        w.key("bytes", &out)
+        w.int(Int(marker.bytes), &out)
+        w.key("sha256", &out)
+        w.string(marker.sha256, &out)
+        if let seen = marker.seen {
+            w.key("seen", &out)
+            w.string(seen, &out)
+        }
+        w.endLine(&out)
+    }
+
+    public static func appendReasons(_ reasons: [RejectReason], _ out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (i, reason) in reasons.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            appendReason(reason, &out)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
+    static func appendReason(_ reason: RejectReason, _ out: inout [UInt8]) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("field", &out)
+        if let field = reason.field { w.string(field, &out) } else { w.null(&out) }
+        w.key("reason", &out)
+        w.string(reason.reason, &out)
+        if let value = reason.value {
+            w.key("value", &out)
+            w.string(value, &out)
+        }
+        w.endObject(&out)
+    }
+
+    static func appendProvenance(_ w: inout JSONWriter, file: String?, line: Int?, _ out: inout [UInt8]) {
+        if let file {
+            w.key("file", &out)
+            w.string(file, &out)
+        }
+        if let line {
+            w.key("line", &out)
+            w.int(line, &out)
+        }
+    }
+}
+
+private let staticRecord: [UInt8] = Array("\"record\"".utf8)
+private let staticReject: [UInt8] = Array("\"reject\"".utf8)
+
+extension ProtocolLine {
+    /// The reasons a reject line carries, decoded (slow path: for logs, summaries, dead letters).
+    public func reasons() -> [RejectReason] {
+        guard let m = member(.reasons), m.kind == .array else { return [] }
+        return decodeReasons(span(m))
+    }
+}
+
+/// Decodes a JSON array of reason objects; tolerant of missing keys.
+func decodeReasons(_ json: UnsafeRawBufferPointer) -> [RejectReason] {
+    // Reasons are small and rare; reuse the object scanner on each element.
+    var result: [RejectReason] = []
+    let p = json.bindMemory(to: UInt8.self)
+    var i = 1
+    var depth = 0
+    var inString = false
+    var elementStart = -1
+    while i < p.count - 1 {
+        let b = p[i]
+        if inString {
+            if b == UInt8(ascii: "\\") { i += 2; continue }
+            if b == UInt8(ascii: "\"") { inString = false }
+        } else if b == UInt8(ascii: "\"") {
+            inString = true
+        } else if b == UInt8(ascii: "{") {
+            if depth == 0 { elementStart = i }
+            depth += 1
+        } else if b == UInt8(ascii: "}") {
+            depth -= 1
+            if depth == 0 && elementStart >= 0 {
+                let element = UnsafeRawBufferPointer(rebasing: json[elementStart...i])
+                var scanner = JSONObjectScanner()
+                if (try? scanner.scan(element)) != nil {
+                    var field: String?
+                    var reason = ""
+                    var value: String?
+                    let line = ProtocolLine(bytes: element, members: scanner.members)
+                    for m in scanner.members {
+                        let key = String(decoding: line.keySpan(m), as: UTF8.self)
+                        let text: String? =
+                            m.kind == .string
+                            ? line.withStringBytes(m) { String(decoding: $0, as: UTF8.self) }
+                            : (m.kind == .null ? nil : String(decoding: line.span(m), as: UTF8.self))
+                        switch key {
+                        case "field": field = text
+                        case "reason": reason = text ?? ""
+                        case "value": value = text
+                        default: break
+                        }
+                    }
+                    result.append(RejectReason(field: field, reason: reason, value: value))
+                }
+                elementStart = -1
+            }
+        }
+        i += 1
+    }
+    return result
+}
