@@ -30,7 +30,9 @@ public final class CSVReader {
     private var chunkStart = 0
     private var chunkEnd = 0
     private var eof = false
-    private var atFileStart = true
+    /// Bytes of a leading byte order mark skipped so far; -1 once past the start.
+    private var bomMatched = 0
+    private static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
     /// Unescaped field bytes of the current row, back to back; `fieldEnds[i]` ends field i.
     public private(set) var fieldBytes: [UInt8] = []
@@ -255,10 +257,15 @@ public final class CSVReader {
         byteCount += Int64(n)
         chunkStart = 0
         chunkEnd = n
-        if atFileStart {
-            atFileStart = false
-            let p = chunk.assumingMemoryBound(to: UInt8.self)
-            if n >= 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF { chunkStart = 3 }
+        // A UTF-8 byte order mark may arrive split across reads.
+        let p = chunk.assumingMemoryBound(to: UInt8.self)
+        while bomMatched >= 0 && bomMatched < 3 && chunkStart < chunkEnd {
+            if p[chunkStart] == CSVReader.byteOrderMark[bomMatched] {
+                chunkStart += 1
+                bomMatched += 1
+            } else {
+                bomMatched = -1
+            }
         }
         return true
     }
