@@ -11,7 +11,9 @@
 #   die MSG...             error line on stderr, then exit 1
 #   need_apt_packages PKG...   install missing Debian packages (root) or say how to (non-root)
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 INGEST_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
+# shellcheck disable=SC2034
 INGEST_APT_PACKAGES=(libpq-dev postgresql postgresql-client pkg-config jq)
 _ingest_prog=${0##*/}
 

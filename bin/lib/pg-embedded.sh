@@ -150,7 +150,7 @@ pg_start() {
     _pg_write_conf "$dir" "$port"
     log_size=$(stat -c %s "$dir/server.log" 2>/dev/null || echo 0)
     if _pg_as_owner "$bindir/pg_ctl" start --pgdata="$dir/data" --log="$dir/server.log" \
-      --wait --timeout=60 >/dev/null; then
+      --wait --timeout=60 >>"$dir/server.log" 2>&1; then
       info "PostgreSQL $(<"$dir/data/PG_VERSION") started on $_pg_host:$port (cluster $dir)"
       return 0
     fi
