@@ -1,0 +1,78 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A folder that a tool may write into, and the rule that keeps every path inside it.
+///
+/// A source file name arrives as text on stdin; whatever a line claims (`../../etc/passwd`,
+/// `/tmp/x`, a name with NUL), only a plain name of this folder is ever touched.
+public struct ContainedFolder: Sendable {
+    public let path: String
+
+    public init(_ path: String) {
+        var trimmed = path
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        self.path = trimmed
+    }
+
+    /// Why `name` cannot name a file directly inside a folder, or nil when it can.
+    public static func problem(with name: String) -> String? {
+        if name.isEmpty { return "empty file name" }
+        if name == "." || name == ".." { return "not a file name" }
+        if name.utf8.contains(0x2F) { return "contains '/'" }
+        if name.utf8.contains(0) { return "contains a NUL byte" }
+        if name.utf8.count > 255 { return "longer than 255 bytes" }
+        return nil
+    }
+
+    /// The path of `name` inside this folder; nil when `name` is not a plain file name.
+    public func child(_ name: String) -> String? {
+        ContainedFolder.problem(with: name) == nil ? path + "/" + name : nil
+    }
+
+    /// Creates the folder (and parents) if missing.
+    public func create() throws {
+        var built = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            built += "/" + part
+            if mkdir(built, 0o755) != 0 && errno != EEXIST {
+                throw SystemError("mkdir", errno: errno, path: built)
+            }
+        }
+    }
+
+    /// Writes `bytes` to `name` atomically: a hidden temporary file, fsync, then rename over
+    /// any earlier version, so a replay rewrites the same file instead of appending twice.
+    public func writeAtomically(_ name: String, _ bytes: [UInt8]) throws {
+        guard let target = child(name) else { throw SystemError("write", errno: EINVAL, path: name) }
+        let temporary = path + "/." + name + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SystemError("open", errno: errno, path: temporary) }
+        do {
+            try bytes.withUnsafeBytes { try writeAll(fd, $0) }
+            guard fsync(fd) == 0 else { throw SystemError("fsync", errno: errno, path: temporary) }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, target) == 0 else {
+            let saved = errno
+            unlink(temporary)
+            throw SystemError("rename", errno: saved, path: target)
+        }
+        syncDirectory()
+    }
+
+    /// Makes renames in the folder durable.
+    public func syncDirectory() {
+        let dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+}

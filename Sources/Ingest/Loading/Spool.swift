@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Append-only storage for the lines of a batch: in memory up to a limit, then in an unlinked
+/// temporary file, so a 1 GB source file does not become 1 GB of resident memory in `load`.
+public final class Spool {
+    public let memoryLimit: Int
+    public let directory: String
+    private var memory: [UInt8] = []
+    private var fd: Int32 = -1
+    public private(set) var byteCount = 0
+    public private(set) var lineCount = 0
+
+    public init(memoryLimit: Int = 8 << 20, directory: String = Spool.defaultDirectory) {
+        self.memoryLimit = memoryLimit
+        self.directory = directory
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+
+    public static var defaultDirectory: String {
+        if let dir = getenv("TMPDIR") { return String(cString: dir) }
+        return "/tmp"
+    }
+
+    /// True once the spool has moved to disk.
+    public var isOnDisk: Bool { fd >= 0 }
+
+    /// Appends one line; `line` must not contain a newline (one is added).
+    public func appendLine(_ line: UnsafeRawBufferPointer) throws {
+        memory.append(contentsOf: line)
+        memory.append(0x0A)
+        byteCount += line.count + 1
+        lineCount += 1
+        if memory.count >= (fd >= 0 ? 1 << 16 : memoryLimit) { try spill() }
+    }
+
+    private func spill() throws {
+        if fd < 0 {
+            var template = Array((directory + "/.load-spool-XXXXXX").utf8CString)
+            let made = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+            guard made >= 0 else { throw SystemError("mkstemp", errno: errno, path: directory) }
+            template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+            fd = made
+        }
+        try memory.withUnsafeBytes { try writeAll(fd, $0) }
+        memory.removeAll(keepingCapacity: false)
+        memory.reserveCapacity(1 << 16)
+    }
+
+    /// Calls `body` with every line in order (without its newline).
+    public func forEachLine(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if fd >= 0 {
+            guard lseek(fd, 0, SEEK_SET) == 0 else { throw SystemError("lseek", errno: errno) }
+            let copy = dup(fd)
+            guard copy >= 0 else { throw SystemError("dup", errno: errno) }
+            defer { close(copy) }
+            let reader = LineReader(fd: copy, maxLineLength: Int.max / 2)
+            var read = 0
+            let onDisk = byteCount - memory.count
+            while read < onDisk, let item = try reader.next() {
+                if case .line(let line) = item {
+                    read += line.count + 1
+                    try body(line)
+                }
+            }
+            _ = lseek(fd, 0, SEEK_END)
+        }
+        try memory.withUnsafeBytes { all in
+            var start = 0
+            while start < all.count {
+                guard let nl = memchr(all.baseAddress! + start, 0x0A, all.count - start) else { break }
+                let end = all.baseAddress!.distance(to: UnsafeRawPointer(nl))
+                try body(UnsafeRawBufferPointer(rebasing: all[start..<end]))
+                start = end + 1
+            }
+        }
+    }
+}

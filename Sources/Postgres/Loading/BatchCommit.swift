@@ -1,0 +1,367 @@
+import Ingest
+import Logging
+
+/// What one committed batch did, per file.
+struct BatchOutcome {
+    struct File {
+        var identity: FileIdentity?
+        var skipped: Bool
+        var loaded: Int
+        var rejected: Int
+        var seen: String?
+    }
+    var files: [File] = []
+    var loaded: Int { files.reduce(0) { $0 + $1.loaded } }
+    var rejected: Int { files.reduce(0) { $0 + $1.rejected } }
+}
+
+/// The SQL `load` runs. Identifiers are quoted; every value travels as a parameter.
+struct LoaderSQL {
+    let table: String
+    let checkpoints: String
+    let badRecords: String
+    let copyRows: String
+    let copyBadRecords: String
+    let committedFiles: String
+    let committedBatch: String
+    let insertCheckpoints: String
+    let existingIDs: String
+
+    init(config: LoaderConfiguration) {
+        table = quoteIdentifier(config.table)
+        checkpoints = quoteIdentifier(config.checkpointTable)
+        badRecords = quoteIdentifier(config.badRecordsTable)
+        let columns = CopyText.columns.map { quoteIdentifier($0) }.joined(separator: ", ")
+        copyRows = "COPY \(table) (\(columns)) FROM STDIN"
+        copyBadRecords =
+            "COPY \(badRecords) (source_file, line_number, raw, reasons, checkpoint_id) FROM STDIN"
+        committedFiles = """
+            SELECT f.i FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS f(name, bytes, sha, i)
+            JOIN \(checkpoints) c ON c.source_file = f.name AND c.file_bytes = f.bytes AND c.file_sha256 = f.sha
+            """
+        committedBatch = "SELECT 1 FROM \(checkpoints) WHERE source_file IS NULL AND file_sha256 = $1"
+        insertCheckpoints = """
+            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[])
+            RETURNING id, source_file, file_sha256
+            """
+        existingIDs = "SELECT event_id::text FROM \(table) WHERE event_id = ANY($1::uuid[])"
+    }
+
+    /// Fails with a permanent error (42P01, 42501) when a table is missing or not readable.
+    func checkTables(_ conn: PostgresConnection) throws {
+        for name in [table, checkpoints, badRecords] {
+            _ = try conn.execute("SELECT 1 FROM \(name) LIMIT 0")
+        }
+    }
+}
+
+/// One attempt at committing a batch: a single transaction holding the rows, the rejects,
+/// the dead-letter rows and the checkpoints. Dead-letter files are written before COMMIT.
+struct BatchCommit {
+    let sql: LoaderSQL
+    let connection: PostgresConnection
+    let files: [PendingFile]
+    /// Identifies a batch of records without provenance, so a retry after an ambiguous
+    /// COMMIT (connection lost while committing) can tell whether it already happened.
+    let token: String
+    let config: LoaderConfiguration
+    let logger: Logger
+
+    /// A record line kept for the slow path, with where it came from.
+    struct Row {
+        var file: Int
+        var line: [UInt8]
+    }
+
+    func run() throws -> BatchOutcome {
+        let conn = connection
+        _ = try conn.execute("BEGIN")
+        do {
+            let outcome = try transaction(conn)
+            _ = try conn.execute("COMMIT")
+            return outcome
+        } catch {
+            if !conn.isConnectionBad { _ = try? conn.execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    private func transaction(_ conn: PostgresConnection) throws -> BatchOutcome {
+        // 1. Files already committed (seen again) and duplicates within this batch are skipped.
+        var skip = [Bool](repeating: false, count: files.count)
+        var seenIdentities: Set<FileIdentity> = []
+        var named: [Int] = []
+        for (i, file) in files.enumerated() {
+            guard let identity = file.identity else { continue }
+            if !seenIdentities.insert(identity).inserted {
+                skip[i] = true
+                continue
+            }
+            named.append(i)
+        }
+        if !named.isEmpty {
+            let result = try conn.execute(sql.committedFiles, [
+                arrayLiteral(named.map { files[$0].identity!.name }),
+                arrayLiteral(named.map { String(files[$0].identity!.bytes) }),
+                arrayLiteral(named.map { files[$0].identity!.sha256 }),
+            ])
+            for row in 0..<result.rowCount {
+                if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) { skip[named[ordinal - 1]] = true }
+            }
+        }
+        if let looseIndex = files.firstIndex(where: { $0.name == nil }) {
+            if try conn.execute(sql.committedBatch, ["batch:\(token)"]).rowCount > 0 { skip[looseIndex] = true }
+        }
+
+        // 2. Rows: one COPY under a savepoint; the slow path only when the server refuses.
+        var refused: [Int: [(line: [UInt8], reason: RejectReason)]] = [:]
+        var loadedPerFile = [Int](repeating: 0, count: files.count)
+        _ = try conn.execute("SAVEPOINT rows")
+        do {
+            _ = try conn.copyIn(sql.copyRows) { copy in
+                var decoder = LineDecoder()
+                var buffer: [UInt8] = []
+                buffer.reserveCapacity(1 << 18)
+                for (i, file) in files.enumerated() where !skip[i] {
+                    try file.lines.forEachLine { bytes in
+                        guard let line = try? decoder.decode(bytes), line.kind == .record else { return }
+                        CopyText.appendRow(from: line, into: &buffer)
+                        if buffer.count >= 1 << 18 {
+                            try copy.send(buffer)
+                            buffer.removeAll(keepingCapacity: true)
+                        }
+                    }
+                }
+                if !buffer.isEmpty { try copy.send(buffer) }
+            }
+            _ = try conn.execute("RELEASE SAVEPOINT rows")
+            for (i, file) in files.enumerated() where !skip[i] { loadedPerFile[i] = file.records }
+        } catch let error as PostgresError where error.category == .data {
+            _ = try conn.execute("ROLLBACK TO SAVEPOINT rows")
+            logger.info("the server refused a row (\(error.sqlstate ?? "?")); isolating it")
+            try isolate(conn, skip: skip, refused: &refused, loaded: &loadedPerFile)
+        }
+
+        // 3. Checkpoints, one per file (and one for records without provenance).
+        var outcome = BatchOutcome()
+        var checkpointRows: [(file: Int, name: String?, bytes: String?, sha: String, loaded: Int, rejected: Int, seen: String?)] = []
+        for (i, file) in files.enumerated() {
+            let rejected = file.rejects + (refused[i]?.count ?? 0)
+            outcome.files.append(
+                BatchOutcome.File(
+                    identity: file.identity, skipped: skip[i], loaded: skip[i] ? 0 : loadedPerFile[i],
+                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen))
+            guard !skip[i] else { continue }
+            if let identity = file.identity {
+                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen))
+            } else {
+                checkpointRows.append((i, nil, nil, "batch:\(token)", loadedPerFile[i], rejected, nil))
+            }
+        }
+        var checkpointID: [Int: String] = [:]
+        if !checkpointRows.isEmpty {
+            let result = try conn.execute(sql.insertCheckpoints, [
+                arrayLiteral(checkpointRows.map(\.name)),
+                arrayLiteral(checkpointRows.map(\.bytes)),
+                arrayLiteral(checkpointRows.map(\.sha)),
+                arrayLiteral(checkpointRows.map { String($0.loaded) }),
+                arrayLiteral(checkpointRows.map { String($0.rejected) }),
+                arrayLiteral(checkpointRows.map(\.seen)),
+            ])
+            for row in 0..<result.rowCount {
+                let name = result.value(row: row, column: 1)
+                let sha = result.value(row: row, column: 2)
+                if let match = checkpointRows.first(where: { $0.name == name && $0.sha == sha }) {
+                    checkpointID[match.file] = result.value(row: row, column: 0)
+                }
+            }
+        }
+
+        // 4. Dead letters: the table (same transaction) and one file per source, written before COMMIT.
+        try writeDeadLetters(conn, skip: skip, refused: refused, checkpointID: checkpointID)
+        return outcome
+    }
+
+    /// Finds the rows the server refuses, in chunks so memory stays bounded: rows whose
+    /// event_id is already in the table are found with one query; the rest by bisection
+    /// under savepoints, each refused row getting the server's message.
+    private func isolate(
+        _ conn: PostgresConnection, skip: [Bool], refused: inout [Int: [(line: [UInt8], reason: RejectReason)]],
+        loaded: inout [Int]
+    ) throws {
+        var decoder = LineDecoder()
+        var chunk: [Row] = []
+        func flush() throws {
+            guard !chunk.isEmpty else { return }
+            var alreadyLoaded: Set<String> = []
+            let ids = chunk.compactMap { row -> String? in
+                row.line.withUnsafeBytes { raw in
+                    guard let line = try? decoder.decode(raw), let id = line.string(.eventID), looksLikeUUID(id) else { return nil }
+                    return id.lowercased()
+                }
+            }
+            if !ids.isEmpty {
+                _ = try conn.execute("SAVEPOINT probe")
+                do {
+                    let result = try conn.execute(sql.existingIDs, [arrayLiteral(ids)])
+                    for r in 0..<result.rowCount { if let id = result.value(row: r, column: 0) { alreadyLoaded.insert(id) } }
+                    _ = try conn.execute("RELEASE SAVEPOINT probe")
+                } catch let error as PostgresError where error.category == .data {
+                    _ = try conn.execute("ROLLBACK TO SAVEPOINT probe")
+                }
+            }
+            var candidates: [Row] = []
+            for row in chunk {
+                let id = row.line.withUnsafeBytes { raw in (try? decoder.decode(raw))?.string(.eventID)?.lowercased() }
+                if let id, alreadyLoaded.contains(id) {
+                    refused[row.file, default: []].append((row.line, RejectReason(.eventID, "duplicate event_id (already loaded)", value: id)))
+                } else {
+                    candidates.append(row)
+                }
+            }
+            try bisect(conn, candidates[...], refused: &refused, loaded: &loaded)
+            chunk.removeAll(keepingCapacity: true)
+        }
+        for (i, file) in files.enumerated() where !skip[i] {
+            try file.lines.forEachLine { bytes in
+                guard let line = try? decoder.decode(bytes), line.kind == .record else { return }
+                chunk.append(Row(file: i, line: Array(bytes)))
+                if chunk.count >= 5_000 { try flush() }
+            }
+        }
+        try flush()
+    }
+
+    private func bisect(
+        _ conn: PostgresConnection, _ rows: ArraySlice<Row>, refused: inout [Int: [(line: [UInt8], reason: RejectReason)]],
+        loaded: inout [Int]
+    ) throws {
+        guard !rows.isEmpty else { return }
+        _ = try conn.execute("SAVEPOINT part")
+        do {
+            _ = try conn.copyIn(sql.copyRows) { copy in
+                var decoder = LineDecoder()
+                var buffer: [UInt8] = []
+                for row in rows {
+                    try row.line.withUnsafeBytes { raw in
+                        CopyText.appendRow(from: try decoder.decode(raw), into: &buffer)
+                    }
+                }
+                try copy.send(buffer)
+            }
+            _ = try conn.execute("RELEASE SAVEPOINT part")
+            for row in rows { loaded[row.file] += 1 }
+        } catch let error as PostgresError where error.category == .data {
+            _ = try conn.execute("ROLLBACK TO SAVEPOINT part")
+            if rows.count == 1, let row = rows.first {
+                let reason: RejectReason
+                if error.sqlstate == "23505" {
+                    reason = RejectReason(.eventID, "duplicate event_id (already loaded)")
+                } else {
+                    reason = RejectReason(field: nil, reason: "database refused the row: \(error.description)")
+                }
+                refused[row.file, default: []].append((row.line, reason))
+                return
+            }
+            let middle = rows.startIndex + rows.count / 2
+            try bisect(conn, rows[rows.startIndex..<middle], refused: &refused, loaded: &loaded)
+            try bisect(conn, rows[middle..<rows.endIndex], refused: &refused, loaded: &loaded)
+        }
+    }
+
+    private func writeDeadLetters(
+        _ conn: PostgresConnection, skip: [Bool], refused: [Int: [(line: [UInt8], reason: RejectReason)]],
+        checkpointID: [Int: String]
+    ) throws {
+        var rows: [UInt8] = []
+        var decoder = LineDecoder()
+        for (i, file) in files.enumerated() where !skip[i] {
+            guard file.rejects > 0 || refused[i] != nil else { continue }
+            var ndjson: [UInt8] = []
+            func add(_ rejectLine: UnsafeRawBufferPointer) {
+                ndjson.append(contentsOf: rejectLine)
+                ndjson.append(0x0A)
+                guard let line = try? decoder.decode(rejectLine) else { return }
+                appendBadRecordRow(line, file: file.name, checkpoint: checkpointID[i], into: &rows)
+            }
+            try file.lines.forEachLine { bytes in
+                guard let line = try? decoder.decode(bytes), line.kind == .reject else { return }
+                add(bytes)
+            }
+            for (record, reason) in refused[i] ?? [] {
+                var reject: [UInt8] = []
+                record.withUnsafeBytes { raw in
+                    if let line = try? decoder.decode(raw) {
+                        LineEncoder.appendReject(from: line, reasons: [reason], into: &reject)
+                    }
+                }
+                reject.removeLast()
+                reject.withUnsafeBytes { add($0) }
+            }
+            let name = deadLetterName(for: file)
+            try config.badRecords.create()
+            try config.badRecords.writeAtomically(name, ndjson)
+        }
+        guard !rows.isEmpty else { return }
+        _ = try conn.copyIn(sql.copyBadRecords) { copy in try copy.send(rows) }
+    }
+
+    /// `<source file>.ndjson`; records without provenance get `stdin_<token>.ndjson`; a name that
+    /// is not a plain file name never becomes a path.
+    private func deadLetterName(for file: PendingFile) -> String {
+        guard let name = file.name else { return "stdin_\(UTCTimestamp.now().compactStamp)_\(token.prefix(8)).ndjson" }
+        if ContainedFolder.problem(with: name + ".ndjson") == nil && !name.hasPrefix(".") { return name + ".ndjson" }
+        return "unsafe-name_\(file.marker?.sha256.prefix(16) ?? token.prefix(16)).ndjson"
+    }
+
+    private func appendBadRecordRow(_ line: ProtocolLine, file: String?, checkpoint: String?, into out: inout [UInt8]) {
+        if let file { CopyText.appendEscaped(file, &out) } else { out.append(contentsOf: CopyText.nullMarker) }
+        out.append(0x09)
+        if let n = line.lineNumber { CopyText.appendEscaped(String(n), &out) } else { out.append(contentsOf: CopyText.nullMarker) }
+        out.append(0x09)
+        CopyText.appendEscaped(jsonbSafe(line.bytes), &out)
+        out.append(0x09)
+        if let m = line.member(.reasons), m.kind == .array {
+            CopyText.appendEscaped(jsonbSafe(line.span(m)), &out)
+        } else {
+            out.append(contentsOf: Array("[]".utf8))
+        }
+        out.append(0x09)
+        if let checkpoint { CopyText.appendEscaped(checkpoint, &out) } else { out.append(contentsOf: CopyText.nullMarker) }
+        out.append(0x0A)
+    }
+}
+
+/// JSON text that jsonb accepts: jsonb refuses the escape `\u0000`, so it becomes U+FFFD.
+func jsonbSafe(_ json: UnsafeRawBufferPointer) -> String {
+    let text = String(decoding: json, as: UTF8.self)
+    return text.contains("\\u0000") ? text.replacingAll("\\u0000", with: "\\ufffd") : text
+}
+
+/// 8-4-4-4-12 hex digits: only such ids are worth a uuid[] probe (others would fail the cast).
+func looksLikeUUID(_ s: String) -> Bool {
+    let u = Array(s.utf8)
+    guard u.count == 36 else { return false }
+    for (i, b) in u.enumerated() {
+        if i == 8 || i == 13 || i == 18 || i == 23 {
+            if b != UInt8(ascii: "-") { return false }
+        } else if !(b >= 0x30 && b <= 0x39) && !((b | 0x20) >= 0x61 && (b | 0x20) <= 0x66) {
+            return false
+        }
+    }
+    return true
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        var result = ""
+        var rest = Substring(self)
+        while let range = rest.range(of: target) {
+            result += rest[..<range.lowerBound]
+            result += replacement
+            rest = rest[range.upperBound...]
+        }
+        return result + rest
+    }
+}
