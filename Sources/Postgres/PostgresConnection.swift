@@ -17,6 +17,9 @@ public final class PostgresConnection {
         guard let conn = PQconnectStart(conninfo) else {
             throw PostgresError(message: "out of memory while connecting", connectionLost: true)
         }
+        // libpq prints notices ("relation … already exists, skipping") to stderr, which in this
+        // pipeline carries diagnostics only; drop them.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
         do {
             try Self.finishConnecting(conn, poll: PQconnectPoll)
         } catch {
