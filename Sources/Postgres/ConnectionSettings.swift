@@ -102,13 +102,8 @@ public struct ConnectionSettings: Sendable {
 
     /// Keyword/value pairs of a conninfo string or URI, via libpq's own parser.
     static func parse(_ conninfo: String) throws -> [(String, String)] {
-        var errorMessage: UnsafeMutablePointer<CChar>?
-        guard let options = PQconninfoParse(conninfo, &errorMessage) else {
-            // libpq's parse errors quote at most a keyword, never a value.
-            let text = errorMessage.map { String(cString: $0) } ?? "invalid connection string"
-            PQfreemem(errorMessage)
-            throw PostgresError(libpqMessage: "invalid --db connection string: \(text)", connectionLost: false)
-        }
+        try PostgresConnection.requireParseable(conninfo)
+        guard let options = PQconninfoParse(conninfo, nil) else { return [] }
         defer { PQconninfoFree(options) }
         var pairs: [(String, String)] = []
         var option = options

@@ -14,6 +14,8 @@ public final class PostgresConnection {
     /// Throws ``PostgresError``; its description is libpq's message on one line and never
     /// contains `conninfo` itself.
     public init(conninfo: String) throws {
+        // libpq's parse errors quote the token they stumbled on, which may be part of a password.
+        try Self.requireParseable(conninfo)
         guard let conn = PQconnectStart(conninfo) else {
             throw PostgresError(message: "out of memory while connecting", connectionLost: true)
         }
@@ -58,10 +60,10 @@ public final class PostgresConnection {
     ///
     /// libpq only reports the server's SQLSTATE during connection set-up inside the error message,
     /// and only in verbose mode, which must be set before the server answers; hence
-    /// `PQconnectStart` plus polling instead of `PQconnectdb`. `connect_timeout` is honoured per
-    /// host, as libpq does.
+    /// `PQconnectStart` plus polling instead of `PQconnectdb`. `connect_timeout` bounds each host's
+    /// attempt as in libpq, but a timeout ends the whole attempt instead of trying the next host.
     private static func finishConnecting(
-        _ conn: OpaquePointer, poll: (OpaquePointer?) -> PostgresPollingStatusType
+        _ conn: OpaquePointer, poll step: (OpaquePointer?) -> PostgresPollingStatusType
     ) throws {
         guard PQstatus(conn) != CONNECTION_BAD else { throw PostgresError(connection: conn) }
         let verbosity = PQsetErrorVerbosity(conn, PQERRORS_VERBOSE)
@@ -85,8 +87,10 @@ public final class PostgresConnection {
                 attemptHost = currentHost
                 deadline = ContinuousClock.now + (timeout ?? .zero)
             }
+            let socket = PQsocket(conn)
+            guard socket >= 0 else { throw PostgresError(connection: conn) }
             var fd = pollfd(
-                fd: PQsocket(conn),
+                fd: socket,
                 events: Int16(state == PGRES_POLLING_READING ? POLLIN : POLLOUT),
                 revents: 0)
             var waitMilliseconds: Int32 = -1
@@ -100,13 +104,24 @@ public final class PostgresConnection {
                 let (seconds, attoseconds) = left.components
                 waitMilliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
             }
-            let ready = Glibc.poll(&fd, 1, waitMilliseconds)
+            let ready = poll(&fd, 1, waitMilliseconds)
             if ready < 0 && errno != EINTR {
                 throw PostgresError(message: "poll failed: \(String(cString: strerror(errno)))", connectionLost: true)
             }
             if ready == 0 { continue }  // The deadline check above ends the wait.
-            state = poll(conn)
+            state = step(conn)
         }
+    }
+
+    static func requireParseable(_ conninfo: String) throws {
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(conninfo, &errorMessage) else {
+            PQfreemem(errorMessage)
+            throw PostgresError(
+                message: "invalid connection string (not shown: it may hold a password): "
+                    + "expected keyword=value pairs or a postgresql:// URI")
+        }
+        PQconninfoFree(options)
     }
 
     private static func connectTimeout(_ conn: OpaquePointer) -> Duration? {
@@ -132,6 +147,12 @@ extension PostgresConnection {
     /// semicolons and `$$` in values are stored as they are.
     @discardableResult
     public func execute(_ sql: String, _ params: [String?] = []) throws -> PostgresResult {
+        // C strings end at NUL, so such a value would arrive cut short; PostgreSQL text cannot
+        // hold NUL anyway. Report it as the server would (22021), a data error for this row.
+        if let index = params.firstIndex(where: { $0?.utf8.contains(0) == true }) {
+            throw PostgresError(
+                sqlstate: "22021", message: "parameter $\(index + 1) contains a NUL byte, which text cannot hold")
+        }
         let result = withCStrings(params) { values in
             PQexecParams(conn, sql, Int32(values.count), nil, values, nil, nil, 0)
         }

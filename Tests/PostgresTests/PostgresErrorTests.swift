@@ -133,8 +133,50 @@ func withLoginRole<R>(password: String, _ body: (String) throws -> R) throws -> 
             let error = try #require(throws: PostgresError.self) {
                 _ = try PostgresConnection(conninfo: "dbname=postgres user=ingest_loader")
             }
-            #expect(error.sqlstate == "28000")
+            // 28000 (may not log in) over the socket; 28P01 over TCP, where scram fails first.
+            #expect(error.sqlstate?.hasPrefix("28") == true)
             #expect(error.category == .permanent)
+        }
+    }
+
+    @Test func aTerminatedSessionIsAConnectionErrorAndResetRecovers() throws {
+        try TestDatabase.with(applySetup: false) { database in
+            let victim = try database.connect()
+            let pid = try victim.execute("SELECT pg_backend_pid()").value(row: 0, column: 0)
+            let admin = try database.connect()
+            try admin.execute("SELECT pg_terminate_backend($1::int, 5000)", [pid])
+            let error = try #require(throws: PostgresError.self) { try victim.execute("SELECT 1") }
+            #expect(error.category == .connection, "\(error)")
+            #expect(victim.isConnectionBad)
+            try victim.reset()
+            #expect(!victim.isConnectionBad)
+            #expect(try victim.execute("SELECT 1").rowCount == 1)
+        }
+    }
+
+    @Test func anUnparseableConninfoIsNotRepeated() throws {
+        for conninfo in ["host=x password=s3 cretpart", "postgresql://u:cretpart@h/db?nosuchoption=cretpart"] {
+            let error = try #require(throws: PostgresError.self) {
+                _ = try PostgresConnection(conninfo: conninfo)
+            }
+            #expect(!error.description.contains("cretpart"))
+            #expect(error.category == .permanent)
+            let settingsError = try #require(throws: PostgresError.self) {
+                _ = try ConnectionSettings(db: conninfo, environment: [:])
+            }
+            #expect(!settingsError.description.contains("cretpart"))
+        }
+    }
+
+    @Test func aNulByteIsADataErrorNotATruncation() throws {
+        try TestDatabase.with(applySetup: false) { database in
+            let connection = try database.connect()
+            let error = try #require(throws: PostgresError.self) {
+                try connection.execute("SELECT $1::text, $2::text", ["fine", "cut\0here"])
+            }
+            #expect(error.sqlstate == "22021")
+            #expect(error.category == .data)
+            #expect(error.message.contains("$2"))
         }
     }
 }
