@@ -42,10 +42,10 @@ public final class PostgresConnection {
     public var isConnectionBad: Bool { PQstatus(conn) != CONNECTION_OK }
 
     /// The host libpq actually connected to (for logs): a name, an address, or a socket directory.
-    public var host: String { PQhost(conn).map { String(cString: $0) } ?? "" }
-    public var port: String { PQport(conn).map { String(cString: $0) } ?? "" }
-    public var databaseName: String { PQdb(conn).map { String(cString: $0) } ?? "" }
-    public var user: String { PQuser(conn).map { String(cString: $0) } ?? "" }
+    public var host: String { text(PQhost(conn)) }
+    public var port: String { text(PQport(conn)) }
+    public var databaseName: String { text(PQdb(conn)) }
+    public var user: String { text(PQuser(conn)) }
 
     /// Where this connection went, for logs: `127.0.0.1:5433/ecommerce user=loader`. No password.
     public var endpointDescription: String { "\(host):\(port)/\(databaseName) user=\(user)" }
@@ -82,7 +82,7 @@ public final class PostgresConnection {
             default:
                 break
             }
-            let currentHost = "\(PQhost(conn).map { String(cString: $0) } ?? ""):\(PQport(conn).map { String(cString: $0) } ?? "")"
+            let currentHost = "\(text(PQhost(conn))):\(text(PQport(conn)))"
             if currentHost != attemptHost {
                 attemptHost = currentHost
                 deadline = ContinuousClock.now + (timeout ?? .zero)
@@ -105,7 +105,8 @@ public final class PostgresConnection {
                 waitMilliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1)
             }
             let ready = poll(&fd, 1, waitMilliseconds)
-            if ready < 0 && errno != EINTR {
+            if ready < 0 {
+                if errno == EINTR { continue }
                 throw PostgresError(message: "poll failed: \(String(cString: strerror(errno)))", connectionLost: true)
             }
             if ready == 0 { continue }  // The deadline check above ends the wait.
@@ -212,6 +213,10 @@ extension PostgresConnection {
         }
         return firstError
     }
+}
+
+private func text(_ pointer: UnsafeMutablePointer<CChar>?) -> String {
+    pointer.map { String(cString: $0) } ?? ""
 }
 
 /// Lends `strings` to C as a `const char * const *` for the duration of `body`.
