@@ -128,7 +128,8 @@ public struct ConnectionSettings: Sendable {
             if let value = environment[variable], !value.isEmpty { pairs.append((keyword, value)) }
         }
         let order = ["host", "hostaddr", "port", "dbname", "user"]
-        pairs.sort { (order.firstIndex(of: $0.0) ?? order.count) < (order.firstIndex(of: $1.0) ?? order.count) }
+        let rank = { (keyword: String) in order.firstIndex(of: keyword) ?? order.count }
+        pairs.sort { rank($0.0) < rank($1.0) }
         if pairs.isEmpty { return "(libpq defaults)" }
         return pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
     }

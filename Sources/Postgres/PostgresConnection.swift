@@ -107,7 +107,8 @@ public final class PostgresConnection {
             let ready = poll(&fd, 1, waitMilliseconds)
             if ready < 0 {
                 if errno == EINTR { continue }
-                throw PostgresError(message: "poll failed: \(String(cString: strerror(errno)))", connectionLost: true)
+                throw PostgresError(
+                    message: "poll failed: \(String(cString: strerror(errno)))", connectionLost: true)
             }
             if ready == 0 { continue }  // The deadline check above ends the wait.
             state = step(conn)
@@ -152,7 +153,8 @@ extension PostgresConnection {
         // hold NUL anyway. Report it as the server would (22021), a data error for this row.
         if let index = params.firstIndex(where: { $0?.utf8.contains(0) == true }) {
             throw PostgresError(
-                sqlstate: "22021", message: "parameter $\(index + 1) contains a NUL byte, which text cannot hold")
+                sqlstate: "22021",
+                message: "parameter $\(index + 1) contains a NUL byte, which text cannot hold")
         }
         let result = withCStrings(params) { values in
             PQexecParams(conn, sql, Int32(values.count), nil, values, nil, nil, 0)

@@ -90,7 +90,8 @@ extension PostgresError {
         self.init(
             sqlstate: field(CLibPQ_DIAG_SQLSTATE),
             severity: field(CLibPQ_DIAG_SEVERITY),
-            message: primary.isEmpty ? "unknown error (\(String(cString: PQresStatus(PQresultStatus(result)))))" : primary,
+            message: primary.isEmpty
+                ? "unknown error (\(String(cString: PQresStatus(PQresultStatus(result)))))" : primary,
             detail: field(CLibPQ_DIAG_MESSAGE_DETAIL),
             hint: field(CLibPQ_DIAG_MESSAGE_HINT),
             connectionLost: bad
