@@ -34,6 +34,8 @@ extension PostgresConnection {
     /// the body's error is rethrown once the connection is ready for the next command.
     /// Errors in the data (e.g. 23505) usually arrive only at the end, as ``PostgresError``.
     public func copyIn(_ sql: String, body: (CopyIn) throws -> Void) throws -> Int {
+        // In non-blocking mode PQputCopyData may queue nothing and return 0; we never switch to it.
+        precondition(PQisnonblocking(conn) == 0, "copyIn needs a connection in blocking mode")
         // PQexecParams, not PQexec: it refuses a second statement hiding in `sql`.
         guard let start = PQexecParams(conn, sql, 0, nil, nil, nil, nil, 0) else {
             throw PostgresError(connection: conn, fallback: "no result from server")
