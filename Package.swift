@@ -71,11 +71,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "IngestTests", dependencies: ["Ingest"]),
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Ingest"]),
+        // Shared by the test targets: a fresh database per test on the server named by PG* variables.
+        .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Ingest", "TestSupport"]),
         // Runs the built executables as real processes joined by real pipes.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Ingest", "Postgres", "gen", "watch", "validate", "load"]
+            dependencies: ["Ingest", "Postgres", "TestSupport", "gen", "watch", "validate", "load"]
         ),
     ]
 )

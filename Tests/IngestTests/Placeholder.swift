@@ -1,0 +1,2 @@
+// Placeholder so the package builds in the wt-pg worktree.
+import Testing

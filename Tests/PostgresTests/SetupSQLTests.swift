@@ -1,0 +1,105 @@
+import Postgres
+import TestSupport
+import Testing
+
+@Suite struct SetupSQLTests {
+    @Test func appliesTwice() throws {
+        try TestDatabase.with { database in  // applied once already
+            try database.applySetup()
+            try database.applySetup()
+            let tables = try database.query("""
+                SELECT relname FROM pg_class
+                WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname
+                """).map { $0[0] }
+            #expect(tables == ["ecommerce_bad_records", "ecommerce_events", "ingest_checkpoints"])
+            let indexes = try database.query(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname"
+            ).map { $0[0] }
+            #expect(indexes.contains("ecommerce_events_event_timestamp_idx"))
+            #expect(indexes.contains("ingest_checkpoints_file_key"))
+            #expect(indexes.contains("ingest_checkpoints_committed_at_idx"))
+            #expect(indexes.contains("ecommerce_bad_records_source_file_idx"))
+        }
+    }
+
+    @Test func aFileIsCheckpointedOnce() throws {
+        try TestDatabase.with { database in
+            let connection = try database.connect()
+            let insert = """
+                INSERT INTO ingest_checkpoints (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected)
+                VALUES ($1, $2, $3, 10, 0)
+                ON CONFLICT (source_file, file_bytes, file_sha256) WHERE source_file IS NOT NULL DO NOTHING
+                """
+            let file: [String?] = ["batch_0001.csv", "2048", String(repeating: "ab", count: 32)]
+            #expect(try connection.execute(insert, file).affectedRows == 1)
+            #expect(try connection.execute(insert, file).affectedRows == 0)
+            // Batches without provenance never collide.
+            #expect(try connection.execute(insert, [nil, nil, nil]).affectedRows == 1)
+            #expect(try connection.execute(insert, [nil, nil, nil]).affectedRows == 1)
+            // A file checkpoint without size or hash would make uniqueness meaningless.
+            let error = try #require(throws: PostgresError.self) {
+                try connection.execute(insert, ["batch_0002.csv", nil, nil])
+            }
+            #expect(error.sqlstate == "23514")
+        }
+    }
+
+    @Test func eventRulesAreEnforced() throws {
+        try TestDatabase.with { database in
+            let connection = try database.connect()
+            let insert = """
+                INSERT INTO ecommerce_events (event_id, user_id, product_id, event_type, price, event_timestamp)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                """
+            let good: [String?] = ["6f1c1d2e-0000-4000-8000-000000000001", "1", "2", "purchase", "19.99", "2024-05-01T10:00:00Z"]
+            #expect(try connection.execute(insert, good).affectedRows == 1)
+            var wrongType = good
+            wrongType[0] = "6f1c1d2e-0000-4000-8000-000000000002"
+            wrongType[3] = "refund"
+            #expect(throws: PostgresError.self) { try connection.execute(insert, wrongType) }
+            let duplicate = try #require(throws: PostgresError.self) { try connection.execute(insert, good) }
+            #expect(duplicate.sqlstate == "23505")
+            #expect(try database.scalar("SELECT ingestion_timestamp IS NOT NULL FROM ecommerce_events") == "t")
+        }
+    }
+
+    @Test func loaderRoleMayOnlyReadAndInsert() throws {
+        try TestDatabase.with { database in
+            let connection = try database.connect()
+            try connection.execute("SET ROLE ingest_loader")
+            #expect(try connection.execute("SELECT current_user").value(row: 0, column: 0) == "ingest_loader")
+
+            let insert = try connection.execute("""
+                INSERT INTO ecommerce_events (event_id, user_id, product_id, event_type, price, event_timestamp)
+                VALUES ($1, 1, 2, 'view', NULL, now())
+                """, ["6f1c1d2e-0000-4000-8000-00000000000a"])
+            #expect(insert.affectedRows == 1)
+            #expect(try connection.execute("SELECT count(*) FROM ecommerce_events").value(row: 0, column: 0) == "1")
+            // bigserial defaults need USAGE on the sequences; the foreign key needs nothing more.
+            let checkpoint = try connection.execute(
+                "INSERT INTO ingest_checkpoints (rows_loaded) VALUES (1) RETURNING id").value(row: 0, column: 0)
+            try connection.execute("""
+                INSERT INTO ecommerce_bad_records (source_file, line_number, raw, reasons, checkpoint_id)
+                VALUES ($1, 3, $2, $3::jsonb, $4)
+                """, ["f.csv", #"{"price":"-1"}"#, #"[{"field":"price","reason":"must be > 0","value":"-1"}]"#, checkpoint])
+
+            let forbidden = [
+                "DELETE FROM ecommerce_events",
+                "UPDATE ecommerce_events SET user_id = 2",
+                "TRUNCATE ecommerce_events",
+                "DROP TABLE ecommerce_events",
+                "ALTER TABLE ecommerce_events ADD COLUMN note text",
+                "CREATE TABLE public.sneaky (v int)",
+                "DELETE FROM ingest_checkpoints",
+                "UPDATE ecommerce_bad_records SET raw = ''",
+            ]
+            for sql in forbidden {
+                let error = try #require(throws: PostgresError.self, "\(sql)") { try connection.execute(sql) }
+                #expect(error.sqlstate == "42501", "\(sql): \(error)")
+                #expect(error.category == .permanent)
+            }
+            try connection.execute("RESET ROLE")
+            #expect(try database.scalar("SELECT count(*) FROM ecommerce_events") == "1")
+        }
+    }
+}

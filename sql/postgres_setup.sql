@@ -1,0 +1,100 @@
+-- Schema for the CSV → PostgreSQL ingestion pipeline.
+--
+-- Idempotent: safe to run again on every deploy and before every test (PostgreSQL 15 and 16).
+-- Run it connected to the target database as its owner (or a superuser); it does not create the
+-- database. Running it again brings privileges back to exactly what is granted here.
+
+BEGIN;
+
+-- Events as loaded. event_id comes from the source, so a replayed file cannot insert twice.
+CREATE TABLE IF NOT EXISTS public.ecommerce_events (
+    event_id            uuid        PRIMARY KEY,
+    user_id             integer     NOT NULL,
+    product_id          integer     NOT NULL,
+    event_type          text        NOT NULL CHECK (event_type IN ('view', 'purchase')),
+    price               numeric(10,2),
+    event_timestamp     timestamptz NOT NULL,
+    ingestion_timestamp timestamptz NOT NULL DEFAULT now()
+);
+
+-- Dashboards ask for the latest events first.
+CREATE INDEX IF NOT EXISTS ecommerce_events_event_timestamp_idx
+    ON public.ecommerce_events (event_timestamp DESC);
+
+-- One row per committed source file or stdin batch, written in the same transaction as its rows:
+-- a file whose checkpoint exists has been loaded exactly once.
+CREATE TABLE IF NOT EXISTS public.ingest_checkpoints (
+    id            bigserial   PRIMARY KEY,
+    source_file   text,                 -- NULL for batches without provenance (plain stdin)
+    file_bytes    bigint      CHECK (file_bytes >= 0),
+    file_sha256   text,
+    rows_loaded   integer     NOT NULL DEFAULT 0 CHECK (rows_loaded >= 0),
+    rows_rejected integer     NOT NULL DEFAULT 0 CHECK (rows_rejected >= 0),
+    first_seen    timestamptz,          -- when the file arrived, if known
+    committed_at  timestamptz NOT NULL DEFAULT now(),
+    -- A file is identified by name, size and content hash: without all three, uniqueness means nothing.
+    CONSTRAINT ingest_checkpoints_file_identity
+        CHECK (source_file IS NULL OR (file_bytes IS NOT NULL AND file_sha256 IS NOT NULL))
+);
+
+-- The same file (name, size, hash) is checkpointed once. Partial, so stdin batches never collide.
+-- Use it as: INSERT … ON CONFLICT (source_file, file_bytes, file_sha256)
+--            WHERE source_file IS NOT NULL DO NOTHING
+CREATE UNIQUE INDEX IF NOT EXISTS ingest_checkpoints_file_key
+    ON public.ingest_checkpoints (source_file, file_bytes, file_sha256)
+    WHERE source_file IS NOT NULL;
+
+CREATE INDEX IF NOT EXISTS ingest_checkpoints_committed_at_idx
+    ON public.ingest_checkpoints (committed_at);
+
+-- Rows that failed validation or the database's own checks, with every reason.
+CREATE TABLE IF NOT EXISTS public.ecommerce_bad_records (
+    id            bigserial   PRIMARY KEY,
+    source_file   text,
+    line_number   integer,
+    -- The row as received, as its JSON object text. text, not jsonb: jsonb would reorder keys
+    -- and drop duplicates, and the point is to keep what arrived.
+    raw           text        NOT NULL,
+    -- [{"field": "price", "reason": "must be > 0", "value": "-12.50"}, …]
+    reasons       jsonb       NOT NULL CHECK (jsonb_typeof(reasons) = 'array'),
+    checkpoint_id bigint      REFERENCES public.ingest_checkpoints (id),
+    rejected_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX IF NOT EXISTS ecommerce_bad_records_source_file_idx
+    ON public.ecommerce_bad_records (source_file);
+
+-- The loader's privileges, and nothing more. NOLOGIN: it is a group role. Deployments either
+-- grant it to a login role (CREATE ROLE loader LOGIN PASSWORD '…' IN ROLE ingest_loader) or
+-- make it log in itself (ALTER ROLE ingest_loader LOGIN PASSWORD '…').
+-- Roles are cluster-wide and set-ups may run concurrently (one database per test), so a
+-- concurrent creation is tolerated rather than checked twice.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'ingest_loader') THEN
+        CREATE ROLE ingest_loader NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+    END IF;
+EXCEPTION
+    WHEN duplicate_object OR unique_violation THEN NULL;
+END
+$$;
+
+-- Start from nothing so a re-run also removes anything granted by hand since.
+REVOKE ALL ON public.ecommerce_events, public.ingest_checkpoints, public.ecommerce_bad_records
+    FROM ingest_loader;
+REVOKE ALL ON SEQUENCE public.ingest_checkpoints_id_seq, public.ecommerce_bad_records_id_seq
+    FROM ingest_loader;
+REVOKE ALL ON SCHEMA public FROM ingest_loader;
+
+GRANT USAGE ON SCHEMA public TO ingest_loader;
+GRANT SELECT, INSERT ON public.ecommerce_events, public.ingest_checkpoints, public.ecommerce_bad_records
+    TO ingest_loader;
+-- bigserial defaults call nextval(), which needs USAGE.
+GRANT USAGE ON SEQUENCE public.ingest_checkpoints_id_seq, public.ecommerce_bad_records_id_seq
+    TO ingest_loader;
+
+-- PostgreSQL 15 and later no longer let PUBLIC create in schema public; clusters upgraded from
+-- older versions may still, which would let the loader create tables. Harmless where already so.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+COMMIT;
