@@ -30,11 +30,11 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
         ),
-        // A small Swift owner of a libpq connection: queries with parameters, COPY, errors.
+        // libpq in Swift (queries with parameters, COPY, errors) and the loader built on it.
         .target(
             name: "Postgres",
             dependencies: [
-                "CLibPQ",
+                "CLibPQ", "Ingest",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

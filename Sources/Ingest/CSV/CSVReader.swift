@@ -70,15 +70,7 @@ public final class CSVReader {
 
     /// Lowercase hex SHA-256 of all bytes read so far (the whole file once `nextRow` returned nil).
     public func sha256Hex() -> String {
-        let digest = hasher.finalize()
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for b in digest {
-            out.append(hex[Int(b >> 4)])
-            out.append(hex[Int(b & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        FileDigest.hex(hasher.finalize())
     }
 
     private enum State { case fieldStart, unquoted, quoted, quoteSeen }

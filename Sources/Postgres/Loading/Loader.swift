@@ -289,7 +289,7 @@ public final class Loader {
         logger.info("Batch \(n): Processed \(processed) records")
         var line = "Valid: \(outcome.loaded), Invalid: \(outcome.rejected)"
         let rate = elapsed > 0 ? Int(Double(processed) / elapsed) : processed
-        line += "; \(outcome.files.count) file\(outcome.files.count == 1 ? "" : "s") in \(Int(elapsed * 1000)) ms, \(rate) rows/s"
+        line += "; \(outcome.files.filter { $0.identity != nil }.count) files in \(Int(elapsed * 1000)) ms, \(rate) rows/s"
         let delays = outcome.files.compactMap { file -> Int64? in
             guard let seen = file.seen, let arrived = UTCTimestamp(rfc3339: seen) else { return nil }
             return committedAt.millisecondsSinceEpoch - arrived.millisecondsSinceEpoch
@@ -321,8 +321,9 @@ func formatSeconds(_ s: Double) -> String {
 }
 
 func sleepSeconds(_ s: Double) {
-    var ts = timespec(tv_sec: Int(s), tv_nsec: Int((s - Double(Int(s))) * 1e9))
-    while nanosleep(&ts, &ts) != 0 && errno == EINTR {}
+    var request = timespec(tv_sec: Int(s), tv_nsec: Int((s - Double(Int(s))) * 1e9))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }
 
 func randomToken() -> String {

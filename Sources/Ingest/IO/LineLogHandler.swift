@@ -1,0 +1,62 @@
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Logs one line per message to stderr: `2024-01-30 10:15:23 - INFO - Generated batch of 50 events`.
+///
+/// The format of the seed's Spark job, so existing log readers keep working. Written with one
+/// `write(2)` per line: lines from several processes sharing a log file never interleave.
+public struct LineLogHandler: LogHandler {
+    public var logLevel: Logger.Level
+    public var metadata: Logger.Metadata = [:]
+    private let label: String
+
+    public init(label: String, level: Logger.Level = .info) {
+        self.label = label
+        self.logLevel = level
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var out: [UInt8] = []
+        UTCTimestamp.now().appendRFC3339(to: &out, separator: UInt8(ascii: " "), zulu: false)
+        out.removeLast(4)  // whole seconds, as in the seed's logs
+        var text = String(decoding: out, as: UTF8.self)
+        text += " - \(LineLogHandler.name(event.level)) - \(event.message)"
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        if !merged.isEmpty {
+            text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        }
+        writeStandardError(text)
+    }
+
+    static func name(_ level: Logger.Level) -> String {
+        switch level {
+        case .trace: "TRACE"
+        case .debug: "DEBUG"
+        case .info: "INFO"
+        case .notice: "NOTICE"
+        case .warning: "WARNING"
+        case .error: "ERROR"
+        case .critical: "CRITICAL"
+        }
+    }
+
+    /// Bootstraps swift-log once for a tool: every logger writes these lines to stderr.
+    /// `INGEST_LOG_LEVEL` (trace…critical) overrides `level`.
+    public static func bootstrap(level: Logger.Level = .info) {
+        var chosen = level
+        if let raw = getenv("INGEST_LOG_LEVEL"), let parsed = Logger.Level(rawValue: String(cString: raw).lowercased()) {
+            chosen = parsed
+        }
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: chosen) }
+    }
+}

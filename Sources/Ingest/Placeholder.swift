@@ -1,2 +1,0 @@
-// Placeholder so the package builds in the wt-pg worktree; the domain library lives on another branch.
-public enum IngestPlaceholder {}

@@ -1,0 +1,61 @@
+import Ingest
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What `load` does to a source file after its rows are committed.
+enum SourceFile {
+    /// True when `path` is a regular file with this size and content hash: the version that
+    /// was committed, not a newer one that replaced it under the same name.
+    static func matches(path: String, bytes: Int64, sha256: String) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0, Int64(st.st_size) == bytes else { return false }
+        guard let digest = FileDigest.of(path: path) else { return false }
+        return digest.bytes == bytes && digest.sha256 == sha256
+    }
+
+    /// Moves `path` into `folder`, never over an existing file (`name.1`, `name.2`, … instead).
+    static func move(_ path: String, into folder: ContainedFolder, name: String) throws -> String {
+        try folder.create()
+        var suffix = 0
+        while true {
+            let candidate = suffix == 0 ? name : "\(name).\(suffix)"
+            guard let target = folder.child(candidate) else { throw SystemError("rename", errno: EINVAL, path: candidate) }
+            // link + unlink: rename(2) would silently replace an archived file of the same name.
+            if link(path, target) == 0 {
+                unlink(path)
+                return target
+            }
+            if errno == EEXIST {
+                suffix += 1
+                continue
+            }
+            if errno == EXDEV || errno == EPERM {
+                throw SystemError("link", errno: errno, path: "\(path) -> \(target)")
+            }
+            throw SystemError("link", errno: errno, path: target)
+        }
+    }
+
+    /// Records a committed file in `folder/.ingest-committed`, which `watch` reads at start-up.
+    static func appendJournal(folder: ContainedFolder, identity: FileIdentity) throws {
+        var line: [UInt8] = []
+        var w = JSONWriter()
+        w.beginObject(&line)
+        w.key("file", &line)
+        w.string(identity.name, &line)
+        w.key("bytes", &line)
+        w.int(Int(identity.bytes), &line)
+        w.key("sha256", &line)
+        w.string(identity.sha256, &line)
+        w.endLine(&line)
+        let path = folder.path + "/.ingest-committed"
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
+        defer { close(fd) }
+        try line.withUnsafeBytes { try writeAll(fd, $0) }
+    }
+}

@@ -1,1 +1,0 @@
-print("load: not implemented yet")

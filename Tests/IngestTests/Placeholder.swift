@@ -1,2 +1,0 @@
-// Placeholder so the package builds in the wt-pg worktree.
-import Testing
