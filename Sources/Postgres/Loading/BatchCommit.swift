@@ -312,7 +312,10 @@ struct BatchCommit {
     private func deadLetterName(for file: PendingFile) -> String {
         guard let name = file.name else { return "stdin_\(UTCTimestamp.now().compactStamp)_\(token.prefix(8)).ndjson" }
         if ContainedFolder.problem(with: name + ".ndjson") == nil && !name.hasPrefix(".") { return name + ".ndjson" }
-        return "unsafe-name_\(file.marker?.sha256.prefix(16) ?? token.prefix(16)).ndjson"
+        // Deterministic, so a replay rewrites the same dead-letter file.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in name.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return "unsafe-name_\(String(hash, radix: 16)).ndjson"
     }
 
     private func appendBadRecordRow(_ line: ProtocolLine, file: String?, checkpoint: String?, into out: inout [UInt8]) {

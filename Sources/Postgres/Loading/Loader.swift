@@ -250,6 +250,7 @@ public final class Loader {
     private func afterCommit(_ outcome: BatchOutcome) {
         for file in outcome.files {
             guard let identity = file.identity else { continue }
+            if file.skipped, case .keep = config.afterCommit { continue }  // journaled when first committed
             guard let source = config.incoming.child(identity.name) else {
                 logger.warning(
                     "not moving \(quotedForMessage(identity.name)): \(ContainedFolder.problem(with: identity.name) ?? "unsafe name") (load only touches plain names in \(config.incoming.path))")
