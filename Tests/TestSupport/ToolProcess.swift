@@ -17,6 +17,7 @@ public func runTool(
     _ executable: URL, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
     currentDirectory: URL? = nil, timeout: Double = 120
 ) throws -> ToolResult {
+    signal(SIGPIPE, SIG_IGN)  // a tool that exits before reading all its input must not kill the tests
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
@@ -63,18 +64,20 @@ public final class DrainedPipe: @unchecked Sendable {
     public init(_ pipe: Pipe) {
         let handle = pipe.fileHandleForReading
         Thread.detachNewThread { [self] in
-            let all = handle.readDataToEndOfFile()
-            lock.lock()
-            data = all
-            lock.unlock()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.lock()
+                data.append(chunk)
+                lock.unlock()
+            }
             done.signal()
         }
     }
 
-    /// Waits for end of file and returns the text.
-    public func text() -> String {
-        done.wait()
-        done.signal()
+    /// Waits for end of file (at most `timeout` seconds) and returns the text.
+    public func text(timeout: Double = 30) -> String {
+        if done.wait(timeout: .now() + timeout) == .success { done.signal() }
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: data, as: UTF8.self)

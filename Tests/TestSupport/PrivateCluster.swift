@@ -1,0 +1,68 @@
+import Foundation
+
+/// A PostgreSQL cluster of a test's own, for tests that stop and start the server.
+///
+/// Made with the same script functions as `bin/pg` (bin/lib/pg-embedded.sh), in a temp folder.
+public final class PrivateCluster: @unchecked Sendable {
+    public let folder: URL
+    /// `export PGHOST=… PGPORT=… PGUSER=… PGPASSWORD=… PGDATABASE=…` parsed into a dictionary.
+    public private(set) var environment: [String: String] = [:]
+
+    public init() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try script("pg_start >&2; apply_schema >&2")
+        let exports = try script("pg_env")
+        for word in exports.split(separator: " ").dropFirst() {
+            let parts = word.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { environment[parts[0]] = parts[1].trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+    }
+
+    deinit {
+        _ = try? script("pg_stop >&2")
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Stops the server: `fast` (sessions ended) or `immediate` (like a crash).
+    public func stop(mode: String = "fast") throws {
+        try script(#""$(_pg_bindir)/pg_ctl" --version >/dev/null; _pg_as_owner "$(_pg_bindir)/pg_ctl" stop --pgdata="$(pg_cluster_dir)/data" --mode=\#(mode) --wait >&2"#)
+    }
+
+    public func start() throws {
+        try script("pg_start >&2")
+    }
+
+    /// The process environment with this cluster's PG* variables.
+    public func processEnvironment() -> [String: String] {
+        ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
+
+    @discardableResult
+    public func script(_ body: String) throws -> String {
+        let root = TestDatabase.packageRoot.path
+        var env = ProcessInfo.processInfo.environment
+        env["INGEST_PGDATA"] = folder.path
+        env["INGEST_PGPORT_FROM"] = "5600"
+        let result = try runTool(
+            URL(fileURLWithPath: "/bin/bash"),
+            ["-c", "set -euo pipefail; \(closeInheritedDescriptors) source \"$1/bin/lib/common.sh\"; source \"$1/bin/lib/pg-embedded.sh\"; \(body)", "bash", root],
+            environment: env, timeout: 120)
+        guard result.status == 0 else {
+            throw TestDatabaseError("cluster script failed (\(result.status)): \(body)\n\(result.stderr)")
+        }
+        return result.stdout
+    }
+
+    /// Runs one SQL query through psql and returns its unaligned output.
+    public func psql(_ sql: String) throws -> String {
+        try script("pg_psql -Atq -v ON_ERROR_STOP=1 -c \(shellQuote(sql))").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// The test process has other tools' pipes open; a server started from here must not inherit
+/// them, or those tools' readers would never see end of file.
+private let closeInheritedDescriptors =
+    #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done;"#
+
+func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
