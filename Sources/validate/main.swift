@@ -133,26 +133,35 @@ struct Validate: ParsableCommand {
         }
     }
 
-    /// One CSV file, read the way `watch` reads it, through the same validation path.
+    /// One CSV file, read the way `watch` reads it, then through the same path as stdin.
+    ///
+    /// The emitted lines go through an unlinked temporary file rather than memory, so a large
+    /// file costs disk, not RAM.
     private func validateFile(_ path: String, _ stage: inout StreamValidator, _ output: ByteOutput) throws {
-        let lines = ByteOutput(fd: -1, flushThreshold: Int.max)
-        let name = String(path.split(separator: "/", omittingEmptySubsequences: true).last ?? Substring(path))
+        let spool = try temporaryFile()
+        defer { close(spool) }
+        let lines = ByteOutput(fd: spool)
+        let name = String(path.split(separator: "/").last ?? Substring(path))
         let emitted = try CSVFileEmitter().emit(path: path, name: name, seen: UTCTimestamp.now().rfc3339, into: lines)
+        try lines.flush()
         if let problem = emitted.fileProblem {
             Logger(label: "validate").warning("\(path): \(problem)")
         }
-        var inputLine = 0
-        try lines.bytes.withUnsafeBytes { all in
-            var start = 0
-            while start < all.count {
-                var end = start
-                while end < all.count && all[end] != 0x0A { end += 1 }
-                inputLine += 1
-                _ = stage.process(UnsafeRawBufferPointer(rebasing: all[start..<end]), inputLine: inputLine, into: &output.bytes)
-                try output.flushIfFull()
-                start = end + 1
-            }
+        guard lseek(spool, 0, SEEK_SET) == 0 else { throw SystemError("lseek", errno: errno, path: path) }
+        let reader = LineReader(fd: spool)
+        while case .line(let bytes)? = try reader.next() {
+            _ = stage.process(bytes, inputLine: reader.lineNumber, into: &output.bytes)
+            try output.flushIfFull()
         }
         try output.flush()
+    }
+
+    private func temporaryFile() throws -> Int32 {
+        let folder = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array("\(folder)/validate.XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw SystemError("mkstemp", errno: errno, path: folder) }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        return fd
     }
 }
