@@ -15,39 +15,49 @@ public struct EventID: Hashable, Sendable {
     }
 
     /// Reads `8-4-4-4-12` hex digits, any case. Nil for anything else (braces, no dashes, …).
+    @inline(__always)
     public init?(_ text: UnsafeRawBufferPointer) {
-        guard text.count == 36 else { return nil }
+        guard text.count == 36, text[8] == UInt8(ascii: "-"), text[13] == UInt8(ascii: "-"),
+            text[18] == UInt8(ascii: "-"), text[23] == UInt8(ascii: "-")
+        else { return nil }
+        // A table lookup per digit; 0xFF marks a non-hex byte, OR-ed into `bad`.
+        var bad: UInt8 = 0
+        @inline(__always) func hex(_ from: Int, _ to: Int, _ acc: inout UInt64) {
+            for i in from..<to {
+                let v = hexValue[Int(text[i])]
+                bad |= v
+                acc = acc << 4 | UInt64(v & 0xF)
+            }
+        }
         var high: UInt64 = 0
         var low: UInt64 = 0
-        var nibbles = 0
-        for i in 0..<36 {
-            let c = text[i]
-            if i == 8 || i == 13 || i == 18 || i == 23 {
-                guard c == UInt8(ascii: "-") else { return nil }
-                continue
-            }
-            let v: UInt8
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): v = c - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            if nibbles < 16 { high = high << 4 | UInt64(v) } else { low = low << 4 | UInt64(v) }
-            nibbles += 1
-        }
+        hex(0, 8, &high)
+        hex(9, 13, &high)
+        hex(14, 18, &high)
+        hex(19, 23, &low)
+        hex(24, 36, &low)
+        guard bad & 0xF0 == 0 else { return nil }
         self.init(high: high, low: low)
     }
 
-    /// Appends the canonical lowercase form, `6f1c…-…`.
+    /// Appends the canonical lowercase form, `6f1c…-…`, in one append.
+    @inline(__always)
     public func appendText(to out: inout [UInt8]) {
-        let hex: StaticString = "0123456789abcdef"
-        let digits = hex.utf8Start
-        for i in 0..<32 {
-            if i == 8 || i == 12 || i == 16 || i == 20 { out.append(UInt8(ascii: "-")) }
-            let word = i < 16 ? high : low
-            let shift = UInt64(60 - (i % 16) * 4)
-            out.append(digits[Int((word >> shift) & 0xF)])
+        var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // 40 bytes of scratch
+        withUnsafeMutableBytes(of: &buffer) { b in
+            let digits: StaticString = "0123456789abcdef"
+            let d = digits.utf8Start
+            var k = 0
+            for i in 0..<32 {
+                if i == 8 || i == 12 || i == 16 || i == 20 {
+                    b[k] = UInt8(ascii: "-")
+                    k += 1
+                }
+                let word = i < 16 ? high : low
+                b[k] = d[Int((word >> UInt64(60 - (i & 15) * 4)) & 0xF)]
+                k += 1
+            }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<36]))
         }
     }
 
@@ -158,5 +168,15 @@ public enum FieldRules {
         out.append(UInt8(ascii: "."))
         out.append(UInt8(0x30 + cents % 100 / 10))
         out.append(UInt8(0x30 + cents % 10))
+    }
+}
+
+/// Hex digit values by byte; 0xFF for bytes that are not hex digits.
+private let hexValue: [UInt8] = (0..<256).map { b -> UInt8 in
+    switch b {
+    case 0x30...0x39: UInt8(b - 0x30)
+    case 0x41...0x46: UInt8(b - 0x41 + 10)
+    case 0x61...0x66: UInt8(b - 0x61 + 10)
+    default: 0xFF
     }
 }

@@ -145,7 +145,7 @@ public struct RecordValidator {
         // Duplicates: only an accepted row claims its id, so a rejected first row does not
         // make a corrected second one a duplicate.
         if idValid {
-            let duplicate = withFile(line) { file in
+            let duplicate = RecordValidator.withFile(line) { file in
                 reasons.isEmpty ? !tracker.insert(id, file: file) : tracker.contains(id, file: file)
             }
             if duplicate {
@@ -209,7 +209,9 @@ public struct RecordValidator {
         return -1
     }
 
-    private func withFile<R>(_ line: ProtocolLine, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+    /// Static on purpose: an instance method here would copy `self` (and its id sets) while
+    /// the closure mutates the tracker — a full set copy per row.
+    private static func withFile<R>(_ line: ProtocolLine, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
         guard let m = line.member(.file), m.kind == .string else { return body(nil) }
         return line.withStringBytes(m) { body($0) }
     }

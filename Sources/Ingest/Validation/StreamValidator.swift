@@ -10,6 +10,8 @@ public enum ValidatedLine: Equatable, Sendable {
     case endOfFile
     /// A line of a kind this version does not know, passed through unchanged.
     case other
+    /// An empty or whitespace-only line: skipped.
+    case blank
 }
 
 /// Counts for `validate --summary`.
@@ -33,7 +35,7 @@ public struct ValidationCounts: Equatable, Sendable {
             "rejected  \(rejected)",
         ]
         let sorted = reasons.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        let width = String(sorted.first?.value ?? 0).count
+        let width = max(7, String(sorted.first?.value ?? 0).count)
         for (reason, count) in sorted {
             let number = String(count)
             lines.append(String(repeating: " ", count: max(0, width - number.count)) + number + "  " + reason)
@@ -61,7 +63,9 @@ public struct StreamValidator {
     }
 
     /// Handles one line (without its newline); `inputLine` is its 1-based number on the input.
+    /// Blank lines (only spaces, tabs, CR) are skipped, as NDJSON readers commonly do.
     public mutating func process(_ bytes: UnsafeRawBufferPointer, inputLine: Int, into out: inout [UInt8]) -> ValidatedLine {
+        if bytes.count == 0 || isBlank(bytes) { return .blank }
         let line: ProtocolLine
         do {
             line = try decoder.decode(bytes)
@@ -120,6 +124,12 @@ public struct StreamValidator {
         w.key("reasons", &out)
         LineEncoder.appendReasons([reason], &out)
         w.endLine(&out)
+    }
+
+    private func isBlank(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        // Cheap: a JSON line starts with `{` (or spaces before it).
+        if bytes[0] == UInt8(ascii: "{") { return false }
+        return bytes.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 
     @inline(__always)
