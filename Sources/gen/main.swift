@@ -1,1 +1,156 @@
-print("gen: not implemented yet")
+import ArgumentParser
+import Ingest
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct BatchOptions: ParsableArguments {
+    @Option(name: .customLong("rows-per-file"), help: ArgumentHelp("Rows in each batch.", valueName: "n"))
+    var rowsPerFile = 50
+
+    @Option(
+        help: ArgumentHelp(
+            "Pause between batches: 5s, 100ms, 1m; 0 writes as fast as possible.", valueName: "duration"))
+    var interval = "5s"
+
+    @Option(help: ArgumentHelp("Stop after this many batches (default: until interrupted).", valueName: "n"))
+    var files: Int?
+
+    @Option(
+        name: .customLong("invalid-rate"),
+        help: ArgumentHelp("Share of rows that break exactly one validation rule (0…1).", valueName: "rate"))
+    var invalidRate = 0.04
+
+    @Option(help: ArgumentHelp("Seed for the rows: the same seed gives the same rows (timestamps aside).", valueName: "n"))
+    var seed: UInt64?
+
+    var intervalMilliseconds: Int64 { parseDurationMilliseconds(interval) ?? 0 }
+}
+
+
+struct Gen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write CSV batches of e-commerce events, a few of them invalid, for the pipeline to ingest.",
+        discussion: """
+            Every --interval, writes a file of --rows-per-file events into --out, named \
+            batch_YYYYMMDD_HHMMSS_NNNNNN.csv (UTC time and a per-run sequence). A file is written \
+            under a hidden temporary name (.batch_….csv.tmp) and then linked into place, so a \
+            reader never sees it half written and no existing file is ever replaced.
+
+            About 70% of events are views and 30% purchases (1.00–500.00). A share \
+            (--invalid-rate) of rows each break exactly one rule of docs/validation.md, chosen \
+            uniformly: event_id, user_id, product_id, event_type, price, event_timestamp, the \
+            field count, or a duplicate event_id within the file. --manifest records, per file, \
+            which rows are valid and which rule each invalid row breaks:
+
+              gen --files 3 --interval 0 --seed 1 --manifest /tmp/manifest.ndjson
+              gen --stdout --files 2 --seed 1 | validate --summary > /dev/null
+
+            SIGINT/SIGTERM: the current file is finished, then gen exits 0; a second signal exits \
+            at once (130).
+            """)
+
+    @Option(help: ArgumentHelp("Folder to write batches into (created if missing).", valueName: "folder"))
+    var out = "data/incoming"
+
+    @OptionGroup var batch: BatchOptions
+
+    @Flag(help: "Write line-protocol records to stdout instead of files (no file provenance).")
+    var stdout = false
+
+    @Option(help: ArgumentHelp("Append one JSON line per batch describing its rows.", valueName: "path"))
+    var manifest: String?
+
+    func validate() throws {
+        guard batch.rowsPerFile > 0 else { throw ValidationError("--rows-per-file must be at least 1") }
+        guard parseDurationMilliseconds(batch.interval) != nil else {
+            throw ValidationError("--interval: expected a duration like 5s, 100ms or 0, got \"\(batch.interval)\"")
+        }
+        if let files = batch.files, files < 0 { throw ValidationError("--files must not be negative") }
+        guard (0...1).contains(batch.invalidRate) else { throw ValidationError("--invalid-rate must be between 0 and 1") }
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        LoggingSystem.bootstrap { StandardErrorLogHandler(label: $0) }
+        let logger = Logger(label: "gen")
+        Interrupts.install(onSecond: .exit(130))
+
+        var writer: BatchWriter?
+        do {
+            if !stdout {
+                writer = try BatchWriter(folder: out)
+                writer?.removeLeftovers()
+            }
+        } catch {
+            throw RuntimeError("cannot write to folder \(out): \(describe(error))")
+        }
+        var manifestFD: Int32 = -1
+        if let manifest {
+            manifestFD = open(manifest, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard manifestFD >= 0 else { throw RuntimeError("cannot open manifest \(manifest): \(describe(SystemError("open", errno: errno)))") }
+        }
+        defer { if manifestFD >= 0 { close(manifestFD) } }
+
+        var generator = RowGenerator(seed: batch.seed ?? UInt64(truncatingIfNeeded: UTCTimestamp.now().millisecondsSinceEpoch), invalidRate: batch.invalidRate)
+        let output = ByteOutput(fd: 1)
+        var written = 0
+        var totalRows = 0
+        var totalInvalid = 0
+        do {
+            while batch.files.map({ written < $0 }) ?? true {
+                if Interrupts.received > 0 { break }
+                let started = monotonicMilliseconds()
+                let now = UTCTimestamp.now()
+                let rows = generator.batch(rows: batch.rowsPerFile, now: now)
+                var name: String?
+                if var current = writer {
+                    do {
+                        name = try current.write(BatchEncoding.csv(rows), time: now)
+                    } catch {
+                        throw RuntimeError("cannot write to folder \(out): \(describe(error))")
+                    }
+                    writer = current
+                } else {
+                    BatchEncoding.appendRecords(rows, into: &output.bytes)
+                    try output.flush()
+                }
+                if manifestFD >= 0 {
+                    var line: [UInt8] = []
+                    BatchEncoding.appendManifestLine(file: name, rows: rows, into: &line)
+                    try line.withUnsafeBytes { try writeAll(manifestFD, $0) }
+                }
+                written += 1
+                totalRows += rows.count
+                totalInvalid += rows.filter { $0.brokenRule != nil }.count
+                logger.info("Generated batch of \(rows.count) events")
+                if let name { logger.info("Written to: \(out)/\(name)") }
+                if batch.files.map({ written >= $0 }) ?? false { break }
+                let pause = batch.intervalMilliseconds - (monotonicMilliseconds() - started)
+                if pause > 0 { Interrupts.sleep(milliseconds: Int(pause)) }
+            }
+        } catch is BrokenPipe {
+            // The reader went away: stop quietly.
+        }
+        logger.info("Total: \(written) batches, \(totalRows) events (\(totalInvalid) invalid)")
+    }
+}
+
+/// A one-line failure, printed by the argument parser as `Error: …`, exit status 1.
+struct RuntimeError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Gen {
+    /// The system's words for a failed call, without the call's name.
+    func describe(_ error: Error) -> String {
+        if let error = error as? SystemError { return String(cString: strerror(error.errno)) }
+        return "\(error)"
+    }
+}
+Gen.main()

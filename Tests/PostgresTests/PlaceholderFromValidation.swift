@@ -1,0 +1,1 @@
+// Keeps the PostgresTests target buildable until its tests land (from the wt-val worktree).
