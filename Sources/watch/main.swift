@@ -1,1 +1,205 @@
-print("watch: not implemented yet")
+import ArgumentParser
+import Ingest
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct FollowOptions: ParsableArguments {
+    @Flag(help: "Send the files already in the folder, then exit (batch mode).")
+    var once = false
+
+    @Option(
+        name: .customLong("poll"), help: ArgumentHelp(
+            "Rescan the folder every INTERVAL instead of using inotify (e.g. 2, 0.5, 500ms, 1s).",
+            valueName: "interval"))
+    var pollInterval: String?
+
+    @Option(help: ArgumentHelp("Which names are input files (fnmatch pattern).", valueName: "pattern"))
+    var glob = "*.csv"
+}
+
+struct JournalOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Journal of files already committed by `load --keep` (default: DIR/\(CommittedJournal.defaultName)).",
+        valueName: "path"))
+    var journal: String?
+
+    @Flag(help: "Do not read the committed-files journal: send every file in the folder.")
+    var noJournal = false
+}
+
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "Stream the rows of CSV files as line-protocol JSON: files in a folder, then each new one as it arrives.",
+        discussion: """
+            Each file becomes one `record` line per row (or a `reject` for a row that cannot be
+            read), then an `eof` marker with the file's rows, bytes, SHA-256 and when it was
+            seen complete. stdout carries data only and is flushed after every marker; logs go
+            to stderr. The provenance `file` is the file's name within its folder.
+
+            FOLLOWING A FOLDER
+              On start, watch sends every matching file already in DIR, in byte order of names
+              (gen's timestamped names sort oldest first), then follows DIR and sends each new
+              file as soon as it is complete: renamed into DIR (write a hidden temp name, then
+              rename, as gen does) or written in place and closed. inotify is set up before DIR
+              is listed, so no file slips in between. A name is sent again only when it is
+              replaced by a new version (load's checkpoint drops identical content).
+              --poll INTERVAL rescans instead (macOS, NFS, SMB): a file counts as complete when
+              its size and mtime are unchanged across two scans.
+
+            WHICH FILES
+              Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~,
+              directories, FIFOs and other non-regular files, symlinks leading outside DIR
+              (each skip is logged). A file that cannot be read gets one error line on stderr
+              (watch: DIR/x.csv: Permission denied) and the stream goes on; with --once or FILE
+              arguments watch then exits 1 at the end.
+
+            RESTARTS
+              Normally load archives committed files to data/processed/, so DIR holds only
+              pending files and a restart sends exactly those. When load runs with --keep it
+              appends one line per committed file to DIR/.ingest-committed
+              ({"file":"batch_….csv","bytes":4321,"sha256":"…"}); on start watch skips each
+              file whose name, size and SHA-256 match an entry (hashing is far cheaper than
+              parsing and loading) and logs how many it skipped. --journal PATH reads another
+              journal; --no-journal sends everything.
+
+            STOPPING
+              Ctrl+C reaches every stage of a pipeline at once. On the first SIGINT or SIGTERM
+              watch finishes the file it is on (its marker written and flushed), starts no
+              other, and exits 0, so load can commit it. A second signal exits at once (130).
+
+            EXIT STATUS
+              0 done or stopped; 1 a file could not be read (--once / FILE mode) or DIR went
+              away; 64 usage error. A closed stdout (| head) exits 0 quietly.
+
+            Scripts must call it by path (.build/release/watch): procps also has a `watch`.
+
+            EXAMPLES
+              watch data/incoming | validate | load
+              watch --once bad.csv | validate --summary
+              watch --once data/incoming > backlog.jsonl
+              watch --poll 2s /mnt/share/incoming | validate | load
+              watch --glob 'orders_*.csv' --no-journal data/incoming
+            """)
+
+    @Argument(help: ArgumentHelp(
+        "Folders to follow, or CSV files to replay in the order given (files first, then the folder).",
+        valueName: "dir-or-file"))
+    var paths: [String]
+
+    @OptionGroup var follow: FollowOptions
+    @OptionGroup var journalOptions: JournalOptions
+
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard !paths.isEmpty else { throw ValidationError("Give a folder to watch or CSV files to read.") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("Unknown --log-level '\(logLevel)'.")
+        }
+        var folders = 0
+        for path in paths {
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                throw ValidationError("\(path): \(String(cString: strerror(errno)))")
+            }
+            if (st.st_mode & S_IFMT) == S_IFDIR { folders += 1 }
+        }
+        if folders > 1 && !follow.once {
+            throw ValidationError("Only one folder can be followed; use --once to read several.")
+        }
+        if journalOptions.noJournal && journalOptions.journal != nil {
+            throw ValidationError("--journal and --no-journal cannot be used together.")
+        }
+        if let interval = follow.pollInterval {
+            guard Self.milliseconds(interval) != nil else {
+                throw ValidationError("--poll: '\(interval)' is not an interval (2, 0.5, 500ms, 1s).")
+            }
+            if follow.once || folders == 0 {
+                throw ValidationError("--poll only applies when following a folder (not with --once or files only).")
+            }
+        }
+    }
+
+    /// "2", "0.5", "2s", "500ms" → milliseconds (at least 10).
+    static func milliseconds(_ text: String) -> Int? {
+        var number = Substring(text)
+        var scale = 1000.0
+        if number.hasSuffix("ms") {
+            number = number.dropLast(2)
+            scale = 1
+        } else if number.hasSuffix("s") {
+            number = number.dropLast()
+        }
+        guard let value = Double(number), value > 0, value.isFinite else { return nil }
+        return max(10, Int(value * scale))
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { _ in StandardErrorLogHandler(level: level) }
+        let logger = Logger(label: "watch")
+        let stop = try StopSignal.install()
+        let feed = FileFeed(output: ByteOutput(fd: 1), logger: logger)
+
+        var files: [String] = []
+        var folders: [String] = []
+        for path in paths {
+            var st = stat()
+            if stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                folders.append(path)
+            } else {
+                files.append(path)
+            }
+        }
+        do {
+            for path in files {
+                if stop.isRequested { break }
+                let name = path.split(separator: "/").last.map(String.init) ?? path
+                try feed.send(path: path, name: name)
+            }
+            let mode: FollowMode =
+                follow.once ? .once : follow.pollInterval.flatMap(Self.milliseconds).map { .poll(milliseconds: $0) } ?? .events
+            for path in folders {
+                if stop.isRequested { break }
+                let folder = try WatchedFolder(path: path, selection: FileSelection(glob: follow.glob))
+                var journal: [String: (bytes: Int64, sha256: String)] = [:]
+                if !journalOptions.noJournal {
+                    let journalPath = journalOptions.journal ?? folder.path(of: CommittedJournal.defaultName)
+                    journal = try CommittedJournal(path: journalPath).load()
+                    if !journal.isEmpty {
+                        logger.info("Journal \(journalPath): \(journal.count) committed files")
+                    }
+                }
+                try FolderFollower(
+                    folder: folder, feed: feed, journal: journal, mode: mode, stop: stop, logger: logger
+                ).run()
+            }
+        } catch is BrokenPipe {
+            return
+        } catch let error as FolderGone {
+            logger.error("watch: \(error)")
+            throw ExitCode(1)
+        } catch let error as SystemError {
+            logger.error("watch: \(error)")
+            throw ExitCode(1)
+        }
+        if stop.isRequested {
+            logger.info("Stopped by signal after \(feed.filesSent) files, \(feed.rowsSent) rows")
+        } else {
+            logger.info("Done: \(feed.filesSent) files, \(feed.rowsSent) rows")
+        }
+        if feed.failures > 0 && (follow.once || folders.isEmpty) {
+            throw ExitCode(1)
+        }
+    }
+}
+
+Watch.main()
