@@ -85,12 +85,6 @@ public final class FileFeed {
     }
 }
 
-/// Milliseconds on a clock that never jumps.
-func monotonicMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
 
 /// Startup work shared by both followers: send what is already in the folder, oldest name
 /// first, skipping files the journal says were committed with the same content.

@@ -1,1 +1,0 @@
-// Keeps the PostgresTests target buildable until its tests land (from the wt-val worktree).
