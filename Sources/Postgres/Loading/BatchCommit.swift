@@ -40,9 +40,11 @@ struct LoaderSQL {
             JOIN \(checkpoints) c ON c.source_file = f.name AND c.file_bytes = f.bytes AND c.file_sha256 = f.sha
             """
         committedBatch = "SELECT 1 FROM \(checkpoints) WHERE source_file IS NULL AND file_sha256 = $1"
+        // committed_at = clock_timestamp(): the end of the batch, not now() (its start), so
+        // arrival-to-commit delays include the COPY.
         insertCheckpoints = """
-            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen)
-            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[])
+            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, committed_at)
+            SELECT *, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[])
             RETURNING id, source_file, file_sha256
             """
         existingIDs = "SELECT event_id::text FROM \(table) WHERE event_id = ANY($1::uuid[])"
