@@ -1,0 +1,225 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// `watch | validate | load` as three real processes of a shell pipeline, each stage's pid kept
+/// so the test can kill, stop or signal any one of them.
+final class Pipeline: @unchecked Sendable {
+    let shell: Process
+    let folder: URL
+
+    init(folder: URL, incoming: URL, processed: URL, bad: URL, environment: [String: String]) throws {
+        self.folder = folder
+        func stage(_ name: String, _ command: [String]) -> String {
+            let quoted = command.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+            return "sh -c 'echo $$ > \(folder.path)/\(name).pid; exec \"$@\"' \(name) \(quoted) 2>>\(folder.path)/\(name).log"
+        }
+        let script = [
+            stage("watch", [Executables.url("watch").path, incoming.path]),
+            stage("validate", [Executables.url("validate").path]),
+            stage("load", [
+                Executables.url("load").path, "--incoming", incoming.path, "--archive", processed.path,
+                "--bad-records", bad.path, "--batch-rows", "2000",
+            ]),
+        ].joined(separator: " | ")
+        for name in ["watch", "validate", "load"] { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(name).pid")) }
+        shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/bash")
+        // Close descriptors inherited from the test process, so the stages hold only their own pipes.
+        shell.arguments = ["-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"]
+        shell.environment = environment
+        shell.standardInput = FileHandle.nullDevice
+        shell.standardOutput = FileHandle.nullDevice
+        shell.standardError = FileHandle.nullDevice
+        try shell.run()
+        _ = eventually(timeout: 10) { ["watch", "validate", "load"].allSatisfy { pid($0) != nil } }
+    }
+
+    func pidFile(_ stage: String) -> URL { folder.appendingPathComponent("\(stage).pid") }
+
+    func pid(_ stage: String) -> Int32? {
+        (try? String(contentsOf: pidFile(stage), encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    func signal(_ stage: String, _ sig: Int32) {
+        if let pid = pid(stage) { kill(pid, sig) }
+    }
+
+    /// Resident memory of a stage in KiB (0 when it is not running).
+    func rss(_ stage: String) -> Int {
+        guard let pid = pid(stage), let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+        return 0
+    }
+
+    /// Waits for the whole pipeline to exit; kills what is left after `timeout`. True when it exited by itself.
+    @discardableResult
+    func waitForExit(timeout: Double) -> Bool {
+        let exited = eventually(timeout: timeout) { !shell.isRunning }
+        if !exited {
+            for stage in ["watch", "validate", "load"] { signal(stage, SIGKILL) }
+            shell.waitUntilExit()
+        }
+        return exited
+    }
+
+    func log(_ stage: String) -> String {
+        (try? String(contentsOf: folder.appendingPathComponent("\(stage).log"), encoding: .utf8)) ?? ""
+    }
+}
+
+/// The promise of the project, checked against ground truth: `gen` writes files continuously while
+/// the pipeline runs; at random instants a random stage (or all of it) is killed with SIGKILL and
+/// restarted, PostgreSQL is stopped (fast or immediate) and started, or `load` is stalled so the
+/// pipes fill. At the end every valid event is in the table exactly once, every invalid row is in
+/// the dead letters exactly once, and the checkpoints agree with `gen`'s manifest.
+///
+/// Short by default (CI); `bin/torture --seconds N --seed S` runs it long (TORTURE_SECONDS, TORTURE_SEED).
+@Suite(.serialized) struct TortureTests {
+    @Test func crashesAndFaultsNeverLoseOrDoubleARow() throws {
+        let env = ProcessInfo.processInfo.environment
+        let seconds = Double(env["TORTURE_SECONDS"] ?? "") ?? 25
+        let seed = UInt64(env["TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...999_999)
+        print("torture: seed \(seed), \(Int(seconds)) s (replay with bin/torture --seed \(seed) --seconds \(Int(seconds)))")
+        var rng = SplitMix64Test(seed: seed)
+
+        let cluster = try PrivateCluster()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("torture-\(seed)-\(UUID().uuidString.prefix(6))")
+        let incoming = root.appendingPathComponent("incoming")
+        let processed = root.appendingPathComponent("processed")
+        let bad = root.appendingPathComponent("bad")
+        let manifest = root.appendingPathComponent("manifest.ndjson")
+        for dir in [incoming, processed, bad] { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+        defer { try? FileManager.default.removeItem(at: root) }
+        let environment = cluster.processEnvironment()
+
+        let gen = Process()
+        gen.executableURL = Executables.url("gen")
+        gen.arguments = [
+            "--out", incoming.path, "--interval", "30ms", "--rows-per-file", "120", "--invalid-rate", "0.05",
+            "--seed", String(seed), "--manifest", manifest.path,
+        ]
+        gen.standardOutput = FileHandle.nullDevice
+        gen.standardError = FileHandle.nullDevice
+        try gen.run()
+
+        var pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment)
+        var kills = 0, restarts = 0, serverRestarts = 0, stalls = 0, maxRSS = 0
+        var events: [String] = []
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            usleep(UInt32(200_000 + rng.next() % 1_000_000))
+            maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
+            switch rng.next() % 6 {
+            case 0, 1, 2:
+                let victims = [["watch"], ["validate"], ["load"]][Int(rng.next() % 3)]
+                for v in victims { pipeline.signal(v, SIGKILL) }
+                kills += 1
+                events.append("kill -9 \(victims[0])")
+            case 3:
+                for v in ["watch", "validate", "load"] { pipeline.signal(v, SIGKILL) }
+                kills += 1
+                events.append("kill -9 all")
+            case 4:
+                let mode = rng.next() % 2 == 0 ? "fast" : "immediate"
+                try cluster.stop(mode: mode)
+                usleep(UInt32(300_000 + rng.next() % 1_200_000))
+                try cluster.start()
+                serverRestarts += 1
+                events.append("postgres stop -m \(mode)")
+                continue
+            default:
+                // Stall load: pipes fill, backpressure must keep every stage's memory flat.
+                pipeline.signal("load", SIGSTOP)
+                for _ in 0..<10 {
+                    usleep(200_000)
+                    maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
+                }
+                pipeline.signal("load", SIGCONT)
+                stalls += 1
+                events.append("stall load 2 s")
+                continue
+            }
+            // The surviving stages see EOF or EPIPE and exit by themselves.
+            let byItself = pipeline.waitForExit(timeout: 30)
+            #expect(byItself, "pipeline did not wind down after \(events.last ?? "")")
+            pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment)
+            restarts += 1
+        }
+
+        // Stop gen (it finishes its file), let the pipeline commit everything, then stop it the Ctrl+C way.
+        kill(gen.processIdentifier, SIGINT)
+        gen.waitUntilExit()
+        #expect(gen.terminationStatus == 0)
+        let drained = eventually(timeout: 90) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: incoming.path)) ?? ["?"]).filter { $0.hasSuffix(".csv") }.isEmpty
+        }
+        #expect(drained, "files left in incoming; load log:\n\(pipeline.log("load").suffix(3000))")
+        pipeline.signal("watch", SIGINT)
+        #expect(pipeline.waitForExit(timeout: 30))
+        #expect(pipeline.shell.terminationStatus == 0, "last pipeline exit status; load log:\n\(pipeline.log("load").suffix(2000))")
+
+        // Ground truth from gen's manifest.
+        var validIDs: Set<String> = []
+        var invalidTotal = 0
+        var files: [(name: String, invalid: Int)] = []
+        for line in try String(contentsOf: manifest, encoding: .utf8).split(separator: "\n") {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let name = try #require(object["file"] as? String)
+            let ids = try #require(object["valid_event_ids"] as? [String])
+            let invalid = try #require(object["invalid"] as? Int)
+            validIDs.formUnion(ids.map { $0.lowercased() })
+            invalidTotal += invalid
+            files.append((name, invalid))
+        }
+        let loadedIDs = try cluster.psql("SELECT event_id::text FROM ecommerce_events").split(separator: "\n").map(String.init)
+        let loadedSet = Set(loadedIDs)
+        let lost = validIDs.subtracting(loadedSet).count
+        let unexpected = loadedSet.subtracting(validIDs).count
+        let doubled = loadedIDs.count - loadedSet.count
+        let badRows = Int(try cluster.psql("SELECT count(*) FROM ecommerce_bad_records")) ?? -1
+        let badDoubled = Int(try cluster.psql(
+            "SELECT count(*) FROM (SELECT source_file, line_number FROM ecommerce_bad_records GROUP BY 1, 2 HAVING count(*) > 1) d")) ?? -1
+        let checkpoints = Int(try cluster.psql("SELECT count(*) FROM ingest_checkpoints WHERE source_file IS NOT NULL")) ?? -1
+        let checkpointRows = Int(try cluster.psql("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_checkpoints")) ?? -1
+        var deadLetterMismatch: [String] = []
+        for file in files where file.invalid > 0 {
+            let text = (try? String(contentsOf: bad.appendingPathComponent(file.name + ".ndjson"), encoding: .utf8)) ?? ""
+            let count = text.split(separator: "\n").count
+            if count != file.invalid { deadLetterMismatch.append("\(file.name): \(count) of \(file.invalid)") }
+        }
+
+        print("""
+            torture: seed \(seed): \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
+            \(stalls) stalls; \(files.count) files, \(validIDs.count + invalidTotal) rows checked: \(lost) lost, \(doubled + badDoubled) doubled, \
+            \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB
+            torture: events: \(events.joined(separator: ", "))
+            """)
+        #expect(files.count > 0)
+        #expect(lost == 0)
+        #expect(unexpected == 0)
+        #expect(doubled == 0)
+        #expect(loadedIDs.count == validIDs.count)
+        #expect(badRows == invalidTotal)
+        #expect(badDoubled == 0)
+        #expect(checkpoints == files.count)
+        #expect(checkpointRows == validIDs.count)
+        #expect(deadLetterMismatch.isEmpty, "\(deadLetterMismatch.prefix(5))")
+        #expect(maxRSS < 100 * 1024, "a stage grew to \(maxRSS / 1024) MB")
+    }
+}
+
+/// SplitMix64, for the test's own choices (the seed also drives gen).
+struct SplitMix64Test {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
