@@ -119,6 +119,10 @@ struct Validate: ParsableCommand {
             }
             guard let item = try reader.next() else { break }
             switch item {
+            case .line(let bytes) where bytes.count > maxLineBytes:
+                // LineReader enforces its limit only for lines that outgrow its buffer.
+                stage.processOverlong(byteCount: bytes.count, limit: maxLineBytes, inputLine: reader.lineNumber, into: &output.bytes)
+                try output.flushIfFull()
             case .line(let bytes):
                 if stage.process(bytes, inputLine: reader.lineNumber, into: &output.bytes) == .endOfFile {
                     try output.flush()
