@@ -129,12 +129,14 @@ public struct ProtocolLine {
     public var kind: LineKind {
         guard let m = member(.kind) else { return .record }
         guard m.kind == .string else { return .other(String(decoding: span(m), as: UTF8.self)) }
-        let text = stringBytes(m)
-        switch text.count {
-        case 6 where text.elementsEqual("record".utf8): return .record
-        case 6 where text.elementsEqual("reject".utf8): return .reject
-        case 3 where text.elementsEqual("eof".utf8): return .endOfFile
-        default: return .other(String(decoding: text, as: UTF8.self))
+        // Borrowed bytes, not `stringBytes` (an array per line on the hot path).
+        return withStringBytes(m) { text -> LineKind in
+            switch text.count {
+            case 6 where text.elementsEqual("record".utf8): return .record
+            case 6 where text.elementsEqual("reject".utf8): return .reject
+            case 3 where text.elementsEqual("eof".utf8): return .endOfFile
+            default: return .other(String(decoding: text, as: UTF8.self))
+            }
         }
     }
 
