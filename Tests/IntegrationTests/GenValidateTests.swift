@@ -287,4 +287,38 @@ func jsonLines(_ text: String) -> [[String: Any]] {
         #expect(second.terminationStatus == 130)
         try? input2.fileHandleForWriting.close()
     }
+
+    @Test func aQuietStreamIsNotHeldBack() throws {
+        let validate = Process()
+        validate.executableURL = Executables.url("validate")
+        let input = Pipe()
+        let out = Pipe()
+        validate.standardInput = input
+        validate.standardOutput = out
+        validate.standardError = FileHandle.nullDevice
+        try validate.run()
+        // No end-of-file marker: only the "input not ready" flush can deliver this.
+        let marker = ""
+        let record = #"{"kind":"other","n":1}"# + "\n"
+        try input.fileHandleForWriting.write(contentsOf: Data((record + marker).utf8))
+        // stdin stays open: the lines must arrive anyway.
+        let box = DataBox()
+        let arrived = DispatchSemaphore(value: 0)
+        let reader = out.fileHandleForReading
+        Thread.detachNewThread {
+            var data = Data()
+            while data.count < record.utf8.count + marker.utf8.count {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                data.append(chunk)
+            }
+            box.data = data
+            arrived.signal()
+        }
+        #expect(arrived.wait(timeout: .now() + 5) == .success)
+        #expect(String(decoding: box.data, as: UTF8.self) == record + marker)
+        try input.fileHandleForWriting.close()
+        validate.waitUntilExit()
+        #expect(validate.terminationStatus == 0)
+    }
 }
