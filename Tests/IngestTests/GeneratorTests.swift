@@ -147,7 +147,13 @@ private func decodedReasons(_ line: String) -> [RejectReason] {
     }
 
     @Test func neverOverwritesAndLeavesNoTemporaryFiles() throws {
-        let dir = "/tmp/batch-writer-\(getpid())-\(UInt64.random(in: 0...UInt64.max))/a/b"
+        let root = "/tmp/batch-writer-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let dir = root + "/a/b"  // parents are created too
+        defer {
+            rmdir(dir)
+            rmdir(root + "/a")
+            rmdir(root)
+        }
         let t = UTCTimestamp(parsing: "2024-01-30T10:15:23Z")!
         var first = try BatchWriter(folder: dir)
         var second = try BatchWriter(folder: dir)  // another run, same second, same sequence

@@ -41,6 +41,12 @@ public enum Interrupts {
             }
         }
         _ = signalCount.load(ordering: .relaxed)  // initialise the globals outside the handler
+        // A parent may have started us with these signals blocked (Foundation's `Process`
+        // passes on its thread's mask): then Ctrl+C would never arrive.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in signals { sigaddset(&unblock, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for signal in signals {
             var action = sigaction()
             #if canImport(Glibc)
