@@ -36,6 +36,13 @@ public final class StopSignal: @unchecked Sendable {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
         stopPipeWrite = fds[1]
+        // A parent may start us with these blocked (some test runners and process spawners
+        // do, and the mask is inherited): a blocked SIGINT would never stop watch.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for sig in [SIGINT, SIGTERM] {
             var action = sigaction()
             #if os(Linux)
