@@ -88,7 +88,10 @@ struct Load: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        DrainOnInterrupt.install()
+        // In a pipeline Ctrl+C reaches every stage at once: the first signal is ignored here (the
+        // source stops, our input ends, the last batch commits); a second one exits at once.
+        // From a terminal, the first one exits.
+        if isatty(0) == 0 { Interrupts.install(onSecond: .exit(130)) }
         LineLogHandler.bootstrap(level: verbose ? .debug : .info)
         let logger = Logger(label: "load")
 
@@ -136,23 +139,4 @@ func parseDuration(_ text: String) -> Double? {
     }
     if let v = Double(text), v >= 0 { return v }
     return nil
-}
-
-/// In a pipeline Ctrl+C reaches every stage at once: the first signal is ignored here (the
-/// source stops, so our input ends and the last batch commits); a second one exits at once.
-enum DrainOnInterrupt {
-    nonisolated(unsafe) static var received: Int32 = 0
-
-    static func install() {
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in
-            DrainOnInterrupt.received += 1
-            if DrainOnInterrupt.received >= 2 { _exit(130) }
-            if isatty(0) != 0 { _exit(130) }
-        }
-        sigemptyset(&action.sa_mask)
-        action.sa_flags = SA_RESTART
-        sigaction(SIGINT, &action, nil)
-        sigaction(SIGTERM, &action, nil)
-    }
 }
