@@ -59,6 +59,8 @@ final class Pipeline: @unchecked Sendable {
     func waitForExit(timeout: Double) -> Bool {
         let exited = eventually(timeout: timeout) { !shell.isRunning }
         if !exited {
+            let alive = ["watch", "validate", "load"].filter { stage in pid(stage).map { kill($0, 0) == 0 } ?? false }
+            progress("torture: pipeline still running after \(Int(timeout)) s: \(alive.joined(separator: ", ")) alive; killing")
             for stage in ["watch", "validate", "load"] { signal(stage, SIGKILL) }
             shell.waitUntilExit()
         }
@@ -129,6 +131,7 @@ final class Pipeline: @unchecked Sendable {
                 try cluster.start()
                 serverRestarts += 1
                 events.append("postgres stop -m \(mode)")
+                progress("torture: \(events.last ?? "")")
                 continue
             default:
                 // Stall load: pipes fill, backpressure must keep every stage's memory flat.
@@ -142,6 +145,7 @@ final class Pipeline: @unchecked Sendable {
                 events.append("stall load 2 s")
                 continue
             }
+            progress("torture: \(events.last ?? "")")
             // The surviving stages see EOF or EPIPE and exit by themselves.
             let byItself = pipeline.waitForExit(timeout: 30)
             #expect(byItself, "pipeline did not wind down after \(events.last ?? "")")
@@ -209,6 +213,11 @@ final class Pipeline: @unchecked Sendable {
         #expect(deadLetterMismatch.isEmpty, "\(deadLetterMismatch.prefix(5))")
         #expect(maxRSS < 100 * 1024, "a stage grew to \(maxRSS / 1024) MB")
     }
+}
+
+/// A line on stderr at once, so a long run shows where it is.
+func progress(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
 /// SplitMix64, for the test's own choices (the seed also drives gen).

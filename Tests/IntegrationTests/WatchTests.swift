@@ -159,6 +159,24 @@ private func waitUntilWatching(_ run: WatchRun, within seconds: Double = 10) -> 
         #expect(run.stderr.contains("INFO - Emitted batch_1.csv: 3 rows"))
     }
 
+    /// gen's pattern: write a hidden temp file, then link(2) it into place (never overwriting)
+    /// and unlink the temp name. inotify reports IN_CREATE, not IN_MOVED_TO.
+    @Test func fileHardLinkedInIsStreamed() throws {
+        let s = try Scratch()
+        defer { s.remove() }
+        let run = try WatchRun([s.incoming], stderrPath: s.root + "/err")
+        #expect(waitUntilWatching(run))
+        let temporary = s.incoming + "/.batch_2.csv.tmp"
+        try Scratch.csv(rows: 5).write(toFile: temporary, atomically: false, encoding: .utf8)
+        #expect(link(temporary, s.incoming + "/batch_2.csv") == 0)
+        #expect(unlink(temporary) == 0)
+        let lines = run.lines(throughMarkerOf: "batch_2.csv")
+        #expect(lines.count == 6)
+        #expect(lines.last?.contains(#""rows":5,"#) == true)
+        kill(run.process.processIdentifier, SIGTERM)
+        #expect(run.exitStatus() == 0)
+    }
+
     @Test func fileWrittenSlowlyIsStreamedOnlyWhenClosed() throws {
         let s = try Scratch()
         defer { s.remove() }

@@ -5,6 +5,9 @@ import Glibc
 public enum DirectoryEvent: Equatable, Sendable {
     /// A file was renamed into the folder (`IN_MOVED_TO`) or closed after writing (`IN_CLOSE_WRITE`).
     case completed(String)
+    /// A name appeared (`IN_CREATE`): a hard link made complete (`link(2)`, as `gen` does to
+    /// never overwrite), or a file just opened for writing, which `IN_CLOSE_WRITE` completes.
+    case created(String)
     /// The kernel queue overflowed (`IN_Q_OVERFLOW`): events were lost, rescan the folder.
     case overflow
     /// The folder was deleted, moved away or unmounted: nothing more can arrive.
@@ -26,7 +29,7 @@ public final class DirectoryEvents {
         fileDescriptor = fd
         self.path = path
         buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 8)
-        let mask = UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO) | UInt32(IN_DELETE_SELF)
+        let mask = UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO) | UInt32(IN_CREATE) | UInt32(IN_DELETE_SELF)
             | UInt32(IN_MOVE_SELF) | UInt32(IN_ONLYDIR)
         watch = inotify_add_watch(fd, path, mask)
         guard watch >= 0 else {
@@ -85,6 +88,8 @@ public final class DirectoryEvents {
             } else if mask & (UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO)) != 0, !name.isEmpty {
                 // A directory moved in is reported too: `FileFeed` logs why it is skipped.
                 events.append(.completed(name))
+            } else if mask & UInt32(IN_CREATE) != 0, mask & UInt32(IN_ISDIR) == 0, !name.isEmpty {
+                events.append(.created(name))
             }
         }
         return events

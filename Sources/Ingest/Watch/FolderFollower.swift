@@ -102,6 +102,14 @@ public final class FolderFollower {
                     deferred.remove(name)
                     guard folder.selection.matches(name) else { continue }
                     try feed.send(name: name, in: folder)
+                case .created(let name):
+                    guard folder.selection.matches(name) else { continue }
+                    // Still open for writing: its IN_CLOSE_WRITE will complete it.
+                    if isOpenForWriting(path: folder.path + "/" + name) == true {
+                        deferred.insert(name)
+                        continue
+                    }
+                    try feed.send(name: name, in: folder)
                 case .overflow:
                     logger.warning("inotify queue overflowed: rescanning \(folder.path)")
                     guard try catchUp(deferOpenFiles: true).run(names: try folder.candidateNames(), deferred: &deferred)
