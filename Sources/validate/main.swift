@@ -121,6 +121,8 @@ struct Validate: ParsableCommand {
             }
             guard let item = try reader.next() else { break }
             switch item {
+            case .line(let bytes) where isTruncatedTail(bytes, reader: reader):
+                Logger(label: "validate").warning("stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write")
             case .line(let bytes) where bytes.count > maxLineBytes:
                 // LineReader enforces its limit only for lines that outgrow its buffer.
                 stage.processOverlong(byteCount: bytes.count, limit: maxLineBytes, inputLine: reader.lineNumber, into: &output.bytes)

@@ -127,6 +127,22 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
         }
     }
 
+    /// A producer killed mid-write leaves half a line at the end of the stream: dropped with a
+    /// warning, never a reject (the file's rows come again after a restart).
+    @Test func aHalfLineAtEndOfInputIsDroppedNotRejected() throws {
+        try TestDatabase.with { db in
+            let f = try LoadFixture()
+            let complete = try f.file("a.csv", valid: 3, rejects: 0)
+            let next = try f.file("b.csv", valid: 3, rejects: 0)
+            let input = stdinData(complete) + Data(next[0].prefix(40).utf8)
+            let result = try runTool(load, f.arguments(db), stdin: input)
+            #expect(result.status == 0)
+            #expect(result.stderr.contains("input ended in the middle of a line (40 bytes dropped)"))
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 3)
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 0)
+        }
+    }
+
     @Test func anEventIDAlreadyInTheTableBecomesADuplicateReject() throws {
         try TestDatabase.with { db in
             let f = try LoadFixture()

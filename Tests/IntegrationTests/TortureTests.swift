@@ -5,7 +5,7 @@ import Testing
 /// `watch | validate | load` as three real processes of a shell pipeline, each stage's pid kept
 /// so the test can kill, stop or signal any one of them.
 final class Pipeline: @unchecked Sendable {
-    let shell: Process
+    let shell: SpawnedProcess
     let folder: URL
 
     init(folder: URL, incoming: URL, processed: URL, bad: URL, environment: [String: String]) throws {
@@ -23,15 +23,10 @@ final class Pipeline: @unchecked Sendable {
             ]),
         ].joined(separator: " | ")
         for name in ["watch", "validate", "load"] { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(name).pid")) }
-        shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/bin/bash")
         // Close descriptors inherited from the test process, so the stages hold only their own pipes.
-        shell.arguments = ["-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"]
-        shell.environment = environment
-        shell.standardInput = FileHandle.nullDevice
-        shell.standardOutput = FileHandle.nullDevice
-        shell.standardError = FileHandle.nullDevice
-        try shell.run()
+        shell = try SpawnedProcess(
+            ["/bin/bash", "-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"],
+            environment: environment)
         _ = eventually(timeout: 10) { ["watch", "validate", "load"].allSatisfy { pid($0) != nil } }
     }
 
@@ -57,12 +52,12 @@ final class Pipeline: @unchecked Sendable {
     /// Waits for the whole pipeline to exit; kills what is left after `timeout`. True when it exited by itself.
     @discardableResult
     func waitForExit(timeout: Double) -> Bool {
-        let exited = eventually(timeout: timeout) { !shell.isRunning }
+        let exited = shell.wait(timeout: timeout)
         if !exited {
             let alive = ["watch", "validate", "load"].filter { stage in pid(stage).map { kill($0, 0) == 0 } ?? false }
             progress("torture: pipeline still running after \(Int(timeout)) s: \(alive.joined(separator: ", ")) alive; killing")
             for stage in ["watch", "validate", "load"] { signal(stage, SIGKILL) }
-            shell.waitUntilExit()
+            shell.wait(timeout: 10)
         }
         return exited
     }
@@ -97,15 +92,10 @@ final class Pipeline: @unchecked Sendable {
         defer { try? FileManager.default.removeItem(at: root) }
         let environment = cluster.processEnvironment()
 
-        let gen = Process()
-        gen.executableURL = Executables.url("gen")
-        gen.arguments = [
-            "--out", incoming.path, "--interval", "30ms", "--rows-per-file", "120", "--invalid-rate", "0.05",
-            "--seed", String(seed), "--manifest", manifest.path,
-        ]
-        gen.standardOutput = FileHandle.nullDevice
-        gen.standardError = FileHandle.nullDevice
-        try gen.run()
+        let gen = try SpawnedProcess([
+            Executables.url("gen").path, "--out", incoming.path, "--interval", "30ms", "--rows-per-file", "120",
+            "--invalid-rate", "0.05", "--seed", String(seed), "--manifest", manifest.path,
+        ])
 
         var pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment)
         var kills = 0, restarts = 0, serverRestarts = 0, stalls = 0, maxRSS = 0
@@ -154,16 +144,16 @@ final class Pipeline: @unchecked Sendable {
         }
 
         // Stop gen (it finishes its file), let the pipeline commit everything, then stop it the Ctrl+C way.
-        kill(gen.processIdentifier, SIGINT)
-        gen.waitUntilExit()
-        #expect(gen.terminationStatus == 0)
+        gen.signal(SIGINT)
+        #expect(gen.wait(timeout: 30))
+        #expect(gen.exitCode == 0)
         let drained = eventually(timeout: 90) {
             ((try? FileManager.default.contentsOfDirectory(atPath: incoming.path)) ?? ["?"]).filter { $0.hasSuffix(".csv") }.isEmpty
         }
         #expect(drained, "files left in incoming; load log:\n\(pipeline.log("load").suffix(3000))")
         pipeline.signal("watch", SIGINT)
         #expect(pipeline.waitForExit(timeout: 30))
-        #expect(pipeline.shell.terminationStatus == 0, "last pipeline exit status; load log:\n\(pipeline.log("load").suffix(2000))")
+        #expect(pipeline.shell.exitCode == 0, "last pipeline exit status; load log:\n\(pipeline.log("load").suffix(2000))")
 
         // Ground truth from gen's manifest.
         var validIDs: Set<String> = []
@@ -207,7 +197,7 @@ final class Pipeline: @unchecked Sendable {
         #expect(doubled == 0)
         #expect(loadedIDs.count == validIDs.count)
         #expect(badRows == invalidTotal)
-        #expect(badDoubled == 0)
+        #expect(badDoubled == 0, "\((try? cluster.psql("SELECT b.source_file, b.line_number, b.checkpoint_id, b.reasons::text, c.committed_at FROM ecommerce_bad_records b LEFT JOIN ingest_checkpoints c ON c.id = b.checkpoint_id WHERE (b.source_file, b.line_number) IN (SELECT source_file, line_number FROM ecommerce_bad_records GROUP BY 1, 2 HAVING count(*) > 1)")) ?? "")")
         #expect(checkpoints == files.count)
         #expect(checkpointRows == validIDs.count)
         #expect(deadLetterMismatch.isEmpty, "\(deadLetterMismatch.prefix(5))")

@@ -44,14 +44,23 @@ public final class PrivateCluster: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["INGEST_PGDATA"] = folder.path
         env["INGEST_PGPORT_FROM"] = "5600"
-        let result = try runTool(
-            URL(fileURLWithPath: "/bin/bash"),
-            ["-c", "set -euo pipefail; \(closeInheritedDescriptors) source \"$1/bin/lib/common.sh\"; source \"$1/bin/lib/pg-embedded.sh\"; \(body)", "bash", root],
-            environment: env, timeout: 120)
-        guard result.status == 0 else {
-            throw TestDatabaseError("cluster script failed (\(result.status)): \(body)\n\(result.stderr)")
+        let output = folder.appendingPathComponent("script.out").path
+        let errors = folder.appendingPathComponent("script.err").path
+        try? FileManager.default.removeItem(atPath: output)
+        try? FileManager.default.removeItem(atPath: errors)
+        let child = try SpawnedProcess(
+            ["/bin/bash", "-c", "set -euo pipefail; \(closeInheritedDescriptors) source \"$1/bin/lib/common.sh\"; source \"$1/bin/lib/pg-embedded.sh\"; \(body)", "bash", root],
+            environment: env, stdout: output, stderr: errors)
+        guard child.wait(timeout: 120) else {
+            child.signal(SIGKILL)
+            throw TestDatabaseError("cluster script still running after 120 s: \(body)")
         }
-        return result.stdout
+        let stdout = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        guard child.exitCode == 0 else {
+            let stderr = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+            throw TestDatabaseError("cluster script failed (\(child.exitCode ?? -1)): \(body)\n\(stderr)")
+        }
+        return stdout
     }
 
     /// Runs one SQL query through psql and returns its unaligned output.

@@ -46,6 +46,9 @@ public final class LineReader {
     private var eof = false
     /// 1-based number of the line last returned.
     public private(set) var lineNumber = 0
+    /// True when the line last returned ended at end of input without a newline: what a
+    /// producer killed mid-write leaves behind.
+    public private(set) var lastLineUnterminated = false
 
     public init(fd: Int32, bufferSize: Int = 1 << 16, maxLineLength: Int = 64 << 20) {
         self.fd = fd
@@ -89,6 +92,7 @@ public final class LineReader {
                 let lineStart = start
                 start = end
                 lineNumber += 1
+                lastLineUnterminated = true
                 if discarding > 0 { return .overlong(byteCount: discarding + (end - lineStart)) }
                 return .line(UnsafeRawBufferPointer(start: buffer + lineStart, count: end - lineStart))
             }

@@ -197,6 +197,16 @@ public struct ProtocolLine {
     }
 }
 
+/// True when `bytes` is the unterminated last line of a stream and not a JSON object: the
+/// fragment a producer killed mid-write leaves. It is dropped with a warning, not made a reject:
+/// it is not data (a file's rows are read again after a restart), and a reject for it would
+/// put a row into the dead letters twice.
+public func isTruncatedTail(_ bytes: UnsafeRawBufferPointer, reader: LineReader) -> Bool {
+    guard reader.lastLineUnterminated else { return false }
+    var scanner = JSONObjectScanner()
+    return (try? scanner.scan(bytes)) == nil
+}
+
 /// Decodes protocol lines with one reusable scanner.
 public struct LineDecoder {
     private var scanner = JSONObjectScanner()

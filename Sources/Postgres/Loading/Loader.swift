@@ -92,6 +92,8 @@ public final class Loader {
             }
             guard let item = try reader.next() else { break }
             switch item {
+            case .line(let bytes) where isTruncatedTail(bytes, reader: reader):
+                logger.warning("stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write")
             case .line(let bytes):
                 try accept(bytes, lineNumber: reader.lineNumber)
             case .overlong(let count):
