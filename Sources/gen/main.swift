@@ -76,7 +76,7 @@ struct Gen: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        LoggingSystem.bootstrap { StandardErrorLogHandler(label: $0) }
+        LineLogHandler.bootstrap()
         let logger = Logger(label: "gen")
         Interrupts.install(onSecond: .exit(130))
 

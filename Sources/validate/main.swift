@@ -79,7 +79,7 @@ struct Validate: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        LoggingSystem.bootstrap { StandardErrorLogHandler(label: $0) }
+        LineLogHandler.bootstrap()
         let logger = Logger(label: "validate")
         var stage = StreamValidator(rules: try ruleOptions.rules(), rejectsOnly: rejectsOnly)
         let output = ByteOutput(fd: 1)

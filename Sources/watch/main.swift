@@ -144,7 +144,7 @@ struct Watch: ParsableCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { _ in StandardErrorLogHandler(level: level) }
+        LineLogHandler.bootstrap(level: level)
         let logger = Logger(label: "watch")
         let stop = try StopSignal.install()
         let feed = FileFeed(output: ByteOutput(fd: 1), logger: logger)
