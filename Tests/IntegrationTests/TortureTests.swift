@@ -1,4 +1,5 @@
 import Foundation
+import Ingest
 import TestSupport
 import Testing
 
@@ -80,7 +81,7 @@ final class Pipeline: @unchecked Sendable {
         let seconds = Double(env["TORTURE_SECONDS"] ?? "") ?? 25
         let seed = UInt64(env["TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...999_999)
         print("torture: seed \(seed), \(Int(seconds)) s (replay with bin/torture --seed \(seed) --seconds \(Int(seconds)))")
-        var rng = SplitMix64Test(seed: seed)
+        var rng = SplitMix64(seed: seed)
 
         let cluster = try PrivateCluster()
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("torture-\(seed)-\(UUID().uuidString.prefix(6))")
@@ -208,17 +209,4 @@ final class Pipeline: @unchecked Sendable {
 /// A line on stderr at once, so a long run shows where it is.
 func progress(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
-}
-
-/// SplitMix64, for the test's own choices (the seed also drives gen).
-struct SplitMix64Test {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

@@ -3,16 +3,7 @@ public enum EventField: Int, CaseIterable, Sendable {
     case eventID, userID, productID, eventType, price, eventTimestamp
 
     /// The CSV column name, which is also the line-protocol key and the table column.
-    public var name: String {
-        switch self {
-        case .eventID: "event_id"
-        case .userID: "user_id"
-        case .productID: "product_id"
-        case .eventType: "event_type"
-        case .price: "price"
-        case .eventTimestamp: "event_timestamp"
-        }
-    }
+    public var name: String { key.description }
 
     /// The same name as a `StaticString`, for the byte writer.
     public var key: StaticString {

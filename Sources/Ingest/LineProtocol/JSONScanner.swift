@@ -247,32 +247,10 @@ private struct Cursor {
 
     /// Validates one multi-byte UTF-8 sequence; returns the offset after it.
     func utf8Sequence(at start: Int) throws(JSONSyntaxError) -> Int {
-        let lead = p[start]
-        var need: Int
-        var lo: UInt8 = 0x80
-        var hi: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: need = 1
-        case 0xE0: need = 2; lo = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: need = 2
-        case 0xED: need = 2; hi = 0x9F
-        case 0xF0: need = 3; lo = 0x90
-        case 0xF1...0xF3: need = 3
-        case 0xF4: need = 3; hi = 0x8F
-        default: throw JSONSyntaxError(offset: start, problem: "invalid UTF-8")
+        guard let end = utf8SequenceEnd(p, start, n) else {
+            throw JSONSyntaxError(offset: start, problem: "invalid UTF-8")
         }
-        guard start + need < n else { throw JSONSyntaxError(offset: start, problem: "invalid UTF-8") }
-        var j = start + 1
-        let first = p[j]
-        guard first >= lo && first <= hi else { throw JSONSyntaxError(offset: start, problem: "invalid UTF-8") }
-        j += 1
-        need -= 1
-        while need > 0 {
-            guard p[j] & 0xC0 == 0x80 else { throw JSONSyntaxError(offset: start, problem: "invalid UTF-8") }
-            j += 1
-            need -= 1
-        }
-        return j
+        return end
     }
 
     mutating func number() throws(JSONSyntaxError) {

@@ -198,36 +198,43 @@ public func repairedUTF8(_ bytes: UnsafeRawBufferPointer) -> [UInt8]? {
 
 /// The offset of the first byte that does not start a valid UTF-8 sequence, or nil.
 public func firstInvalidUTF8(_ bytes: UnsafeRawBufferPointer) -> Int? {
-    let p = bytes.bindMemory(to: UInt8.self)
-    let n = p.count
+    guard let base = bytes.baseAddress else { return nil }
+    let p = base.assumingMemoryBound(to: UInt8.self)
+    let n = bytes.count
     var i = 0
     while i < n {
-        let lead = p[i]
-        if lead < 0x80 {
+        if p[i] < 0x80 {
             i += 1
             continue
         }
-        var need: Int
-        var lo: UInt8 = 0x80
-        var hi: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: need = 1
-        case 0xE0: need = 2; lo = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: need = 2
-        case 0xED: need = 2; hi = 0x9F
-        case 0xF0: need = 3; lo = 0x90
-        case 0xF1...0xF3: need = 3
-        case 0xF4: need = 3; hi = 0x8F
-        default: return i
-        }
-        guard i + need < n else { return i }
-        guard p[i + 1] >= lo && p[i + 1] <= hi else { return i }
-        var j = i + 2
-        while j <= i + need {
-            guard p[j] & 0xC0 == 0x80 else { return i }
-            j += 1
-        }
-        i = j
+        guard let end = utf8SequenceEnd(p, i, n) else { return i }
+        i = end
     }
     return nil
+}
+
+/// Where the multi-byte UTF-8 sequence starting at `p[i]` ends, or nil when it is invalid
+/// (overlong forms, surrogates and code points past U+10FFFF included), per RFC 3629.
+@inline(__always)
+func utf8SequenceEnd(_ p: UnsafePointer<UInt8>, _ i: Int, _ n: Int) -> Int? {
+    var need: Int
+    var lo: UInt8 = 0x80
+    var hi: UInt8 = 0xBF
+    switch p[i] {
+    case 0xC2...0xDF: need = 1
+    case 0xE0: need = 2; lo = 0xA0
+    case 0xE1...0xEC, 0xEE...0xEF: need = 2
+    case 0xED: need = 2; hi = 0x9F
+    case 0xF0: need = 3; lo = 0x90
+    case 0xF1...0xF3: need = 3
+    case 0xF4: need = 3; hi = 0x8F
+    default: return nil
+    }
+    guard i + need < n, p[i + 1] >= lo, p[i + 1] <= hi else { return nil }
+    var j = i + 2
+    while j <= i + need {
+        guard p[j] & 0xC0 == 0x80 else { return nil }
+        j += 1
+    }
+    return j
 }
