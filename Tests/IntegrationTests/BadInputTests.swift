@@ -42,7 +42,8 @@ final class HostilePipeline {
     func write(_ name: String, _ text: String) throws -> URL { try write(name, Data(text.utf8)) }
 
     /// `watch --once TARGET | validate | load …` as one bash pipeline with pipefail.
-    func run(_ target: String, loadArguments: [String] = []) throws -> ToolResult {
+    /// `watchPrefix` runs watch under another command (e.g. `setpriv` to drop root).
+    func run(_ target: String, loadArguments: [String] = [], watchPrefix: String = "") throws -> ToolResult {
         var env = ProcessInfo.processInfo.environment
         env["W"] = Executables.url("watch").path
         env["V"] = Executables.url("validate").path
@@ -53,7 +54,7 @@ final class HostilePipeline {
         env["BAD"] = bad.path
         env["ARC"] = processed.path
         let extra = loadArguments.map { "'\($0)'" }.joined(separator: " ")
-        let script = #"set -o pipefail; "$W" --once "$T" | "$V" | "$L" --db "$DB" --incoming "$IN" --bad-records "$BAD" --archive "$ARC" "#
+        let script = "set -o pipefail; \(watchPrefix) " + #""$W" --once "$T" | "$V" | "$L" --db "$DB" --incoming "$IN" --bad-records "$BAD" --archive "$ARC" "#
             + extra
         return try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, timeout: 60)
     }
@@ -71,6 +72,14 @@ final class HostilePipeline {
     func deadLetters(_ file: String) throws -> [String] {
         let text = try String(contentsOf: bad.appendingPathComponent(file + ".ndjson"), encoding: .utf8)
         return text.split(separator: "\n").map(String.init)
+    }
+
+    /// Every dead letter of `file` names the file and one of `lines`.
+    func deadLettersName(_ file: String, lines: [Int]) throws -> Bool {
+        let letters = try deadLetters(file)
+        return letters.count == lines.count && zip(letters, lines).allSatisfy { letter, line in
+            letter.contains(#""file":"\#(file)""#) && letter.contains(#""line":\#(line),"#)
+        }
     }
 
     /// Reasons of the bad records of `file`, as `field|reason` strings, ordered by line.
@@ -110,6 +119,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             let r = try p.run(f.path)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.goodRowsLoaded() == 2)
+            #expect(try p.deadLettersName("huge.csv", lines: [4]))
             #expect(try p.reasons("huge.csv") == ["event_id|not a UUID|4"])
             #expect(try count(db, "SELECT length(raw) FROM ecommerce_bad_records") > 10 * 1024 * 1024)
         }
@@ -123,6 +133,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             let r = try p.run(f.path)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.goodRowsLoaded() == 2)
+            #expect(try p.deadLettersName("wide.csv", lines: [4]))
             #expect(try p.reasons("wide.csv") == ["-|expected 6 fields, found 100000|4"])
             #expect(try p.deadLetters("wide.csv").count == 1)
         }
@@ -137,6 +148,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             let r = try p.run(f.path)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.goodRowsLoaded() == 2)
+            #expect(try p.deadLettersName("nul.csv", lines: [4]))
             #expect(try p.reasons("nul.csv") == ["-|field 4: NUL byte|4"])
             #expect(try p.deadLetters("nul.csv").count == 1)
         }
@@ -151,6 +163,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             let r = try p.run(f.path)
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.goodRowsLoaded() == 2)
+            #expect(try p.deadLettersName("utf8.csv", lines: [4]))
             #expect(try p.reasons("utf8.csv") == ["-|field 3: invalid UTF-8|4"])
             #expect(try p.deadLetters("utf8.csv").count == 1)
         }
@@ -193,7 +206,9 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.events() == 0)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 0)
-            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'empty.csv'") <= 1)
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 0)
+            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'empty.csv' AND file_bytes = 0 AND rows_loaded = 0") == 1)
+            #expect(FileManager.default.fileExists(atPath: p.processed.appendingPathComponent("empty.csv").path))
         }
     }
 
@@ -204,10 +219,12 @@ let hostileHeader = EventField.csvHeader + "\n"
                 "duphead.csv", "event_id,user_id,user_id,event_type,price,event_timestamp\n" + p.goodRows())
             let r = try p.run(f.path)
             #expect(r.status == 0, "\(r.stderr)")
-            #expect(r.stderr.contains("duphead.csv"))
+            #expect(r.stderr.contains("/duphead.csv: column appears twice in the header"), "\(r.stderr)")
+            // The header is ambiguous, so no row is trusted: the file is one reject, nothing loads.
             #expect(try p.events() == 0)
-            let reasons = try p.reasons("duphead.csv")
-            #expect(reasons.contains { $0.hasPrefix("user_id|column appears twice in the header") })
+            #expect(try p.reasons("duphead.csv") == ["user_id|column appears twice in the header|1"])
+            #expect(try p.deadLetters("duphead.csv").count == 1)
+            #expect(FileManager.default.fileExists(atPath: p.processed.appendingPathComponent("duphead.csv").path))
         }
     }
 
@@ -222,6 +239,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(try p.goodRowsLoaded() == 2)
             #expect(try p.events() == 3)
             #expect(try db.scalar("SELECT user_id FROM ecommerce_events WHERE event_id = $1", [max]) == "2147483647")
+            #expect(try p.deadLettersName("int32.csv", lines: [5, 6, 7]))
             #expect(try p.reasons("int32.csv") == [
                 "user_id|out of range 1…2147483647|5", "user_id|out of range 1…2147483647|6",
                 "user_id|out of range 1…2147483647|7",
@@ -239,6 +257,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.events() == 2)
             #expect(try p.goodRowsLoaded() == 2)
+            #expect(try p.deadLettersName("prices.csv", lines: [4, 5, 6, 7]))
             #expect(try p.reasons("prices.csv") == [
                 "price|not a decimal|4", "price|not a decimal|5", "price|must be > 0|6",
                 "price|more than two decimal places|7",
@@ -269,6 +288,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(try stored(ids[1]) == "2024-01-30T10:45:23.000Z")
             #expect(try stored(ids[2]) == "2016-12-31T23:59:59.999Z")
             #expect(try stored(ids[3]) == "1969-07-20T20:17:40.000Z")
+            #expect(try p.deadLettersName("times.csv", lines: [8]))
             #expect(try p.reasons("times.csv") == ["event_timestamp|more than 5 minutes in the future|8"])
         }
     }
@@ -310,12 +330,29 @@ let hostileHeader = EventField.csvHeader + "\n"
     @Test func aFileThatCannotBeReadIsOneErrorLineAndExit1() throws {
         try TestDatabase.with { db in
             let p = try HostilePipeline(db)
-            let missing = p.incoming.appendingPathComponent("gone.csv").path
-            let r = try p.run(missing)
+            let f = try p.write("locked.csv", hostileHeader + p.goodRows())
+            try FileManager.default.setAttributes([.posixPermissions: 0], ofItemAtPath: f.path)
+            // root reads any file: drop to nobody for watch alone.
+            let prefix = getuid() == 0 ? "setpriv --reuid 65534 --regid 65534 --clear-groups" : ""
+            let r = try p.run(f.path, watchPrefix: prefix)
             #expect(r.status == 1)
             let errors = r.stderr.split(separator: "\n").filter { $0.contains("ERROR") }
-            #expect(errors.count == 1)
-            #expect(errors.first?.contains("gone.csv") == true)
+            #expect(errors.count == 1, "\(r.stderr)")
+            #expect(errors.first?.hasSuffix("watch: \(f.path): Permission denied") == true, "\(r.stderr)")
+            #expect(try p.events() == 0)
+            #expect(FileManager.default.fileExists(atPath: f.path))
+        }
+    }
+
+    /// A path that does not exist is refused as a usage error before anything starts.
+    @Test func aMissingFileIsAUsageErrorNamingIt() throws {
+        try TestDatabase.with { db in
+            let p = try HostilePipeline(db)
+            let missing = p.incoming.appendingPathComponent("gone.csv").path
+            let r = try p.run(missing)
+            #expect(r.status == 64)
+            #expect(r.stderr.contains("Error: \(missing): No such file or directory"), "\(r.stderr)")
+            #expect(try p.events() == 0)
         }
     }
 

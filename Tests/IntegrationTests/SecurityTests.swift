@@ -187,7 +187,7 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
             let role = "ingest_test_loader_\(getpid())_\(String(UInt32.random(in: .min ... .max), radix: 16))"
             let password = UUID().uuidString
             try db.query("CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD '\(password)' IN ROLE ingest_loader")
-            defer { try? db.query("DROP ROLE IF EXISTS \(quoteIdentifier(role))") }
+            defer { _ = try? db.query("DROP ROLE IF EXISTS \(quoteIdentifier(role))") }
             let conninfo = "\(db.conninfo) user=\(role) password=\(password)"
             let connection = try PostgresConnection(conninfo: conninfo)
             #expect(try connection.execute("SELECT current_user").rows.first?.first == role)
