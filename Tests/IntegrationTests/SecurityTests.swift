@@ -101,12 +101,14 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
             let conninfo = "\(db.conninfo) user=no_such_user_\(getpid()) password=\(secret)"
             let result = try runTool(load, Array(f.arguments(db).dropFirst(2)) + ["--db", conninfo, "--max-retries", "1"], stdin: stdinData(lines), timeout: 30)
             #expect(result.status == 1)
-            #expect(result.stderr.contains("28"))  // an authentication SQLSTATE (28P01/28000)
+            #expect(result.stderr.contains("FATAL 28P01"), "\(result.stderr)")
+            #expect(result.stderr.contains("user=no_such_user_\(getpid())"), "\(result.stderr)")
             #expect(!result.stderr.contains(secret))
             #expect(!result.stdout.contains(secret))
             let uri = "postgresql://no_such_user:\(secret)@\(ProcessInfo.processInfo.environment["PGHOST"] ?? "localhost"):\(ProcessInfo.processInfo.environment["PGPORT"] ?? "5432")/\(db.name)"
             let viaURI = try runTool(load, ["--db", uri, "--max-retries", "1", "--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive", f.processed.path], stdin: stdinData(lines), timeout: 30)
             #expect(viaURI.status == 1)
+            #expect(viaURI.stderr.contains("FATAL 28P01"), "\(viaURI.stderr)")
             #expect(!viaURI.stderr.contains(secret))
             #expect(!viaURI.stdout.contains(secret))
             let help = try runTool(load, ["--help"], environment: environment(["POSTGRES_PASSWORD": secret, "PGPASSWORD": secret]))
@@ -130,7 +132,7 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
                 load, ["--max-retries", "1", "--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive", f.processed.path],
                 stdin: stdinData(lines), environment: env, currentDirectory: f.root, timeout: 30)
             #expect(result.status == 1)
-            #expect(result.stderr.contains("no_such_user"), "\(result.stderr)")
+            #expect(result.stderr.contains("user=no_such_user_\(getpid()): FATAL 28P01"), "\(result.stderr)")
             #expect(!result.stderr.contains(secret))
             #expect(!result.stdout.contains(secret))
             // Same through an --env-file.
@@ -140,6 +142,7 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
                 load, ["--env-file", envFile.path, "--max-retries", "1", "--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive", f.processed.path],
                 stdin: stdinData(lines), environment: environment(["PGPASSWORD": nil, "PGUSER": nil]), currentDirectory: f.root, timeout: 30)
             #expect(viaFile.status == 1)
+            #expect(viaFile.stderr.contains("user=no_such_user: FATAL 28P01"), "\(viaFile.stderr)")
             #expect(!viaFile.stderr.contains(secret))
             #expect(!viaFile.stdout.contains(secret))
         }
