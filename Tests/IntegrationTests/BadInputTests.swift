@@ -149,7 +149,9 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.goodRowsLoaded() == 2)
             #expect(try p.deadLettersName("nul.csv", lines: [4]))
-            #expect(try p.reasons("nul.csv") == ["-|field 4: NUL byte|4"])
+            // Today the column is named only by position ("field 4"); event_type in `field` would be better.
+            let nul = try p.reasons("nul.csv")
+            #expect(nul == ["-|field 4: NUL byte|4"] || nul == ["event_type|NUL byte|4"], "\(nul)")
             #expect(try p.deadLetters("nul.csv").count == 1)
         }
     }
@@ -164,7 +166,9 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.goodRowsLoaded() == 2)
             #expect(try p.deadLettersName("utf8.csv", lines: [4]))
-            #expect(try p.reasons("utf8.csv") == ["-|field 3: invalid UTF-8|4"])
+            let utf8 = try p.reasons("utf8.csv")
+            #expect(utf8 == ["-|field 3: invalid UTF-8|4"] || utf8 == ["product_id|invalid UTF-8|4"], "\(utf8)")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE strpos(raw, chr(65533)) > 0") == 1)  // repaired, not dropped
             #expect(try p.deadLetters("utf8.csv").count == 1)
         }
     }
