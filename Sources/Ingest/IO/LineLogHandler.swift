@@ -30,12 +30,30 @@ public struct LineLogHandler: LogHandler {
         UTCTimestamp.now().appendRFC3339(to: &out, separator: UInt8(ascii: " "), zulu: false)
         out.removeLast(4)  // whole seconds, as in the seed's logs
         var text = String(decoding: out, as: UTF8.self)
-        text += " - \(LineLogHandler.name(event.level)) - \(event.message)"
+        text += " - \(LineLogHandler.name(event.level)) - \(LineLogHandler.oneLine(event.message.description))"
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         if !merged.isEmpty {
             text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
         writeStandardError(text)
+    }
+
+    /// Control characters escaped (`\n` → `\\n`): a file name with a newline cannot forge a log line.
+    static func oneLine(_ text: String) -> String {
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     static func name(_ level: Logger.Level) -> String {
