@@ -115,3 +115,19 @@ func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 <
         #expect(reader.sha256Hex() == "492d5ea496056f1a6a6592241032fab764c321596317930b4fa0e1e8bc3b7470")
     }
 }
+
+@Suite struct CSVFileEmitterNamingTests {
+    /// The reader knows positions; the emitter names the column from the header.
+    @Test func readerProblemsNameTheHeaderColumn() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("n-\(UUID().uuidString).csv").path
+        let text = EventField.csvHeader + "\n6f1c2a3b-1111-4222-8333-444455556666,1,2,vi\0ew,,2024-01-30T10:15:23Z\n"
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let output = ByteOutput(fd: -1, flushThreshold: 1 << 30)
+        let emitted = try CSVFileEmitter().emit(path: path, name: "n.csv", seen: nil, into: output)
+        #expect(emitted.rejects == 1)
+        let firstLine = String(decoding: output.bytes, as: UTF8.self).split(separator: "\n")[0]
+        let reasons = try withLine(String(firstLine)) { $0.reasons() }
+        #expect(reasons == [RejectReason(field: "event_type", reason: "NUL byte")])
+    }
+}

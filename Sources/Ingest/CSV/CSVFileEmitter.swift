@@ -67,7 +67,7 @@ public struct CSVFileEmitter {
                 rows += 1
                 var reasons: [RejectReason] = []
                 if let problem = row.problem {
-                    reasons.append(problem)
+                    reasons.append(layout.naming(problem))
                 } else if row.fieldCount != layout.columnCount {
                     reasons.append(RejectReason(
                         field: nil, reason: "expected \(layout.columnCount) fields, found \(row.fieldCount)"))
@@ -115,6 +115,19 @@ struct HeaderLayout {
     /// One reason per required column the header lacks: every row of the file gets them.
     var missing: [RejectReason] = []
     var fileProblem: RejectReason?
+    /// Every header name, by column, for naming the field of a reader problem.
+    var names: [String] = []
+
+    /// `field 4: NUL byte` from the reader becomes `event_type: NUL byte` when column 4 is named.
+    func naming(_ problem: RejectReason) -> RejectReason {
+        guard problem.field == nil, problem.reason.hasPrefix("field "),
+            let colon = problem.reason.firstIndex(of: ":"),
+            let column = Int(problem.reason[problem.reason.index(problem.reason.startIndex, offsetBy: 6)..<colon]),
+            column >= 1, column <= names.count, !names[column - 1].isEmpty
+        else { return problem }
+        let rest = problem.reason[problem.reason.index(after: colon)...].drop(while: { $0 == " " })
+        return RejectReason(field: names[column - 1], reason: String(rest), value: problem.value)
+    }
 
     init(reader: CSVReader, header: CSVRow) {
         columnCount = header.fieldCount
@@ -130,6 +143,7 @@ struct HeaderLayout {
         var seen: [EventField: Int] = [:]
         for index in 0..<header.fieldCount {
             let name = reader.fieldString(index).trimmingSpaces().lowercased()
+            names.append(name)
             guard let field = EventField(name: name) else { continue }  // extra columns are ignored
             if seen[field] != nil {
                 fileProblem = RejectReason(field: field.name, reason: "column appears twice in the header")
