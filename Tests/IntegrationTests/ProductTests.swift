@@ -32,7 +32,10 @@ final class ProjectCopy {
 
     /// The environment of a user with no database configured: bin/run must use the embedded one.
     func embeddedEnvironment() -> [String: String] {
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("POSTGRES_") }
+        // bin/test exports INGEST_PGDATA (its own cluster): the copy must use its .pgdata.
+        var env = ProcessInfo.processInfo.environment.filter {
+            !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("POSTGRES_") && !$0.key.hasPrefix("INGEST_")
+        }
         env["INGEST_BIN_DIR"] = Executables.directory.path
         env["INGEST_PGPORT_FROM"] = "5750"
         return env
