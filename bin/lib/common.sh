@@ -54,3 +54,24 @@ need_apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
     die "apt-get install failed for: ${missing[*]}"
 }
+
+# restore_stop_signals "$@"   (call first thing in scripts that stop their children gracefully)
+# A parent may start a script with SIGINT/SIGTERM blocked (Foundation's Process does) or
+# ignored (a non-interactive shell's "cmd &"). bash can neither unblock nor trap them then, so
+# the graceful stop could never start: re-exec once through perl with both restored.
+restore_stop_signals() {
+  local blocked ignored
+  # Once per process: if perl could not restore them, go on rather than loop.
+  if [[ -n ${_INGEST_SIGNALS_RESTORED:-} ]]; then
+    unset _INGEST_SIGNALS_RESTORED
+    return 0
+  fi
+  blocked=$(sed -n 's/^SigBlk:[[:space:]]*//p' "/proc/$$/status" 2>/dev/null) || return 0
+  ignored=$(sed -n 's/^SigIgn:[[:space:]]*//p' "/proc/$$/status" 2>/dev/null) || return 0
+  [[ -n $blocked && -n $ignored ]] || return 0
+  if (((16#$blocked | 16#$ignored) & 0x4002)) && command -v perl >/dev/null; then
+    _INGEST_SIGNALS_RESTORED=1 exec perl -MPOSIX -e '$SIG{INT} = $SIG{TERM} = "DEFAULT";
+      sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGINT, SIGTERM)); exec @ARGV or die "exec $ARGV[0]: $!\n"' \
+      -- "$0" "$@"
+  fi
+}

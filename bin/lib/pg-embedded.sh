@@ -133,6 +133,17 @@ _pg_running() {
   _pg_as_owner "$bindir/pg_ctl" status --pgdata="$dir/data" >/dev/null 2>&1
 }
 
+# The server outlives its caller: it must not keep the caller's pipes and sockets open, or
+# whoever reads them (a test harness, a pipeline) never sees end of file. Call in a subshell.
+_pg_close_inherited_fds() {
+  local fd n
+  for fd in /proc/$BASHPID/fd/*; do
+    n=${fd##*/}
+    if [[ $n =~ ^[0-9]+$ ]] && ((n > 2)); then eval "exec $n>&-" 2>/dev/null || true; fi
+  done
+  return 0
+}
+
 pg_start() {
   local dir bindir port fresh=0 log_size attempt
   dir=$(pg_cluster_dir)
@@ -149,8 +160,8 @@ pg_start() {
     port=$(<"$dir/port")
     _pg_write_conf "$dir" "$port"
     log_size=$(stat -c %s "$dir/server.log" 2>/dev/null || echo 0)
-    if _pg_as_owner "$bindir/pg_ctl" start --pgdata="$dir/data" --log="$dir/server.log" \
-      --wait --timeout=60 >>"$dir/server.log" 2>&1; then
+    if (_pg_close_inherited_fds && _pg_as_owner "$bindir/pg_ctl" start --pgdata="$dir/data" \
+      --log="$dir/server.log" --wait --timeout=60 >>"$dir/server.log" 2>&1); then
       info "PostgreSQL $(<"$dir/data/PG_VERSION") started on $_pg_host:$port (cluster $dir)"
       return 0
     fi

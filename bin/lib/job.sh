@@ -1,0 +1,169 @@
+# shellcheck shell=bash
+# What bin/run, bin/pipeline, bin/gen, bin/status, bin/reset and bin/psql share: where the
+# tools are, which database to use, bounded logs, stopping background stages.
+# Source common.sh and pg-embedded.sh first, then this file.
+#
+#   INGEST_BIN_DIR         the built tools (default .build/release); set it to use another build
+#   ingest_tool NAME       absolute path of a built tool, or die saying how to build it
+#   load_env_file [FILE]   export POSTGRES_* and PG* keys from FILE (default .env) unless already set
+#   select_database [--start-embedded] [--require-configured]
+#                          export PG* for the database to use (see below) and set INGEST_DB_SOURCE
+#   prepare_database       create the database if missing and apply sql/postgres_setup.sql
+#   db_psql ARGS...        psql on the selected database (quiet, no psqlrc, stop on error)
+#   log_to FILE [--tee]    copy stdin to FILE, rotated at INGEST_LOG_MAX_BYTES (10 MB) keeping
+#                          INGEST_LOG_KEEP (3) old files; --tee also copies to stderr
+#   seconds_of DURATION    20s, 2m, 1h, 500 (seconds) -> seconds
+#   stop_stages PID...     SIGTERM each (the graceful first signal)
+#   kill_stages PID...     a second signal to each: stages exit at once
+#
+# Which database: the one named by PG* variables, POSTGRES_* variables or .env (in that order,
+# as load reads them) if it answers pg_isready; otherwise the embedded cluster (bin/pg, in
+# .pgdata), started only with --start-embedded. A named database that does not answer is
+# reported; with --require-configured that is fatal.
+
+INGEST_BIN_DIR=${INGEST_BIN_DIR:-$INGEST_ROOT/.build/release}
+INGEST_INCOMING=${INGEST_INCOMING:-$INGEST_ROOT/data/incoming}
+INGEST_PROCESSED=${INGEST_PROCESSED:-$INGEST_ROOT/data/processed}
+INGEST_BAD_RECORDS=${INGEST_BAD_RECORDS:-$INGEST_ROOT/data/bad_records}
+INGEST_LOGS=${INGEST_LOGS:-$INGEST_ROOT/logs}
+
+ingest_tool() {
+  local path=$INGEST_BIN_DIR/$1
+  [[ -x $path ]] || die "$path not found: build the tools with bin/setup (or set INGEST_BIN_DIR)"
+  printf '%s\n' "$path"
+}
+
+# .env is KEY=VALUE lines (optionally quoted), read as data: never sourced, never executed.
+load_env_file() {
+  local file=${1:-$INGEST_ROOT/.env} line key value
+  [[ -f $file ]] || return 0
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+    key=${BASH_REMATCH[2]}
+    value=${BASH_REMATCH[3]}
+    [[ $key == POSTGRES_* || $key == PG* ]] || continue
+    if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
+      value=${BASH_REMATCH[1]}
+    fi
+    [[ -n ${!key+set} ]] || export "$key=$value"
+  done <"$file"
+}
+
+# PG* from POSTGRES_* where unset, as load does.
+_export_pg_from_postgres_keys() {
+  local pair
+  for pair in PGHOST:POSTGRES_HOST PGPORT:POSTGRES_PORT PGDATABASE:POSTGRES_DB \
+    PGUSER:POSTGRES_USER PGPASSWORD:POSTGRES_PASSWORD; do
+    local pg=${pair%%:*} pos=${pair#*:}
+    if [[ -z ${!pg:-} && -n ${!pos:-} ]]; then export "$pg=${!pos}"; fi
+  done
+  export PGDATABASE=${PGDATABASE:-$INGEST_DATABASE}
+}
+
+_describe_db() { printf '%s@%s:%s/%s' "${PGUSER:-$USER}" "${PGHOST:-local socket}" "${PGPORT:-5432}" "$PGDATABASE"; }
+
+select_database() {
+  local start=0 require=0 arg
+  for arg in "$@"; do
+    case $arg in
+      --start-embedded) start=1 ;;
+      --require-configured) require=1 ;;
+    esac
+  done
+  load_env_file
+  if [[ -n ${PGHOST:-}${POSTGRES_HOST:-} ]]; then
+    _export_pg_from_postgres_keys
+    # pg_isready only asks whether the server accepts connections: no password needed.
+    if pg_isready -q -d postgres -t 5 >/dev/null 2>&1; then
+      INGEST_DB_SOURCE=configured
+      info "database: $(_describe_db) (from the environment / .env)"
+      return 0
+    fi
+    ((require == 0)) || die "the configured PostgreSQL $(_describe_db) does not answer (pg_isready)"
+    warn "the configured PostgreSQL $(_describe_db) does not answer; using the embedded one (.pgdata)"
+    unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE
+  fi
+  ((require == 0)) || die "no database configured: set POSTGRES_HOST (and the rest) in .env"
+  if ((start)); then
+    pg_start
+  elif ! _pg_running; then
+    die "no database: the embedded PostgreSQL is not running and none is configured
+  start it with bin/pg start (or bin/run), or set POSTGRES_HOST etc. in .env"
+  fi
+  eval "$(pg_env)"
+  INGEST_DB_SOURCE=embedded
+  info "database: $(_describe_db) (embedded, cluster $(pg_cluster_dir))"
+}
+
+db_psql() { psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 "$@"; }
+
+# Creating the database needs CREATEDB and the schema needs ownership; a least-privilege login
+# cannot do either, which is fine when someone already did.
+prepare_database() {
+  local sql="SELECT format('CREATE DATABASE %I', :'name')
+    WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'name') \gexec"
+  PGDATABASE=postgres db_psql -v name="$PGDATABASE" <<<"$sql" >/dev/null 2>&1 ||
+    warn "could not create database $PGDATABASE (it may exist already)"
+  if db_psql -f "$INGEST_ROOT/sql/postgres_setup.sql" >/dev/null 2>"$INGEST_LOGS/.schema.err"; then
+    info "schema applied (sql/postgres_setup.sql)"
+  elif db_psql -c 'SELECT FROM ecommerce_events, ingest_checkpoints, ecommerce_bad_records LIMIT 0' \
+    >/dev/null 2>&1; then
+    warn "could not apply sql/postgres_setup.sql ($(head -n 1 "$INGEST_LOGS/.schema.err")); the tables exist, going on"
+  else
+    cat "$INGEST_LOGS/.schema.err" >&2
+    die "could not apply sql/postgres_setup.sql to $(_describe_db)"
+  fi
+  rm -f "$INGEST_LOGS/.schema.err"
+}
+
+_rotate() {
+  local file=$1 keep=$2 i
+  for ((i = keep - 1; i >= 1; i--)); do
+    [[ -f $file.$i ]] && mv -f -- "$file.$i" "$file.$((i + 1))"
+  done
+  mv -f -- "$file" "$file.1"
+}
+
+log_to() {
+  local file=$1 tee=${2:-} max=${INGEST_LOG_MAX_BYTES:-10485760} keep=${INGEST_LOG_KEEP:-3} size line
+  # The writer outlives the stages it logs for: it stops at end of input, not on a signal.
+  trap '' INT TERM
+  local LC_ALL=C  # ${#line} in bytes
+  mkdir -p -- "$(dirname -- "$file")"
+  size=$(stat -c %s -- "$file" 2>/dev/null || echo 0)
+  while IFS= read -r line || [[ -n $line ]]; do
+    printf '%s\n' "$line" >>"$file"
+    [[ -z $tee ]] || printf '%s\n' "$line" >&2
+    size=$((size + ${#line} + 1))
+    if ((size >= max)); then
+      _rotate "$file" "$keep"
+      size=0
+    fi
+  done
+}
+
+seconds_of() {
+  local d=$1
+  case $d in
+    *ms) echo $(((${d%ms} + 999) / 1000)) ;;
+    *s) echo "${d%s}" ;;
+    *m) echo $((${d%m} * 60)) ;;
+    *h) echo $((${d%h} * 3600)) ;;
+    *[!0-9]* | '') die "not a duration: '$d' (use 20s, 2m, 1h)" ;;
+    *) echo "$d" ;;
+  esac
+}
+
+stop_stages() { kill -TERM "$@" 2>/dev/null || true; }
+
+# validate and load ignore the first signal (they drain); one that has had none needs two.
+kill_stages() {
+  kill -TERM "$@" 2>/dev/null || true
+  sleep 0.2
+  kill -TERM "$@" 2>/dev/null || true
+}
+
+# Files waiting in the incoming folder (what watch would send).
+pending_files() {
+  find "$INGEST_INCOMING" -maxdepth 1 -type f -name '*.csv' ! -name '.*' 2>/dev/null | wc -l
+}
