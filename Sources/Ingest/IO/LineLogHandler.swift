@@ -75,6 +75,7 @@ public struct LineLogHandler: LogHandler {
         if let raw = getenv("INGEST_LOG_LEVEL"), let parsed = Logger.Level(rawValue: String(cString: raw).lowercased()) {
             chosen = parsed
         }
-        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: chosen) }
+        let resolved = chosen
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: resolved) }
     }
 }
