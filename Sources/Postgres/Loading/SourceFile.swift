@@ -40,22 +40,9 @@ enum SourceFile {
         }
     }
 
-    /// Records a committed file in `folder/.ingest-committed`, which `watch` reads at start-up.
+    /// Records a committed file in the folder's journal, which `watch` reads at start-up.
     static func appendJournal(folder: ContainedFolder, identity: FileIdentity) throws {
-        var line: [UInt8] = []
-        var w = JSONWriter()
-        w.beginObject(&line)
-        w.key("file", &line)
-        w.string(identity.name, &line)
-        w.key("bytes", &line)
-        w.int(Int(identity.bytes), &line)
-        w.key("sha256", &line)
-        w.string(identity.sha256, &line)
-        w.endLine(&line)
-        let path = folder.path + "/.ingest-committed"
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
-        defer { close(fd) }
-        try line.withUnsafeBytes { try writeAll(fd, $0) }
+        let journal = CommittedJournal(path: folder.path + "/" + CommittedJournal.defaultName)
+        try journal.append(FileMarker(file: identity.name, rows: 0, bytes: identity.bytes, sha256: identity.sha256, seen: nil))
     }
 }
