@@ -168,8 +168,13 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
                 try? input.fileHandleForWriting.close()
                 process.waitUntilExit()
             }
-            let cmdline = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline"))
-            let text = String(decoding: cmdline, as: UTF8.self)
+            // Right after spawning, the child may not have exec'd yet (empty or the parent's cmdline).
+            var text = ""
+            _ = eventually(timeout: 10) {
+                let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline"))) ?? Data()
+                text = String(decoding: cmdline, as: UTF8.self)
+                return text.contains("--incoming")
+            }
             #expect(text.contains("--db"))
             #expect(text.contains(db.name))
             #expect(!text.contains(password))

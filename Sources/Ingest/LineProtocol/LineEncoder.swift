@@ -87,17 +87,9 @@ public enum LineEncoder {
     public static func appendRawReject(
         file: String?, line: Int?, raw: UnsafeRawBufferPointer, reasons: [RejectReason], into out: inout [UInt8]
     ) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        out.append(contentsOf: staticReject)
+        var w = beginReject(&out)
         appendProvenance(&w, file: file, line: line, &out)
-        w.key("raw", &out)
-        if let repaired = repairedUTF8(raw) {
-            repaired.withUnsafeBytes { w.string($0, &out) }
-        } else {
-            w.string(raw, &out)
-        }
+        appendRaw(raw, &w, &out)
         w.key("reasons", &out)
         appendReasons(reasons, &out)
         w.endLine(&out)
@@ -106,10 +98,7 @@ public enum LineEncoder {
     /// A reject made from a scanned line: every member kept as received (unknown keys too),
     /// `kind` set to `reject`, and `reasons` appended to any the line already had.
     public static func appendReject(from line: ProtocolLine, reasons: [RejectReason], into out: inout [UInt8]) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        out.append(contentsOf: staticReject)
+        var w = beginReject(&out)
         let kindMember = line.member(.kind)
         let reasonsMember = line.member(.reasons)
         for m in line.members {
@@ -138,20 +127,12 @@ public enum LineEncoder {
     public static func appendMalformedLine(
         _ raw: UnsafeRawBufferPointer, lineNumber: Int?, problem: String, into out: inout [UInt8]
     ) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        out.append(contentsOf: staticReject)
+        var w = beginReject(&out)
         if let lineNumber {
             w.key("input_line", &out)
             w.int(lineNumber, &out)
         }
-        w.key("raw", &out)
-        if let repaired = repairedUTF8(raw) {
-            repaired.withUnsafeBytes { w.string($0, &out) }
-        } else {
-            w.string(raw, &out)
-        }
+        appendRaw(raw, &w, &out)
         w.key("reasons", &out)
         appendReasons([RejectReason(field: nil, reason: "malformed JSON: \(problem)")], &out)
         w.endLine(&out)
@@ -199,6 +180,25 @@ public enum LineEncoder {
             w.string(value, &out)
         }
         w.endObject(&out)
+    }
+
+    /// `{"kind":"reject"` — the start every reject shares.
+    static func beginReject(_ out: inout [UInt8]) -> JSONWriter {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("kind", &out)
+        out.append(contentsOf: staticReject)
+        return w
+    }
+
+    /// `"raw":"…"`: the text as received, repaired to valid UTF-8 if needed (JSON is UTF-8).
+    static func appendRaw(_ raw: UnsafeRawBufferPointer, _ w: inout JSONWriter, _ out: inout [UInt8]) {
+        w.key("raw", &out)
+        if let repaired = repairedUTF8(raw) {
+            repaired.withUnsafeBytes { w.string($0, &out) }
+        } else {
+            w.string(raw, &out)
+        }
     }
 
     static func appendProvenance(_ w: inout JSONWriter, file: String?, line: Int?, _ out: inout [UInt8]) {

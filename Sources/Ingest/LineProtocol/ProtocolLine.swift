@@ -20,12 +20,7 @@ public enum ProtocolKey: Int, CaseIterable, Sendable {
         case .bytes: "bytes"
         case .sha256: "sha256"
         case .seen: "seen"
-        case .eventID: "event_id"
-        case .userID: "user_id"
-        case .productID: "product_id"
-        case .eventType: "event_type"
-        case .price: "price"
-        case .eventTimestamp: "event_timestamp"
+        case .eventID, .userID, .productID, .eventType, .price, .eventTimestamp: eventField!.key
         }
     }
 
