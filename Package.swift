@@ -12,6 +12,8 @@ import PackageDescription
 //               Ingest ─┘
 //
 // Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
+// CommandLineDialect (over Ingest and swift-argument-parser) is what the four executables
+// share: --log-level, one duration syntax, one runtime error, the exit codes.
 let package = Package(
     name: "ecommerce-ingest",
     products: [
@@ -52,6 +54,15 @@ let package = Package(
             name: "Loading",
             dependencies: ["Ingest", "Postgres", .product(name: "Logging", package: "swift-log")]
         ),
+        // What the four tools share on the command line: options, durations, errors, exit codes.
+        .target(
+            name: "CommandLineDialect",
+            dependencies: [
+                "Ingest",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(name: "gen", dependencies: ["Ingest", "Generating"] + cli),
         .executableTarget(name: "watch", dependencies: ["Ingest", "Watching"] + cli),
         .executableTarget(name: "validate", dependencies: ["Ingest"] + cli),
@@ -67,7 +78,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Ingest", "Generating", "Loading", "Postgres", "TestSupport", "gen", "watch", "validate", "load",
+                "Ingest", "Generating", "Loading", "Postgres", "TestSupport", "CommandLineDialect",
+                "gen", "watch", "validate", "load",
             ]
         ),
     ]
@@ -75,6 +87,7 @@ let package = Package(
 
 var cli: [Target.Dependency] {
     [
+        "CommandLineDialect",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
     ]

@@ -233,7 +233,12 @@ public final class Loader {
         while true {
             do {
                 let conn = try PostgresConnection(conninfo: config.conninfo)
-                try sql.checkTables(conn)
+                do {
+                    try sql.checkTables(conn)
+                } catch let error as PostgresError where error.category != .connection {
+                    // The endpoint may not say which database libpq chose (PGDATABASE unset).
+                    throw LoaderError.permanent("\(config.endpoint) (database \(conn.databaseName))", error)
+                }
                 if attempt > 0 { logger.info("connected to \(config.endpoint) after \(attempt) failed attempts") }
                 connection = conn
                 return conn

@@ -57,6 +57,12 @@ public struct ConnectionSettings: Sendable {
         redactedDescription = Self.describe(pairs, environment: environment)
     }
 
+    /// The password a conninfo string or URI holds, as libpq reads it (nil: none, or not parseable).
+    public static func password(in conninfo: String) -> String? {
+        guard let pairs = try? parse(conninfo) else { return nil }
+        return pairs.last { $0.0 == "password" && !$0.1.isEmpty }?.1
+    }
+
     /// Single-quotes a conninfo value, escaping `'` and `\` with a backslash, as libpq expects.
     public static func quoteConninfoValue(_ value: String) -> String {
         var quoted = "'"
@@ -67,37 +73,18 @@ public struct ConnectionSettings: Sendable {
         return quoted + "'"
     }
 
-    /// Reads `KEY=VALUE` lines: `#` starts a comment line, `export ` is allowed, a value may be
-    /// wrapped in single or double quotes (kept verbatim inside), and an unquoted value ends at ` #`.
+    /// Reads a `.env` file by ``EnvFile``'s rules.
     public static func readEnvFile(_ path: String) throws -> [String: String] {
+        guard access(path, R_OK) == 0 else {
+            throw PostgresError(message: "cannot read --env-file \(path): \(String(cString: strerror(errno)))")
+        }
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw PostgresError(message: "cannot read \(path): \(error.localizedDescription)")
+            throw PostgresError(message: "cannot read --env-file \(path): \(error.localizedDescription)")
         }
-        return parseEnv(text)
-    }
-
-    static func parseEnv(_ text: String) -> [String: String] {
-        var values: [String: String] = [:]
-        for raw in text.split(whereSeparator: \.isNewline) {
-            var line = raw.trimmingSpaces()
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            if line.hasPrefix("export ") { line = String(line.dropFirst("export ".count)).trimmingSpaces() }
-            guard let equals = line.firstIndex(of: "=") else { continue }
-            let key = line[..<equals].trimmingSpaces()
-            var value = line[line.index(after: equals)...].trimmingSpaces()
-            if let quote = value.first, quote == "\"" || quote == "'",
-                let close = value.dropFirst().firstIndex(of: quote)
-            {
-                value = String(value[value.index(after: value.startIndex)..<close])
-            } else if let comment = value.range(of: " #") ?? value.range(of: "\t#") {
-                value = value[..<comment.lowerBound].trimmingSpaces()
-            }
-            if !key.isEmpty { values[key] = value }
-        }
-        return values
+        return EnvFile.parse(text)
     }
 
     /// Keyword/value pairs of a conninfo string or URI, via libpq's own parser.

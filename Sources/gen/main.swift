@@ -1,5 +1,6 @@
-import Generating
 import ArgumentParser
+import CommandLineDialect
+import Generating
 import Ingest
 import Logging
 
@@ -15,8 +16,9 @@ struct BatchOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Pause between batches: 5s, 100ms, 1m; 0 writes as fast as possible.", valueName: "duration"))
-    var interval = "5s"
+            "Pause between batches: 250ms, 1.5s, 5m, 1h (a bare number is seconds); 0 writes as fast as possible.",
+            valueName: "duration"))
+    var interval = DurationArgument(milliseconds: 5000)
 
     @Option(help: ArgumentHelp("Stop after this many batches (default: until interrupted).", valueName: "n"))
     var files: Int?
@@ -28,12 +30,10 @@ struct BatchOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Seed for the rows: the same seed gives the same rows (timestamps aside).", valueName: "n"))
     var seed: UInt64?
-
-    var intervalMilliseconds: Int64 { parseDurationMilliseconds(interval) ?? 0 }
 }
 
 
-struct Gen: ParsableCommand {
+struct Gen: ToolCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write CSV batches of e-commerce events, a few of them invalid, for the pipeline to ingest.",
         discussion: """
@@ -66,19 +66,17 @@ struct Gen: ParsableCommand {
     @Option(help: ArgumentHelp("Append one JSON line per batch describing its rows.", valueName: "path"))
     var manifest: String?
 
+    @OptionGroup var log: LogOptions
+
     func validate() throws {
         guard batch.rowsPerFile > 0 else { throw ValidationError("--rows-per-file must be at least 1") }
-        guard parseDurationMilliseconds(batch.interval) != nil else {
-            throw ValidationError("--interval: expected a duration like 5s, 100ms or 0, got \"\(batch.interval)\"")
-        }
         if let files = batch.files, files < 0 { throw ValidationError("--files must not be negative") }
         guard (0...1).contains(batch.invalidRate) else { throw ValidationError("--invalid-rate must be between 0 and 1") }
     }
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        LineLogHandler.bootstrap()
-        let logger = Logger(label: "gen")
+        let logger = log.bootstrap(stage: "gen")
         Interrupts.install(onSecond: .exit(130))
 
         var writer: BatchWriter?
@@ -131,7 +129,7 @@ struct Gen: ParsableCommand {
                 logger.info("Generated batch of \(rows.count) events")
                 if let name { logger.info("Written to: \(out)/\(name)") }
                 if batch.files.map({ written >= $0 }) ?? false { break }
-                let pause = batch.intervalMilliseconds - (monotonicMilliseconds() - started)
+                let pause = batch.interval.milliseconds - (monotonicMilliseconds() - started)
                 if pause > 0 { Interrupts.sleep(milliseconds: Int(pause)) }
             }
         } catch is BrokenPipe {
@@ -141,12 +139,6 @@ struct Gen: ParsableCommand {
     }
 }
 
-/// A one-line failure, printed by the argument parser as `Error: …`, exit status 1.
-struct RuntimeError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 extension Gen {
     /// The system's words for a failed call, without the call's name.
     func describe(_ error: Error) -> String {
@@ -154,4 +146,4 @@ extension Gen {
         return "\(error)"
     }
 }
-Gen.main()
+Gen.runAndExit()

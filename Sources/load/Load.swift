@@ -1,6 +1,7 @@
-import Loading
 import ArgumentParser
+import CommandLineDialect
 import Ingest
+import Loading
 import Logging
 import Postgres
 
@@ -11,7 +12,7 @@ import Darwin
 #endif
 
 @main
-struct Load: ParsableCommand {
+struct Load: ToolCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load the line protocol into PostgreSQL with COPY, exactly once, keeping rejects as dead letters.",
         discussion: """
@@ -31,8 +32,11 @@ struct Load: ParsableCommand {
             libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…; the keys \
             POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD from the \
             environment or the --env-file (default ./.env when present). The password is never \
-            printed. An unreachable server is retried with backoff; authentication failures, \
-            missing tables and missing privileges stop with one line and exit status 1.
+            printed. Prefer PGPASSWORD, ~/.pgpass or .env for it: a password inside --db is \
+            overwritten in load's argument list at start-up, but other local users could read \
+            it in `ps` until then. An unreachable server is retried with backoff; a bad --db or \
+            --env-file, authentication failures, missing tables and missing privileges stop \
+            with one line on stderr and exit status 1.
 
             Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to the end \
             (the upstream stage stops), commits and exits 0. A second one exits at once (status \
@@ -57,8 +61,12 @@ struct Load: ParsableCommand {
     @Option(name: .customLong("batch-rows"), help: "Commit once this many rows of complete files are waiting.")
     var batchRows = 20_000
 
-    @Option(name: .customLong("max-delay"), help: ArgumentHelp("Commit at the latest this long after the oldest waiting row arrived (e.g. 500ms, 2s).", valueName: "duration"))
-    var maxDelay = "1s"
+    @Option(
+        name: .customLong("max-delay"),
+        help: ArgumentHelp(
+            "Commit at the latest this long after the oldest waiting row arrived: 250ms, 1.5s, 5m, 1h (a bare number is seconds).",
+            valueName: "duration"))
+    var maxDelay = DurationArgument(milliseconds: 1000)
 
     @Option(help: ArgumentHelp("The folder the source files are in (archived, deleted or journaled after commit).", valueName: "dir"))
     var incoming = "data/incoming"
@@ -78,23 +86,28 @@ struct Load: ParsableCommand {
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach the server (default: keep trying).")
     var maxRetries: Int?
 
-    @Flag(name: .shortAndLong, help: "Log each file's details too (debug level).")
+    @Flag(name: .shortAndLong, help: "Log each file's details too (--log-level debug).")
     var verbose = false
+
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
         if delete && keep { throw ValidationError("--delete and --keep cannot be combined") }
         if batchRows < 1 { throw ValidationError("--batch-rows must be at least 1") }
-        if parseDuration(maxDelay) == nil { throw ValidationError("--max-delay: not a duration: \(maxDelay) (try 500ms, 2s, 1m)") }
     }
 
     func run() throws {
+        if let db, let password = ConnectionSettings.password(in: db) {
+            ArgumentVector.hide(password, inValueOf: "--db")
+        }
         signal(SIGPIPE, SIG_IGN)
         // In a pipeline Ctrl+C reaches every stage at once: the first signal is ignored here (the
         // source stops, our input ends, the last batch commits); a second one exits at once.
         // From a terminal, the first one exits.
         if isatty(0) == 0 { Interrupts.install(onSecond: .exit(130)) }
-        LineLogHandler.bootstrap(level: verbose ? .debug : .info)
-        let logger = Logger(label: "load")
+        var logOptions = log
+        if verbose && logOptions.level == nil { logOptions.level = .debug }
+        let logger = logOptions.bootstrap(stage: "load")
 
         var env = envFile
         if env == nil && access(".env", R_OK) == 0 { env = ".env" }
@@ -102,12 +115,12 @@ struct Load: ParsableCommand {
         do {
             settings = try ConnectionSettings(db: db, envFile: env)
         } catch {
-            throw CleanExit.message("load: \(error)")
+            throw RuntimeError("\(error)")
         }
         var config = LoaderConfiguration(conninfo: settings.conninfo, endpoint: settings.redactedDescription)
         config.table = table
         config.batchRows = batchRows
-        config.maxDelay = parseDuration(maxDelay) ?? 1
+        config.maxDelay = maxDelay.seconds
         config.incoming = ContainedFolder(incoming)
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
@@ -131,13 +144,3 @@ struct Load: ParsableCommand {
 }
 
 func Foundation_exit(_ code: Int32) -> Never { exit(code) }
-
-/// Parses `500ms`, `2s`, `1.5s`, `1m`, `0`; nil when not a duration.
-func parseDuration(_ text: String) -> Double? {
-    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-    for (suffix, scale) in units where text.hasSuffix(suffix) {
-        if let v = Double(text.dropLast(suffix.count)), v >= 0 { return v * scale }
-    }
-    if let v = Double(text), v >= 0 { return v }
-    return nil
-}

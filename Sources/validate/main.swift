@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineDialect
 import Ingest
 import Logging
 
@@ -17,16 +18,15 @@ struct RuleOptions: ParsableArguments {
 
     @Option(
         name: .customLong("max-future"),
-        help: ArgumentHelp("How far past the clock an event_timestamp may be (s, m, h or ms suffix).", valueName: "duration"))
-    var maxFuture: String = "5m"
+        help: ArgumentHelp(
+            "How far past the clock an event_timestamp may be: 250ms, 1.5s, 5m, 1h (a bare number is seconds).",
+            valueName: "duration"))
+    var maxFuture = DurationArgument(milliseconds: 300_000)
 
     func rules() throws -> ValidationRules {
         let types = eventTypes.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
         guard !types.isEmpty else { throw ValidationError("--event-types: give at least one type") }
-        guard let future = parseDurationMilliseconds(maxFuture) else {
-            throw ValidationError("--max-future: expected a duration like 30s, 5m or 1h, got \"\(maxFuture)\"")
-        }
-        return ValidationRules(eventTypes: types, maxFutureMilliseconds: future)
+        return ValidationRules(eventTypes: types, maxFutureMilliseconds: maxFuture.milliseconds)
     }
 }
 
@@ -37,7 +37,7 @@ extension Substring {
 }
 
 @main
-struct Validate: ParsableCommand {
+struct Validate: ToolCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check event records against the validation contract; normalise the valid ones.",
         discussion: """
@@ -72,6 +72,8 @@ struct Validate: ParsableCommand {
     @Argument(help: ArgumentHelp("CSV files to read instead of stdin.", valueName: "file.csv"))
     var files: [String] = []
 
+    @OptionGroup var log: LogOptions
+
     func validate() throws {
         _ = try ruleOptions.rules()
         guard maxLineBytes > 0 else { throw ValidationError("--max-line-bytes must be positive") }
@@ -79,8 +81,7 @@ struct Validate: ParsableCommand {
 
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        LineLogHandler.bootstrap()
-        let logger = Logger(label: "validate")
+        let logger = log.bootstrap(stage: "validate")
         var stage = StreamValidator(rules: try ruleOptions.rules(), rejectsOnly: rejectsOnly)
         let output = ByteOutput(fd: 1)
         var failed = false

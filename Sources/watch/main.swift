@@ -1,7 +1,8 @@
-import Watching
 import ArgumentParser
+import CommandLineDialect
 import Ingest
 import Logging
+import Watching
 
 #if canImport(Glibc)
 import Glibc
@@ -14,10 +15,11 @@ struct FollowOptions: ParsableArguments {
     var once = false
 
     @Option(
-        name: .customLong("poll"), help: ArgumentHelp(
-            "Rescan the folder every INTERVAL instead of using inotify (e.g. 2, 0.5, 500ms, 1s).",
-            valueName: "interval"))
-    var pollInterval: String?
+        name: .customLong("poll"),
+        help: ArgumentHelp(
+            "Rescan the folder this often instead of using inotify: 250ms, 1.5s, 5m, 1h (a bare number is seconds).",
+            valueName: "duration"))
+    var pollInterval: DurationArgument?
 
     @Option(help: ArgumentHelp("Which names are input files (fnmatch pattern).", valueName: "pattern"))
     var glob = "*.csv"
@@ -33,50 +35,50 @@ struct JournalOptions: ParsableArguments {
     var noJournal = false
 }
 
-struct Watch: ParsableCommand {
+struct Watch: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
         abstract: "Stream the rows of CSV files as line-protocol JSON: files in a folder, then each new one as it arrives.",
         discussion: """
-            Each file becomes one `record` line per row (or a `reject` for a row that cannot be
-            read), then an `eof` marker with the file's rows, bytes, SHA-256 and when it was
-            seen complete. stdout carries data only and is flushed after every marker; logs go
+            Each file becomes one `record` line per row (or a `reject` for a row that cannot be \
+            read), then an `eof` marker with the file's rows, bytes, SHA-256 and when it was \
+            seen complete. stdout carries data only and is flushed after every marker; logs go \
             to stderr. The provenance `file` is the file's name within its folder.
 
             FOLLOWING A FOLDER
-              On start, watch sends every matching file already in DIR, in byte order of names
-              (gen's timestamped names sort oldest first), then follows DIR and sends each new
-              file as soon as it is complete: renamed into DIR (write a hidden temp name, then
-              rename, as gen does) or written in place and closed. inotify is set up before DIR
-              is listed, so no file slips in between. A name is sent again only when it is
-              replaced by a new version (load's checkpoint drops identical content).
-              --poll INTERVAL rescans instead (macOS, NFS, SMB): a file counts as complete when
-              its size and mtime are unchanged across two scans.
+            On start, watch sends every matching file already in DIR, in byte order of names \
+            (gen's timestamped names sort oldest first), then follows DIR and sends each new \
+            file as soon as it is complete: renamed into DIR (write a hidden temp name, then \
+            rename, as gen does) or written in place and closed. inotify is set up before DIR \
+            is listed, so no file slips in between. A name is sent again only when it is \
+            replaced by a new version (load's checkpoint drops identical content). \
+            --poll DURATION rescans instead (macOS, NFS, SMB): a file counts as complete when \
+            its size and mtime are unchanged across two scans.
 
             WHICH FILES
-              Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~,
-              directories, FIFOs and other non-regular files, symlinks leading outside DIR
-              (each skip is logged). A file that cannot be read gets one error line on stderr
-              (watch: DIR/x.csv: Permission denied) and the stream goes on; with --once or FILE
-              arguments watch then exits 1 at the end.
+            Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~, \
+            directories, FIFOs and other non-regular files, symlinks leading outside DIR \
+            (each skip is logged). A file that cannot be read gets one error line on stderr \
+            (watch: DIR/x.csv: Permission denied) and the stream goes on; with --once or FILE \
+            arguments watch then exits 1 at the end.
 
             RESTARTS
-              Normally load archives committed files to data/processed/, so DIR holds only
-              pending files and a restart sends exactly those. When load runs with --keep it
-              appends one line per committed file to DIR/.ingest-committed
-              ({"file":"batch_….csv","bytes":4321,"sha256":"…"}); on start watch skips each
-              file whose name, size and SHA-256 match an entry (hashing is far cheaper than
-              parsing and loading) and logs how many it skipped. --journal PATH reads another
-              journal; --no-journal sends everything.
+            Normally load archives committed files to data/processed/, so DIR holds only \
+            pending files and a restart sends exactly those. When load runs with --keep it \
+            appends one line per committed file to DIR/.ingest-committed \
+            ({"file":"batch_….csv","bytes":4321,"sha256":"…"}); on start watch skips each \
+            file whose name, size and SHA-256 match an entry (hashing is far cheaper than \
+            parsing and loading) and logs how many it skipped. --journal PATH reads another \
+            journal; --no-journal sends everything.
 
             STOPPING
-              Ctrl+C reaches every stage of a pipeline at once. On the first SIGINT or SIGTERM
-              watch finishes the file it is on (its marker written and flushed), starts no
-              other, and exits 0, so load can commit it. A second signal exits at once (130).
+            Ctrl+C reaches every stage of a pipeline at once. On the first SIGINT or SIGTERM \
+            watch finishes the file it is on (its marker written and flushed), starts no \
+            other, and exits 0, so load can commit it. A second signal exits at once (130).
 
             EXIT STATUS
-              0 done or stopped; 1 a file could not be read (--once / FILE mode) or DIR went
-              away; 64 usage error. A closed stdout (| head) exits 0 quietly.
+            0 done or stopped; 1 a file could not be read (--once / FILE mode) or DIR went \
+            away; 64 usage error. A closed stdout (| head) exits 0 quietly.
 
             Scripts must call it by path (.build/release/watch): procps also has a `watch`.
 
@@ -96,14 +98,10 @@ struct Watch: ParsableCommand {
     @OptionGroup var follow: FollowOptions
     @OptionGroup var journalOptions: JournalOptions
 
-    @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
-    var logLevel: String = "info"
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
         guard !paths.isEmpty else { throw ValidationError("Give a folder to watch or CSV files to read.") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("Unknown --log-level '\(logLevel)'.")
-        }
         var folders = 0
         for path in paths {
             var st = stat()
@@ -119,34 +117,16 @@ struct Watch: ParsableCommand {
             throw ValidationError("--journal and --no-journal cannot be used together.")
         }
         if let interval = follow.pollInterval {
-            guard Self.milliseconds(interval) != nil else {
-                throw ValidationError("--poll: '\(interval)' is not an interval (2, 0.5, 500ms, 1s).")
-            }
+            guard interval.milliseconds > 0 else { throw ValidationError("--poll must be longer than 0.") }
             if follow.once || folders == 0 {
                 throw ValidationError("--poll only applies when following a folder (not with --once or files only).")
             }
         }
     }
 
-    /// "2", "0.5", "2s", "500ms" → milliseconds (at least 10).
-    static func milliseconds(_ text: String) -> Int? {
-        var number = Substring(text)
-        var scale = 1000.0
-        if number.hasSuffix("ms") {
-            number = number.dropLast(2)
-            scale = 1
-        } else if number.hasSuffix("s") {
-            number = number.dropLast()
-        }
-        guard let value = Double(number), value > 0, value.isFinite else { return nil }
-        return max(10, Int(value * scale))
-    }
-
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LineLogHandler.bootstrap(level: level)
-        let logger = Logger(label: "watch")
+        let logger = log.bootstrap(stage: "watch")
         let stop = try StopSignal.install()
         let feed = FileFeed(output: ByteOutput(fd: 1), logger: logger)
 
@@ -167,7 +147,7 @@ struct Watch: ParsableCommand {
                 try feed.send(path: path, name: name)
             }
             let mode: FollowMode =
-                follow.once ? .once : follow.pollInterval.flatMap(Self.milliseconds).map { .poll(milliseconds: $0) } ?? .events
+                follow.once ? .once : follow.pollInterval.map { .poll(milliseconds: max(10, Int($0.milliseconds))) } ?? .events
             for path in folders {
                 if stop.isRequested { break }
                 let folder = try WatchedFolder(path: path, selection: FileSelection(glob: follow.glob))
@@ -203,4 +183,4 @@ struct Watch: ParsableCommand {
     }
 }
 
-Watch.main()
+Watch.runAndExit()

@@ -88,16 +88,4 @@ private func normalised(_ text: String) -> String? {
             day += 1
         }
     }
-
-    @Test(arguments: [
-        ("5m", Int64(300_000)), ("30s", 30_000), ("1h", 3_600_000), ("100ms", 100), ("0", 0), ("7", 7000),
-    ])
-    func durations(_ text: String, _ ms: Int64) {
-        #expect(parseDurationMilliseconds(text) == ms)
-    }
-
-    @Test(arguments: ["", "m", "5x", "-5s", "1.5s", "5 m"])
-    func badDurations(_ text: String) {
-        #expect(parseDurationMilliseconds(text) == nil)
-    }
 }

@@ -10,6 +10,9 @@
 #   warn MSG...            same, marked as a warning
 #   die MSG...             error line on stderr, then exit 1
 #   need_apt_packages PKG...   install missing Debian packages (root) or say how to (non-root)
+#   duration_ms DURATION       250ms, 1.5s, 5m, 1h, 20 (seconds) -> milliseconds; the tools' syntax
+#   env_file_entries FILE      KEY=VALUE lines of a .env file, parsed as the tools parse it
+#   usage_error MSG...         error line on stderr, then exit 64
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 INGEST_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -22,6 +25,62 @@ warn() { printf '%s: warning: %s\n' "$_ingest_prog" "$*" >&2; }
 die() {
   printf '%s: error: %s\n' "$_ingest_prog" "$*" >&2
   exit 1
+}
+usage_error() {
+  printf '%s: error: %s\n' "$_ingest_prog" "$*" >&2
+  exit 64
+}
+
+# duration_ms DURATION
+# The grammar of the tools' DurationArgument (Sources/CommandLineDialect): a decimal number and
+# a unit, 250ms, 1.5s, 5m, 1h; a bare number is seconds. Prints whole milliseconds (rounded);
+# digits of the fraction past the ninth are ignored; anything else is a usage error (exit 64).
+duration_ms() {
+  local text=$1 number unit scale whole fraction=''
+  [[ $text =~ ^([0-9]{1,12})(\.([0-9]+))?(ms|s|m|h)?$ ]] ||
+    usage_error "not a duration: '$text' (use 250ms, 1.5s, 5m, 1h; a bare number is seconds)"
+  whole=${BASH_REMATCH[1]} fraction=${BASH_REMATCH[3]} unit=${BASH_REMATCH[4]:-s}
+  case $unit in ms) scale=1 ;; s) scale=1000 ;; m) scale=60000 ;; h) scale=3600000 ;; esac
+  number=$((10#$whole * scale))
+  if [[ -n $fraction ]]; then
+    # fraction * scale, rounded half up, in integers: 0.FRACTION = FRACTION / 10^len
+    fraction=${fraction:0:9}  # beyond a nanosecond of an hour nothing changes; no overflow
+    local digits=${#fraction} denominator=1
+    for ((; digits > 0; digits--)); do denominator=$((denominator * 10)); done
+    number=$((number + (10#$fraction * scale * 2 + denominator) / (2 * denominator)))
+  fi
+  printf '%s\n' "$number"
+}
+
+# env_file_entries FILE
+# The rules of EnvFile (Sources/Postgres/EnvFile.swift): a line's surrounding blanks and a
+# final CR ignored; blank and #-lines skipped; optional "export "; KEY=VALUE with KEY an
+# identifier (else skipped); a value in matching '' or "" is taken verbatim; otherwise it ends
+# before " #" or tab-#. Prints KEY=VALUE per entry, in file order (a later entry wins).
+env_file_entries() {
+  local line key value quote
+  while IFS= read -r line || [[ -n $line ]]; do
+    line=${line%$'\r'}
+    line=${line#"${line%%[!$' \t']*}"}
+    line=${line%"${line##*[!$' \t']}"}
+    [[ -n $line && $line != '#'* ]] || continue
+    [[ $line =~ ^export[$' \t']+(.*)$ ]] && line=${BASH_REMATCH[1]}
+    [[ $line == *=* ]] || continue
+    key=${line%%=*}
+    key=${key%"${key##*[!$' \t']}"}
+    [[ $key =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+    value=${line#*=}
+    value=${value#"${value%%[!$' \t']*}"}
+    quote=${value:0:1}
+    if [[ ($quote == "'" || $quote == '"') && ${value:1} == *"$quote"* ]]; then
+      value=${value:1}
+      value=${value%%"$quote"*}
+    else
+      value=${value%%[$' \t']#*}
+      value=${value%"${value##*[!$' \t']}"}
+    fi
+    printf '%s=%s\n' "$key" "$value"
+  done <"$1"
 }
 
 # need_apt_packages PKG...

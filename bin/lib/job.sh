@@ -12,7 +12,6 @@
 #   db_psql ARGS...        psql on the selected database (quiet, no psqlrc, stop on error)
 #   log_to FILE [--tee]    copy stdin to FILE, rotated at INGEST_LOG_MAX_BYTES (10 MB) keeping
 #                          INGEST_LOG_KEEP (3) old files; --tee also copies to stderr
-#   seconds_of DURATION    20s, 2m, 1h, 500 (seconds) -> seconds
 #   stop_stages PID...     SIGTERM each (the graceful first signal)
 #   kill_stages PID...     a second signal to each: stages exit at once
 #
@@ -33,20 +32,20 @@ ingest_tool() {
   printf '%s\n' "$path"
 }
 
-# .env is KEY=VALUE lines (optionally quoted), read as data: never sourced, never executed.
+# .env is read as data (env_file_entries: load's rules), never sourced, never executed. The
+# environment wins over the file; within the file a later line wins.
 load_env_file() {
-  local file=${1:-$INGEST_ROOT/.env} line key value
+  local file=${1:-$INGEST_ROOT/.env} entry key
   [[ -f $file ]] || return 0
-  while IFS= read -r line || [[ -n $line ]]; do
-    [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-    key=${BASH_REMATCH[2]}
-    value=${BASH_REMATCH[3]}
+  local -A from_file=()
+  while IFS= read -r entry; do
+    key=${entry%%=*}
     [[ $key == POSTGRES_* || $key == PG* ]] || continue
-    if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
-      value=${BASH_REMATCH[1]}
-    fi
-    [[ -n ${!key+set} ]] || export "$key=$value"
-  done <"$file"
+    from_file[$key]=${entry#*=}
+  done < <(env_file_entries "$file")
+  for key in "${!from_file[@]}"; do
+    [[ -n ${!key+set} ]] || export "$key=${from_file[$key]}"
+  done
 }
 
 # PG* from POSTGRES_* where unset, as load does.
@@ -140,18 +139,6 @@ log_to() {
       size=0
     fi
   done
-}
-
-seconds_of() {
-  local d=$1
-  case $d in
-    *ms) echo $(((${d%ms} + 999) / 1000)) ;;
-    *s) echo "${d%s}" ;;
-    *m) echo $((${d%m} * 60)) ;;
-    *h) echo $((${d%h} * 3600)) ;;
-    *[!0-9]* | '') die "not a duration: '$d' (use 20s, 2m, 1h)" ;;
-    *) echo "$d" ;;
-  esac
 }
 
 stop_stages() { kill -TERM "$@" 2>/dev/null || true; }

@@ -6,10 +6,11 @@ import Glibc
 import Darwin
 #endif
 
-/// Logs one line per message to stderr: `2024-01-30 10:15:23 - INFO - Generated batch of 50 events`.
+/// Logs one line per message to stderr: `2024-01-30 10:15:23 - gen - INFO - Generated batch of 50 events`.
 ///
-/// The format of the seed's Spark job, so existing log readers keep working. Written with one
-/// `write(2)` per line: lines from several processes sharing a log file never interleave.
+/// Python logging's `%(asctime)s - %(name)s - %(levelname)s - %(message)s`, the label naming
+/// the stage, since one log file (logs/pipeline.log) mixes several. Written with one `write(2)`
+/// per line: lines from several processes sharing a log file never interleave.
 public struct LineLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
@@ -30,7 +31,7 @@ public struct LineLogHandler: LogHandler {
         UTCTimestamp.now().appendRFC3339(to: &out, separator: UInt8(ascii: " "), zulu: false)
         out.removeLast(4)  // whole seconds, as in the seed's logs
         var text = String(decoding: out, as: UTF8.self)
-        text += " - \(LineLogHandler.name(event.level)) - \(LineLogHandler.oneLine(event.message.description))"
+        text += " - \(LineLogHandler.oneLine(label)) - \(LineLogHandler.name(event.level)) - \(LineLogHandler.oneLine(event.message.description))"
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         if !merged.isEmpty {
             text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
@@ -69,13 +70,7 @@ public struct LineLogHandler: LogHandler {
     }
 
     /// Bootstraps swift-log once for a tool: every logger writes these lines to stderr.
-    /// `INGEST_LOG_LEVEL` (trace…critical) overrides `level`.
     public static func bootstrap(level: Logger.Level = .info) {
-        var chosen = level
-        if let raw = getenv("INGEST_LOG_LEVEL"), let parsed = Logger.Level(rawValue: String(cString: raw).lowercased()) {
-            chosen = parsed
-        }
-        let resolved = chosen
-        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: resolved) }
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
     }
 }

@@ -66,22 +66,3 @@ public func describeDuration(_ milliseconds: Int64) -> String {
     if milliseconds % 1000 == 0 { return plural(milliseconds / 1000, "second") }
     return plural(milliseconds, "millisecond")
 }
-
-/// Reads a duration option: `5m`, `30s`, `1h`, `100ms`, `0` (a bare number is seconds).
-public func parseDurationMilliseconds(_ text: String) -> Int64? {
-    let t = text.trimmingSpaces()
-    let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-    for (suffix, scale) in units where t.hasSuffix(suffix) {
-        let number = t.dropLast(suffix.count)
-        guard !number.isEmpty, number.allSatisfy(\.isASCIIDigitCharacter), let v = Int64(number),
-            v <= Int64.max / scale
-        else { return nil }
-        return v * scale
-    }
-    guard !t.isEmpty, t.allSatisfy(\.isASCIIDigitCharacter), let v = Int64(t), v <= Int64.max / 1000 else { return nil }
-    return v * 1000
-}
-
-extension Character {
-    var isASCIIDigitCharacter: Bool { isASCII && isNumber }
-}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Ingest
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `--log-level`, shared by every tool.
+public struct LogOptions: ParsableArguments {
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp(
+            "The least severe messages logged (default: $INGEST_LOG_LEVEL, else info).",
+            valueName: "level"))
+    public var level: Logger.Level?
+
+    public init() {}
+
+    /// Bootstraps swift-log once for the tool: lines on stderr naming `stage`
+    /// (`2024-01-30 10:15:23 - load - INFO - …`), at the level asked for, else
+    /// `INGEST_LOG_LEVEL`, else `fallback`.
+    @discardableResult
+    public func bootstrap(stage: String, fallback: Logger.Level = .info) -> Logger {
+        var chosen = fallback
+        if let raw = getenv("INGEST_LOG_LEVEL"), let parsed = Logger.Level(rawValue: String(cString: raw).lowercased()) {
+            chosen = parsed
+        }
+        LineLogHandler.bootstrap(level: level ?? chosen)
+        return Logger(label: stage)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(rawValue: argument.lowercased())
+    }
+}
