@@ -45,7 +45,7 @@ struct Load: ToolCommand {
             Examples:
               watch data/incoming | validate | load
               validate data/incoming/batch_x.csv | load --keep
-              jq -c '.[]' events.json | validate | load --db 'postgresql://loader@db/ecommerce'
+              jq -c '.[]' events.json | validate | load --db postgresql://db/shop
             """
     )
 
@@ -55,10 +55,12 @@ struct Load: ToolCommand {
     @Option(name: .customLong("env-file"), help: ArgumentHelp("Read POSTGRES_* keys from this file (default: ./.env if it exists).", valueName: "path"))
     var envFile: String?
 
-    @Option(help: "Target table (may be schema-qualified).")
+    @Option(help: ArgumentHelp("Target table (may be schema-qualified).", valueName: "name"))
     var table = "ecommerce_events"
 
-    @Option(name: .customLong("batch-rows"), help: "Commit once this many rows of complete files are waiting.")
+    @Option(
+        name: .customLong("batch-rows"),
+        help: ArgumentHelp("Commit once this many rows of complete files are waiting.", valueName: "n"))
     var batchRows = 20_000
 
     @Option(
@@ -83,7 +85,9 @@ struct Load: ToolCommand {
     @Flag(help: "Leave committed source files in place; record them in <incoming>/.ingest-committed so watch skips them on restart.")
     var keep = false
 
-    @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach the server (default: keep trying).")
+    @Option(
+        name: .customLong("max-retries"),
+        help: ArgumentHelp("Give up after this many failed attempts to reach the server (default: keep trying).", valueName: "n"))
     var maxRetries: Int?
 
     @Flag(name: .shortAndLong, help: "Log each file's details too (--log-level debug).")

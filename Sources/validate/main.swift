@@ -49,7 +49,7 @@ struct Validate: ToolCommand {
             Given CSV files, reads them directly (as `watch` would) and validates their rows, so \
             one command shows why a file's rows fail:
 
-              validate --summary --rejects-only data/incoming/batch_20240130_101523_000042.csv
+              validate --summary --rejects-only data/incoming/batch_x.csv
 
             Output is flushed at every end-of-file marker and whenever input pauses. The first \
             SIGINT/SIGTERM is ignored while stdin is drained to its end (in a pipeline Ctrl+C \

@@ -43,6 +43,8 @@ final class HostilePipeline {
 
     /// `watch --once TARGET | validate | load …` as one bash pipeline with pipefail.
     /// `watchPrefix` runs watch under another command (e.g. `setpriv` to drop root).
+    /// Each stage's stderr goes to its own file, so one stage's diagnostic can never be split
+    /// by another's log line; `stderr` of the result is watch's, validate's and load's in turn.
     func run(_ target: String, loadArguments: [String] = [], watchPrefix: String = "") throws -> ToolResult {
         var env = ProcessInfo.processInfo.environment
         env["W"] = Executables.url("watch").path
@@ -53,10 +55,18 @@ final class HostilePipeline {
         env["IN"] = incoming.path
         env["BAD"] = bad.path
         env["ARC"] = processed.path
+        let errors = root.appendingPathComponent("stderr-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: errors, withIntermediateDirectories: true)
+        env["ERR"] = errors.path
         let extra = loadArguments.map { "'\($0)'" }.joined(separator: " ")
-        let script = "set -o pipefail; \(watchPrefix) " + #""$W" --once "$T" | "$V" | "$L" --db "$DB" --incoming "$IN" --bad-records "$BAD" --archive "$ARC" "#
-            + extra
-        return try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, timeout: 60)
+        let script = "set -o pipefail; \(watchPrefix) "
+            + #""$W" --once "$T" 2>"$ERR/watch" | "$V" 2>"$ERR/validate" | "$L" --db "$DB" --incoming "$IN" --bad-records "$BAD" --archive "$ARC" "#
+            + extra + #" 2>"$ERR/load""#
+        let result = try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, timeout: 60)
+        let stages = try ["watch", "validate", "load"].map {
+            try String(contentsOf: errors.appendingPathComponent($0), encoding: .utf8)
+        }
+        return ToolResult(status: result.status, stdout: result.stdout, stderr: result.stderr + stages.joined())
     }
 
     func events() throws -> Int { try count(db, "SELECT count(*) FROM ecommerce_events") }
@@ -357,7 +367,7 @@ let hostileHeader = EventField.csvHeader + "\n"
             let missing = p.incoming.appendingPathComponent("gone.csv").path
             let r = try p.run(missing)
             #expect(r.status == 64)
-            #expect(r.stderr.contains("Error: \(missing): No such file or directory"), "\(r.stderr)")
+            #expect(r.stderr.contains("watch: Error: \(missing): No such file or directory\n"), "\(r.stderr)")
             #expect(try p.events() == 0)
         }
     }

@@ -66,7 +66,13 @@ struct Manifest {
 @Suite(.serialized) struct ProductTests {
     @Test func everyScriptExplainsItself() throws {
         let copy = try ProjectCopy()
-        for script in ["run", "pipeline", "gen", "setup", "status", "reset", "psql", "pg", "test"] {
+        // Every executable file in bin/, so a new script cannot ship without --help.
+        let scripts = try FileManager.default.contentsOfDirectory(atPath: copy.url("bin").path).filter {
+            FileManager.default.isExecutableFile(atPath: copy.url("bin/\($0)").path)
+                && !$0.hasPrefix(".") && $0 != "lib"
+        }.sorted()
+        #expect(scripts.contains("watch-latency") && scripts.count >= 12, "\(scripts)")
+        for script in scripts {
             let result = try runTool(copy.url("bin/\(script)"), ["--help"])
             #expect(result.status == 0, "bin/\(script) --help: \(result.stderr)")
             #expect(result.stdout.contains("Usage: bin/\(script)"), "bin/\(script) --help: \(result.stdout)")
