@@ -15,7 +15,7 @@ public struct LogOptions: ParsableArguments {
         help: ArgumentHelp(
             "The least severe messages logged (default: $INGEST_LOG_LEVEL, else info).",
             valueName: "level"))
-    public var level: Logger.Level?
+    public var level: LogLevel?
 
     public init() {}
 
@@ -28,13 +28,14 @@ public struct LogOptions: ParsableArguments {
         if let raw = getenv("INGEST_LOG_LEVEL"), let parsed = Logger.Level(rawValue: String(cString: raw).lowercased()) {
             chosen = parsed
         }
-        LineLogHandler.bootstrap(level: level ?? chosen)
+        LineLogHandler.bootstrap(level: level?.loggerLevel ?? chosen)
         return Logger(label: stage)
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {
-    public init?(argument: String) {
-        self.init(rawValue: argument.lowercased())
-    }
+/// swift-log's levels, as `--log-level` spells them.
+public enum LogLevel: String, CaseIterable, ExpressibleByArgument, Sendable {
+    case trace, debug, info, notice, warning, error, critical
+
+    public var loggerLevel: Logger.Level { Logger.Level(rawValue: rawValue) ?? .info }
 }

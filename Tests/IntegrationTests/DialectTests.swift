@@ -132,8 +132,10 @@ func environmentWithoutColumns() -> [String: String] {
     }
 
     @Test func everyLogLineNamesItsStage() throws {
-        let gen = try runTool(Executables.url("gen"), ["--stdout", "--files", "1", "--rows-per-file", "3"], environment: environmentWithoutColumns())
-        let validate = try runTool(Executables.url("validate"), ["--summary"], stdin: Data(gen.stdout.utf8), environment: environmentWithoutColumns())
+        let gen = try runTool(
+            Executables.url("gen"), ["--stdout", "--files", "1", "--rows-per-file", "3"], environment: environmentWithoutColumns())
+        let validate = try runTool(
+            Executables.url("validate"), ["--summary"], stdin: Data(gen.stdout.utf8), environment: environmentWithoutColumns())
         #expect(gen.status == 0 && validate.status == 0)
         let lines = gen.stderr.split(separator: "\n")
         #expect(!lines.isEmpty)
@@ -149,7 +151,10 @@ func environmentWithoutColumns() -> [String: String] {
         let badDB = try runTool(load, ["--db", "not a conninfo"], stdin: Data(), currentDirectory: folder, timeout: 30)
         #expect(badDB.status == 1)
         #expect(badDB.stdout.isEmpty)
-        #expect(badDB.stderr == "load: Error: invalid connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n")
+        #expect(
+            badDB.stderr
+                == "load: Error: invalid connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n"
+        )
         let missing = try runTool(load, ["--env-file", "missing.env"], stdin: Data(), currentDirectory: folder, timeout: 30)
         #expect(missing.status == 1)
         #expect(missing.stdout.isEmpty)
@@ -196,7 +201,9 @@ func environmentWithoutColumns() -> [String: String] {
             let cmdline = String(
                 decoding: try Data(contentsOf: URL(fileURLWithPath: "/proc/\(process.processIdentifier)/cmdline")),
                 as: UTF8.self)
-            #expect(cmdline.contains("--db\u{0}\(db.conninfo) password=\(String(repeating: "x", count: password.utf8.count))\u{0}"), "\(cmdline)")
+            #expect(
+                cmdline.contains("--db\u{0}\(db.conninfo) password=\(String(repeating: "x", count: password.utf8.count))\u{0}"),
+                "\(cmdline)")
             #expect(!cmdline.contains(password))
             try input.fileHandleForWriting.close()
             process.waitUntilExit()
@@ -237,243 +244,243 @@ func environmentWithoutColumns() -> [String: String] {
 /// The full --help of each tool, as a user sees it (80 columns). Change it on purpose only.
 let pinnedHelp: [String: String] = [
     "gen": #"""
-        OVERVIEW: Write CSV batches of e-commerce events, a few of them invalid, for
-        the pipeline to ingest.
+    OVERVIEW: Write CSV batches of e-commerce events, a few of them invalid, for
+    the pipeline to ingest.
 
-        Every --interval, writes a file of --rows-per-file events into --out, named
-        batch_YYYYMMDD_HHMMSS_NNNNNN.csv (UTC time and a per-run sequence). A file is
-        written under a hidden temporary name (.batch_….csv.tmp) and then linked into
-        place, so a reader never sees it half written and no existing file is ever
-        replaced.
+    Every --interval, writes a file of --rows-per-file events into --out, named
+    batch_YYYYMMDD_HHMMSS_NNNNNN.csv (UTC time and a per-run sequence). A file is
+    written under a hidden temporary name (.batch_….csv.tmp) and then linked into
+    place, so a reader never sees it half written and no existing file is ever
+    replaced.
 
-        About 70% of events are views and 30% purchases (1.00–500.00). A share
-        (--invalid-rate) of rows each break exactly one rule of docs/validation.md,
-        chosen uniformly: event_id, user_id, product_id, event_type, price,
-        event_timestamp, the field count, or a duplicate event_id within the file.
-        --manifest records, per file, which rows are valid and which rule each invalid
-        row breaks:
+    About 70% of events are views and 30% purchases (1.00–500.00). A share
+    (--invalid-rate) of rows each break exactly one rule of docs/validation.md,
+    chosen uniformly: event_id, user_id, product_id, event_type, price,
+    event_timestamp, the field count, or a duplicate event_id within the file.
+    --manifest records, per file, which rows are valid and which rule each invalid
+    row breaks:
 
-          gen --files 3 --interval 0 --seed 1 --manifest /tmp/manifest.ndjson
-          gen --stdout --files 2 --seed 1 | validate --summary > /dev/null
+      gen --files 3 --interval 0 --seed 1 --manifest /tmp/manifest.ndjson
+      gen --stdout --files 2 --seed 1 | validate --summary > /dev/null
 
-        SIGINT/SIGTERM: the current file is finished, then gen exits 0; a second signal
-        exits at once (130).
+    SIGINT/SIGTERM: the current file is finished, then gen exits 0; a second signal
+    exits at once (130).
 
-        USAGE: gen [--out <folder>] [--rows-per-file <n>] [--interval <duration>] [--files <n>] [--invalid-rate <rate>] [--seed <n>] [--stdout] [--manifest <path>] [--log-level <level>]
+    USAGE: gen [--out <folder>] [--rows-per-file <n>] [--interval <duration>] [--files <n>] [--invalid-rate <rate>] [--seed <n>] [--stdout] [--manifest <path>] [--log-level <level>]
 
-        OPTIONS:
-          --out <folder>          Folder to write batches into (created if missing).
-                                  (default: data/incoming)
-          --rows-per-file <n>     Rows in each batch. (default: 50)
-          --interval <duration>   Pause between batches: 250ms, 1.5s, 5m, 1h (a bare
-                                  number is seconds); 0 writes as fast as possible.
-                                  (default: 5s)
-          --files <n>             Stop after this many batches (default: until
-                                  interrupted).
-          --invalid-rate <rate>   Share of rows that break exactly one validation rule
-                                  (0…1). (default: 0.04)
-          --seed <n>              Seed for the rows: the same seed gives the same rows
-                                  (timestamps aside).
-          --stdout                Write line-protocol records to stdout instead of
-                                  files (no file provenance).
-          --manifest <path>       Append one JSON line per batch describing its rows.
-          --log-level <level>     The least severe messages logged (default:
-                                  $INGEST_LOG_LEVEL, else info). (values: trace, debug,
-                                  info, notice, warning, error, critical)
-          -h, --help              Show help information.
-        """#,
+    OPTIONS:
+      --out <folder>          Folder to write batches into (created if missing).
+                              (default: data/incoming)
+      --rows-per-file <n>     Rows in each batch. (default: 50)
+      --interval <duration>   Pause between batches: 250ms, 1.5s, 5m, 1h (a bare
+                              number is seconds); 0 writes as fast as possible.
+                              (default: 5s)
+      --files <n>             Stop after this many batches (default: until
+                              interrupted).
+      --invalid-rate <rate>   Share of rows that break exactly one validation rule
+                              (0…1). (default: 0.04)
+      --seed <n>              Seed for the rows: the same seed gives the same rows
+                              (timestamps aside).
+      --stdout                Write line-protocol records to stdout instead of
+                              files (no file provenance).
+      --manifest <path>       Append one JSON line per batch describing its rows.
+      --log-level <level>     The least severe messages logged (default:
+                              $INGEST_LOG_LEVEL, else info). (values: trace, debug,
+                              info, notice, warning, error, critical)
+      -h, --help              Show help information.
+    """#,
     "watch": #"""
-        OVERVIEW: Stream the rows of CSV files as line-protocol JSON: files in a
-        folder, then each new one as it arrives.
+    OVERVIEW: Stream the rows of CSV files as line-protocol JSON: files in a
+    folder, then each new one as it arrives.
 
-        Each file becomes one `record` line per row (or a `reject` for a row that
-        cannot be read), then an `eof` marker with the file's rows, bytes, SHA-256 and
-        when it was seen complete. stdout carries data only and is flushed after every
-        marker; logs go to stderr. The provenance `file` is the file's name within its
-        folder.
+    Each file becomes one `record` line per row (or a `reject` for a row that
+    cannot be read), then an `eof` marker with the file's rows, bytes, SHA-256 and
+    when it was seen complete. stdout carries data only and is flushed after every
+    marker; logs go to stderr. The provenance `file` is the file's name within its
+    folder.
 
-        FOLLOWING A FOLDER
-        On start, watch sends every matching file already in DIR, in byte order of
-        names (gen's timestamped names sort oldest first), then follows DIR and sends
-        each new file as soon as it is complete: renamed into DIR (write a hidden temp
-        name, then rename, as gen does) or written in place and closed. inotify is set
-        up before DIR is listed, so no file slips in between. A name is sent again only
-        when it is replaced by a new version (load's checkpoint drops identical
-        content). --poll DURATION rescans instead (macOS, NFS, SMB): a file counts as
-        complete when its size and mtime are unchanged across two scans.
+    FOLLOWING A FOLDER
+    On start, watch sends every matching file already in DIR, in byte order of
+    names (gen's timestamped names sort oldest first), then follows DIR and sends
+    each new file as soon as it is complete: renamed into DIR (write a hidden temp
+    name, then rename, as gen does) or written in place and closed. inotify is set
+    up before DIR is listed, so no file slips in between. A name is sent again only
+    when it is replaced by a new version (load's checkpoint drops identical
+    content). --poll DURATION rescans instead (macOS, NFS, SMB): a file counts as
+    complete when its size and mtime are unchanged across two scans.
 
-        WHICH FILES
-        Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part,
-        *~, directories, FIFOs and other non-regular files, symlinks leading outside
-        DIR (each skip is logged). A file that cannot be read gets one error line on
-        stderr (watch: DIR/x.csv: Permission denied) and the stream goes on; with
-        --once or FILE arguments watch then exits 1 at the end.
+    WHICH FILES
+    Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part,
+    *~, directories, FIFOs and other non-regular files, symlinks leading outside
+    DIR (each skip is logged). A file that cannot be read gets one error line on
+    stderr (watch: DIR/x.csv: Permission denied) and the stream goes on; with
+    --once or FILE arguments watch then exits 1 at the end.
 
-        RESTARTS
-        Normally load archives committed files to data/processed/, so DIR holds only
-        pending files and a restart sends exactly those. When load runs with --keep it
-        appends one line per committed file to DIR/.ingest-committed
-        ({"file":"batch_….csv","bytes":4321,"sha256":"…"}); on start watch skips each
-        file whose name, size and SHA-256 match an entry (hashing is far cheaper than
-        parsing and loading) and logs how many it skipped. --journal PATH reads another
-        journal; --no-journal sends everything.
+    RESTARTS
+    Normally load archives committed files to data/processed/, so DIR holds only
+    pending files and a restart sends exactly those. When load runs with --keep it
+    appends one line per committed file to DIR/.ingest-committed
+    ({"file":"batch_….csv","bytes":4321,"sha256":"…"}); on start watch skips each
+    file whose name, size and SHA-256 match an entry (hashing is far cheaper than
+    parsing and loading) and logs how many it skipped. --journal PATH reads another
+    journal; --no-journal sends everything.
 
-        STOPPING
-        Ctrl+C reaches every stage of a pipeline at once. On the first SIGINT or
-        SIGTERM watch finishes the file it is on (its marker written and flushed),
-        starts no other, and exits 0, so load can commit it. A second signal exits at
-        once (130).
+    STOPPING
+    Ctrl+C reaches every stage of a pipeline at once. On the first SIGINT or
+    SIGTERM watch finishes the file it is on (its marker written and flushed),
+    starts no other, and exits 0, so load can commit it. A second signal exits at
+    once (130).
 
-        EXIT STATUS
-        0 done or stopped; 1 a file could not be read (--once / FILE mode) or DIR went
-        away; 64 usage error. A closed stdout (| head) exits 0 quietly.
+    EXIT STATUS
+    0 done or stopped; 1 a file could not be read (--once / FILE mode) or DIR went
+    away; 64 usage error. A closed stdout (| head) exits 0 quietly.
 
-        Scripts must call it by path (.build/release/watch): procps also has a `watch`.
+    Scripts must call it by path (.build/release/watch): procps also has a `watch`.
 
-        EXAMPLES
-          watch data/incoming | validate | load
-          watch --once bad.csv | validate --summary
-          watch --once data/incoming > backlog.jsonl
-          watch --poll 2s /mnt/share/incoming | validate | load
-          watch --glob 'orders_*.csv' --no-journal data/incoming
+    EXAMPLES
+      watch data/incoming | validate | load
+      watch --once bad.csv | validate --summary
+      watch --once data/incoming > backlog.jsonl
+      watch --poll 2s /mnt/share/incoming | validate | load
+      watch --glob 'orders_*.csv' --no-journal data/incoming
 
-        USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--journal <path>] [--no-journal] [--log-level <level>]
+    USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--journal <path>] [--no-journal] [--log-level <level>]
 
-        ARGUMENTS:
-          <dir-or-file>           Folders to follow, or CSV files to replay in the
-                                  order given (files first, then the folder).
+    ARGUMENTS:
+      <dir-or-file>           Folders to follow, or CSV files to replay in the
+                              order given (files first, then the folder).
 
-        OPTIONS:
-          --once                  Send the files already in the folder, then exit
-                                  (batch mode).
-          --poll <duration>       Rescan the folder this often instead of using
-                                  inotify: 250ms, 1.5s, 5m, 1h (a bare number is
-                                  seconds).
-          --glob <pattern>        Which names are input files (fnmatch pattern).
-                                  (default: *.csv)
-          --journal <path>        Journal of files already committed by `load --keep`
-                                  (default: DIR/.ingest-committed).
-          --no-journal            Do not read the committed-files journal: send every
-                                  file in the folder.
-          --log-level <level>     The least severe messages logged (default:
-                                  $INGEST_LOG_LEVEL, else info). (values: trace, debug,
-                                  info, notice, warning, error, critical)
-          -h, --help              Show help information.
-        """#,
+    OPTIONS:
+      --once                  Send the files already in the folder, then exit
+                              (batch mode).
+      --poll <duration>       Rescan the folder this often instead of using
+                              inotify: 250ms, 1.5s, 5m, 1h (a bare number is
+                              seconds).
+      --glob <pattern>        Which names are input files (fnmatch pattern).
+                              (default: *.csv)
+      --journal <path>        Journal of files already committed by `load --keep`
+                              (default: DIR/.ingest-committed).
+      --no-journal            Do not read the committed-files journal: send every
+                              file in the folder.
+      --log-level <level>     The least severe messages logged (default:
+                              $INGEST_LOG_LEVEL, else info). (values: trace, debug,
+                              info, notice, warning, error, critical)
+      -h, --help              Show help information.
+    """#,
     "validate": #"""
-        OVERVIEW: Check event records against the validation contract; normalise the
-        valid ones.
+    OVERVIEW: Check event records against the validation contract; normalise the
+    valid ones.
 
-        Reads the line protocol (one JSON object per line) on stdin and writes it on
-        stdout: each record becomes a normalised record or a reject listing every
-        reason it fails; rejects, end-of-file markers and lines of unknown kinds pass
-        through unchanged; a line that is not JSON becomes a reject. The rules are in
-        docs/validation.md.
+    Reads the line protocol (one JSON object per line) on stdin and writes it on
+    stdout: each record becomes a normalised record or a reject listing every
+    reason it fails; rejects, end-of-file markers and lines of unknown kinds pass
+    through unchanged; a line that is not JSON becomes a reject. The rules are in
+    docs/validation.md.
 
-        Given CSV files, reads them directly (as `watch` would) and validates their
-        rows, so one command shows why a file's rows fail:
+    Given CSV files, reads them directly (as `watch` would) and validates their
+    rows, so one command shows why a file's rows fail:
 
-          validate --summary --rejects-only data/incoming/batch_x.csv
+      validate --summary --rejects-only data/incoming/batch_x.csv
 
-        Output is flushed at every end-of-file marker and whenever input pauses. The
-        first SIGINT/SIGTERM is ignored while stdin is drained to its end (in a
-        pipeline Ctrl+C reaches every stage; the source stops, validate finishes what
-        is in the pipe); a second one exits at once with 130. Exit status: 0 (also when
-        rows are rejected), 1 when a file cannot be read, 64 for usage errors.
+    Output is flushed at every end-of-file marker and whenever input pauses. The
+    first SIGINT/SIGTERM is ignored while stdin is drained to its end (in a
+    pipeline Ctrl+C reaches every stage; the source stops, validate finishes what
+    is in the pipe); a second one exits at once with 130. Exit status: 0 (also when
+    rows are rejected), 1 when a file cannot be read, 64 for usage errors.
 
-        USAGE: validate [--event-types <list>] [--max-future <duration>] [--summary] [--rejects-only] [--max-line-bytes <n>] [<file.csv> ...] [--log-level <level>]
+    USAGE: validate [--event-types <list>] [--max-future <duration>] [--summary] [--rejects-only] [--max-line-bytes <n>] [<file.csv> ...] [--log-level <level>]
 
-        ARGUMENTS:
-          <file.csv>              CSV files to read instead of stdin.
+    ARGUMENTS:
+      <file.csv>              CSV files to read instead of stdin.
 
-        OPTIONS:
-          --event-types <list>    Accepted event types, comma separated (any case).
-                                  (default: view,purchase)
-          --max-future <duration> How far past the clock an event_timestamp may be:
-                                  250ms, 1.5s, 5m, 1h (a bare number is seconds).
-                                  (default: 5m)
-          --summary               At the end, print counts per reason on stderr.
-          --rejects-only          Write only rejects (valid records are checked and
-                                  dropped).
-          --max-line-bytes <n>    Longest input line accepted; longer ones become
-                                  rejects. (default: 67108864)
-          --log-level <level>     The least severe messages logged (default:
-                                  $INGEST_LOG_LEVEL, else info). (values: trace, debug,
-                                  info, notice, warning, error, critical)
-          -h, --help              Show help information.
-        """#,
+    OPTIONS:
+      --event-types <list>    Accepted event types, comma separated (any case).
+                              (default: view,purchase)
+      --max-future <duration> How far past the clock an event_timestamp may be:
+                              250ms, 1.5s, 5m, 1h (a bare number is seconds).
+                              (default: 5m)
+      --summary               At the end, print counts per reason on stderr.
+      --rejects-only          Write only rejects (valid records are checked and
+                              dropped).
+      --max-line-bytes <n>    Longest input line accepted; longer ones become
+                              rejects. (default: 67108864)
+      --log-level <level>     The least severe messages logged (default:
+                              $INGEST_LOG_LEVEL, else info). (values: trace, debug,
+                              info, notice, warning, error, critical)
+      -h, --help              Show help information.
+    """#,
     "load": #"""
-        OVERVIEW: Load the line protocol into PostgreSQL with COPY, exactly once,
-        keeping rejects as dead letters.
+    OVERVIEW: Load the line protocol into PostgreSQL with COPY, exactly once,
+    keeping rejects as dead letters.
 
-        Reads records, rejects and end-of-file markers (see docs/protocol.md) on stdin,
-        usually from `watch data/incoming | validate`. A source file is committed only
-        when its end marker arrives: its rows, its rejects and a checkpoint (file name,
-        size, SHA-256) go into one transaction, so a file seen again is skipped and a
-        crash at any instant loses or doubles nothing. Records without provenance (from
-        jq, kcat, …) load in batches by size and time; the event_id primary key keeps
-        replays from doubling rows.
+    Reads records, rejects and end-of-file markers (see docs/protocol.md) on stdin,
+    usually from `watch data/incoming | validate`. A source file is committed only
+    when its end marker arrives: its rows, its rejects and a checkpoint (file name,
+    size, SHA-256) go into one transaction, so a file seen again is skipped and a
+    crash at any instant loses or doubles nothing. Records without provenance (from
+    jq, kcat, …) load in batches by size and time; the event_id primary key keeps
+    replays from doubling rows.
 
-        Rejects are written to <bad-records>/<source file>.ndjson (atomically, before
-        the commit) and to the table ecommerce_bad_records. An event_id already in the
-        table becomes a reject "duplicate event_id (already loaded)"; a row the
-        database refuses becomes a reject with the database's message; the rest of the
-        batch commits.
+    Rejects are written to <bad-records>/<source file>.ndjson (atomically, before
+    the commit) and to the table ecommerce_bad_records. An event_id already in the
+    table becomes a reject "duplicate event_id (already loaded)"; a row the
+    database refuses becomes a reject with the database's message; the rest of the
+    batch commits.
 
-        Connection (highest precedence first): --db (a conninfo or postgresql:// URI);
-        the libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…;
-        the keys POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER,
-        POSTGRES_PASSWORD from the environment or the --env-file (default ./.env when
-        present). The password is never printed. Prefer PGPASSWORD, ~/.pgpass or .env
-        for it: a password inside --db is overwritten in load's argument list at
-        start-up, but other local users could read it in `ps` until then. An
-        unreachable server is retried with backoff; a bad --db or --env-file,
-        authentication failures, missing tables and missing privileges stop with one
-        line on stderr and exit status 1.
+    Connection (highest precedence first): --db (a conninfo or postgresql:// URI);
+    the libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…;
+    the keys POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER,
+    POSTGRES_PASSWORD from the environment or the --env-file (default ./.env when
+    present). The password is never printed. Prefer PGPASSWORD, ~/.pgpass or .env
+    for it: a password inside --db is overwritten in load's argument list at
+    start-up, but other local users could read it in `ps` until then. An
+    unreachable server is retried with backoff; a bad --db or --env-file,
+    authentication failures, missing tables and missing privileges stop with one
+    line on stderr and exit status 1.
 
-        Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to
-        the end (the upstream stage stops), commits and exits 0. A second one exits at
-        once (status 130); nothing uncommitted is lost, since its files stay in the
-        incoming folder.
+    Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to
+    the end (the upstream stage stops), commits and exits 0. A second one exits at
+    once (status 130); nothing uncommitted is lost, since its files stay in the
+    incoming folder.
 
-        Examples:
-          watch data/incoming | validate | load
-          validate data/incoming/batch_x.csv | load --keep
-          jq -c '.[]' events.json | validate | load --db postgresql://db/shop
+    Examples:
+      watch data/incoming | validate | load
+      validate data/incoming/batch_x.csv | load --keep
+      jq -c '.[]' events.json | validate | load --db postgresql://db/shop
 
-        USAGE: load <options>
+    USAGE: load <options>
 
-        OPTIONS:
-          --db <conninfo>         Connection string (conninfo or URI); overrides PG*
-                                  and POSTGRES_* settings.
-          --env-file <path>       Read POSTGRES_* keys from this file (default: ./.env
-                                  if it exists).
-          --table <name>          Target table (may be schema-qualified). (default:
-                                  ecommerce_events)
-          --batch-rows <n>        Commit once this many rows of complete files are
-                                  waiting. (default: 20000)
-          --max-delay <duration>  Commit at the latest this long after the oldest
-                                  waiting row arrived: 250ms, 1.5s, 5m, 1h (a bare
-                                  number is seconds). (default: 1s)
-          --incoming <dir>        The folder the source files are in (archived, deleted
-                                  or journaled after commit). (default: data/incoming)
-          --bad-records <dir>     Folder for dead-letter files. (default:
-                                  data/bad_records)
-          --archive <dir>         Move committed source files into this folder.
-                                  (default: data/processed)
-          --delete                Delete committed source files instead of archiving
-                                  them.
-          --keep                  Leave committed source files in place; record them in
-                                  <incoming>/.ingest-committed so watch skips them on
-                                  restart.
-          --max-retries <n>       Give up after this many failed attempts to reach the
-                                  server (default: keep trying).
-          -v, --verbose           Log each file's details too (--log-level debug).
-          --log-level <level>     The least severe messages logged (default:
-                                  $INGEST_LOG_LEVEL, else info). (values: trace, debug,
-                                  info, notice, warning, error, critical)
-          -h, --help              Show help information.
-        """#,
+    OPTIONS:
+      --db <conninfo>         Connection string (conninfo or URI); overrides PG*
+                              and POSTGRES_* settings.
+      --env-file <path>       Read POSTGRES_* keys from this file (default: ./.env
+                              if it exists).
+      --table <name>          Target table (may be schema-qualified). (default:
+                              ecommerce_events)
+      --batch-rows <n>        Commit once this many rows of complete files are
+                              waiting. (default: 20000)
+      --max-delay <duration>  Commit at the latest this long after the oldest
+                              waiting row arrived: 250ms, 1.5s, 5m, 1h (a bare
+                              number is seconds). (default: 1s)
+      --incoming <dir>        The folder the source files are in (archived, deleted
+                              or journaled after commit). (default: data/incoming)
+      --bad-records <dir>     Folder for dead-letter files. (default:
+                              data/bad_records)
+      --archive <dir>         Move committed source files into this folder.
+                              (default: data/processed)
+      --delete                Delete committed source files instead of archiving
+                              them.
+      --keep                  Leave committed source files in place; record them in
+                              <incoming>/.ingest-committed so watch skips them on
+                              restart.
+      --max-retries <n>       Give up after this many failed attempts to reach the
+                              server (default: keep trying).
+      -v, --verbose           Log each file's details too (--log-level debug).
+      --log-level <level>     The least severe messages logged (default:
+                              $INGEST_LOG_LEVEL, else info). (values: trace, debug,
+                              info, notice, warning, error, critical)
+      -h, --help              Show help information.
+    """#,
 ]
 
 extension DialectTests {
