@@ -38,8 +38,9 @@ CREATE TABLE IF NOT EXISTS public.ingest_checkpoints (
 );
 
 -- The same file (name, size, hash) is checkpointed once. Partial, so stdin batches never collide.
--- Use it as: INSERT … ON CONFLICT (source_file, file_bytes, file_sha256)
---            WHERE source_file IS NOT NULL DO NOTHING
+-- load looks the files up in its transaction and skips those already here, then INSERTs plainly
+-- (no ON CONFLICT): a concurrent second commit of one file fails on this index (23505) and rolls
+-- back, instead of loading the file twice.
 CREATE UNIQUE INDEX IF NOT EXISTS ingest_checkpoints_file_key
     ON public.ingest_checkpoints (source_file, file_bytes, file_sha256)
     WHERE source_file IS NOT NULL;

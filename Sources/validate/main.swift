@@ -109,10 +109,7 @@ struct Validate: ToolCommand {
         if failed { throw ExitCode.failure }
     }
 
-    /// stdin → stdout, the hot loop. Measured (release build, 2-core VM shared with other
-    /// builds): 1,020,000 lines (1,000,000 `gen` records with file provenance, 4% invalid, plus
-    /// eof markers) in 1.66–2.8 s wall, ≈ 370,000–615,000 lines/s decode+validate+encode on one
-    /// core; see docs/validation.md, "Throughput".
+    /// stdin → stdout, the hot loop (its figures: docs/performance.md).
     private func validateStream(_ stage: inout StreamValidator, _ output: ByteOutput) throws {
         let reader = LineReader(fd: 0, maxLineLength: maxLineBytes)
         while true {

@@ -25,14 +25,15 @@ import Testing
     @Test func aFileIsCheckpointedOnce() throws {
         try TestDatabase.with { database in
             let connection = try database.connect()
+            // A plain INSERT, as load's: the index refuses a second checkpoint of one file.
             let insert = """
                 INSERT INTO ingest_checkpoints (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected)
                 VALUES ($1, $2, $3, 10, 0)
-                ON CONFLICT (source_file, file_bytes, file_sha256) WHERE source_file IS NOT NULL DO NOTHING
                 """
             let file: [String?] = ["batch_0001.csv", "2048", String(repeating: "ab", count: 32)]
             #expect(try connection.execute(insert, file).affectedRows == 1)
-            #expect(try connection.execute(insert, file).affectedRows == 0)
+            let again = try #require(throws: PostgresError.self) { try connection.execute(insert, file) }
+            #expect(again.sqlstate == "23505")
             // Batches without provenance never collide.
             #expect(try connection.execute(insert, [nil, nil, nil]).affectedRows == 1)
             #expect(try connection.execute(insert, [nil, nil, nil]).affectedRows == 1)
