@@ -30,9 +30,6 @@ public final class Spool {
         return "/tmp"
     }
 
-    /// True once the spool has moved to disk.
-    public var isOnDisk: Bool { fd >= 0 }
-
     /// Appends one line; `line` must not contain a newline (one is added).
     public func appendLine(_ line: UnsafeRawBufferPointer) throws {
         memory.append(contentsOf: line)

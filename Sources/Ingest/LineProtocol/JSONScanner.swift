@@ -99,19 +99,6 @@ public struct JSONObjectScanner {
     }
 }
 
-/// Validates one complete JSON value (any kind) — used where a whole line may be any JSON.
-public func validateJSONValue(_ text: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONKind {
-    guard let base = text.baseAddress, text.count > 0 else {
-        throw JSONSyntaxError(offset: 0, problem: "empty text")
-    }
-    var c = Cursor(p: base.assumingMemoryBound(to: UInt8.self), n: text.count, i: 0, maxDepth: 256)
-    c.skipSpace()
-    let (kind, _) = try c.value(depth: 1)
-    c.skipSpace()
-    if c.i != c.n { throw c.fail("unexpected text after the value") }
-    return kind
-}
-
 private struct Cursor {
     let p: UnsafePointer<UInt8>
     let n: Int

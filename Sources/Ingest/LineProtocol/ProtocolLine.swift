@@ -114,13 +114,6 @@ public struct ProtocolLine {
         return index >= 0 ? members[index] : nil
     }
 
-    /// True when `member` is one the protocol knows (so a writer may re-encode it).
-    public func isKnown(_ memberIndex: Int) -> Bool {
-        withUnsafeBytes(of: slots) { raw in
-            raw.bindMemory(to: Int.self).contains(memberIndex)
-        }
-    }
-
     public var kind: LineKind {
         guard let m = member(.kind) else { return .record }
         guard m.kind == .string else { return .other(String(decoding: span(m), as: UTF8.self)) }
@@ -151,13 +144,6 @@ public struct ProtocolLine {
     @inline(__always)
     public func keySpan(_ m: JSONMember) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[m.keyStart..<m.keyEnd])
-    }
-
-    /// The decoded bytes of a string member. Allocates only when the string has escapes.
-    public func stringBytes(_ m: JSONMember) -> [UInt8] {
-        var out: [UInt8] = []
-        withStringBytes(m) { out.append(contentsOf: $0) }
-        return out
     }
 
     /// Calls `body` with a string member's decoded bytes, without copying in the common case.
