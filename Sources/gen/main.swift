@@ -77,7 +77,7 @@ struct Gen: ToolCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap(stage: "gen")
-        Interrupts.install(onSecond: .exit(130))
+        Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue))
 
         var writer: BatchWriter?
         do {

@@ -108,7 +108,7 @@ struct Load: ToolCommand {
         // In a pipeline Ctrl+C reaches every stage at once: the first signal is ignored here (the
         // source stops, our input ends, the last batch commits); a second one exits at once.
         // From a terminal, the first one exits.
-        if isatty(0) == 0 { Interrupts.install(onSecond: .exit(130)) }
+        if isatty(0) == 0 { Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue)) }
         var logOptions = log
         if verbose && logOptions.level == nil { logOptions.level = .debug }
         let logger = logOptions.bootstrap(stage: "load")
@@ -136,10 +136,10 @@ struct Load: ToolCommand {
             try loader.run(fd: 0)
         } catch let error as LoaderError {
             logger.critical("\(error.description)")
-            Foundation_exit(1)
+            Foundation_exit(ExitStatus.failure.rawValue)
         } catch let error as SystemError {
             logger.critical("\(error.description)")
-            Foundation_exit(1)
+            Foundation_exit(ExitStatus.failure.rawValue)
         }
         let t = loader.totals
         logger.info(

@@ -87,10 +87,10 @@ struct Validate: ToolCommand {
         var failed = false
         do {
             if files.isEmpty {
-                if isatty(0) == 0 { Interrupts.install(onSecond: .exit(130)) }
+                if isatty(0) == 0 { Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue)) }
                 try validateStream(&stage, output)
             } else {
-                Interrupts.install(onSecond: .exit(130))
+                Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue))
                 for path in files {
                     if Interrupts.received > 0 { break }
                     do {
@@ -103,10 +103,10 @@ struct Validate: ToolCommand {
             }
             try output.flush()
         } catch is BrokenPipe {
-            throw ExitCode.success
+            throw ExitCode(ExitStatus.success.rawValue)
         }
         if summary { writeStandardError(stage.counts.summary) }
-        if failed { throw ExitCode.failure }
+        if failed { throw ExitCode(ExitStatus.failure.rawValue) }
     }
 
     /// stdin → stdout, the hot loop (its figures: docs/performance.md).

@@ -167,10 +167,10 @@ struct Watch: ToolCommand {
             return
         } catch let error as FolderGone {
             logger.error("watch: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus.failure.rawValue)
         } catch let error as SystemError {
             logger.error("watch: \(error)")
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus.failure.rawValue)
         }
         if stop.isRequested {
             logger.info("Stopped by signal after \(feed.filesSent) files, \(feed.rowsSent) rows")
@@ -178,7 +178,7 @@ struct Watch: ToolCommand {
             logger.info("Done: \(feed.filesSent) files, \(feed.rowsSent) rows")
         }
         if feed.failures > 0 && (follow.once || folders.isEmpty) {
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus.failure.rawValue)
         }
     }
 }
