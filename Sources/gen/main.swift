@@ -15,8 +15,9 @@ struct BatchOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Pause between batches: 5s, 100ms, 1m; 0 writes as fast as possible.", valueName: "duration"))
-    var interval = "5s"
+            "Pause between batches: 5s, 100ms, 1m; 0 writes as fast as possible (default: 5s into a folder, 0 with --stdout).",
+            valueName: "duration"))
+    var interval: String?
 
     @Option(help: ArgumentHelp("Stop after this many batches (default: until interrupted).", valueName: "n"))
     var files: Int?
@@ -29,7 +30,8 @@ struct BatchOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Seed for the rows: the same seed gives the same rows (timestamps aside).", valueName: "n"))
     var seed: UInt64?
 
-    var intervalMilliseconds: Int64 { parseDurationMilliseconds(interval) ?? 0 }
+    /// A folder is fed at a pace; a pipe is fed as fast as its reader takes it.
+    func intervalMilliseconds(stdout: Bool) -> Int64 { parseDurationMilliseconds(interval ?? (stdout ? "0" : "5s")) ?? 0 }
 }
 
 
@@ -68,8 +70,8 @@ struct Gen: ParsableCommand {
 
     func validate() throws {
         guard batch.rowsPerFile > 0 else { throw ValidationError("--rows-per-file must be at least 1") }
-        guard parseDurationMilliseconds(batch.interval) != nil else {
-            throw ValidationError("--interval: expected a duration like 5s, 100ms or 0, got \"\(batch.interval)\"")
+        if let interval = batch.interval, parseDurationMilliseconds(interval) == nil {
+            throw ValidationError("--interval: expected a duration like 5s, 100ms or 0, got \"\(interval)\"")
         }
         if let files = batch.files, files < 0 { throw ValidationError("--files must not be negative") }
         guard (0...1).contains(batch.invalidRate) else { throw ValidationError("--invalid-rate must be between 0 and 1") }
@@ -131,7 +133,7 @@ struct Gen: ParsableCommand {
                 logger.info("Generated batch of \(rows.count) events")
                 if let name { logger.info("Written to: \(out)/\(name)") }
                 if batch.files.map({ written >= $0 }) ?? false { break }
-                let pause = batch.intervalMilliseconds - (monotonicMilliseconds() - started)
+                let pause = batch.intervalMilliseconds(stdout: stdout) - (monotonicMilliseconds() - started)
                 if pause > 0 { Interrupts.sleep(milliseconds: Int(pause)) }
             }
         } catch is BrokenPipe {

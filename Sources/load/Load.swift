@@ -34,6 +34,12 @@ struct Load: ParsableCommand {
             printed. An unreachable server is retried with backoff; authentication failures, \
             missing tables and missing privileges stop with one line and exit status 1.
 
+            Reject threshold: with --max-reject-rate or --max-rejects, a file over the limit (counted \
+            when its end marker arrives) commits none of its rows and no dead letters; it moves to \
+            <quarantine>/<file> with <file>.reason.json and is checkpointed as quarantined, so the \
+            same bytes are not loaded by accident. A fixed file put back into the incoming folder \
+            loads. Records without provenance have no file to refuse: the threshold does not apply.
+
             Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to the end \
             (the upstream stage stops), commits and exits 0. A second one exits at once (status \
             130); nothing uncommitted is lost, since its files stay in the incoming folder.
@@ -75,6 +81,19 @@ struct Load: ParsableCommand {
     @Flag(help: "Leave committed source files in place; record them in <incoming>/.ingest-committed so watch skips them on restart.")
     var keep = false
 
+    @Option(
+        name: .customLong("max-reject-rate"),
+        help: ArgumentHelp("Refuse a file whose share of rejected rows is over this (0…1): none of its rows load; it moves to --quarantine.", valueName: "rate"))
+    var maxRejectRate: Double?
+
+    @Option(
+        name: .customLong("max-rejects"),
+        help: ArgumentHelp("Refuse a file with more rejected rows than this, likewise.", valueName: "n"))
+    var maxRejects: Int?
+
+    @Option(help: ArgumentHelp("Folder for refused files, each with <file>.reason.json.", valueName: "dir"))
+    var quarantine = "data/quarantine"
+
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach the server (default: keep trying).")
     var maxRetries: Int?
 
@@ -83,6 +102,8 @@ struct Load: ParsableCommand {
 
     func validate() throws {
         if delete && keep { throw ValidationError("--delete and --keep cannot be combined") }
+        if let rate = maxRejectRate, !(0...1).contains(rate) { throw ValidationError("--max-reject-rate must be between 0 and 1") }
+        if let n = maxRejects, n < 0 { throw ValidationError("--max-rejects must not be negative") }
         if batchRows < 1 { throw ValidationError("--batch-rows must be at least 1") }
         if parseDuration(maxDelay) == nil { throw ValidationError("--max-delay: not a duration: \(maxDelay) (try 500ms, 2s, 1m)") }
     }
@@ -112,6 +133,8 @@ struct Load: ParsableCommand {
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
+        config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
+        config.quarantine = Quarantine(ContainedFolder(quarantine))
 
         let loader = Loader(config: config, logger: logger)
         logger.info("load: reading stdin, writing to \(table) at \(settings.redactedDescription)")
