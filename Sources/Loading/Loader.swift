@@ -34,6 +34,8 @@ public struct LoaderConfiguration: Sendable {
     public var afterCommit: AfterCommit = .archive(ContainedFolder("data/processed"))
     /// Give up after this many failed attempts to reach the server (nil: never give up).
     public var maxRetries: Int? = nil
+    /// Said with the first failed attempt to reach the server (e.g. where the embedded one is).
+    public var unreachableHint: String? = nil
     /// A file over it commits none of its rows and moves to `quarantine`.
     public var rejectThreshold = RejectThreshold()
     public var quarantine = Quarantine(ContainedFolder("data/quarantine"))
@@ -125,6 +127,8 @@ public final class Loader {
     }
 
     private var hasCommittable: Bool { !ready.isEmpty || loose != nil }
+    /// Rows read and not committed yet.
+    private var holdsRows: Bool { hasCommittable || !open.isEmpty }
 
     private func accept(_ bytes: UnsafeRawBufferPointer, lineNumber: Int) throws {
         let line: ProtocolLine
@@ -249,7 +253,10 @@ public final class Loader {
                 let wait = backoff(attempt)
                 logger.warning(
                     "cannot reach \(config.endpoint): \(error.description); retrying in \(formatSeconds(wait)) (attempt \(attempt))")
-                sleepSeconds(wait)
+                if attempt == 1, let hint = config.unreachableHint { logger.warning("hint: \(hint)") }
+                // A stop asked for while nothing is held ends the wait at once: nothing to lose.
+                if Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) } else { sleepSeconds(wait) }
+                if Interrupts.received > 0 && !holdsRows { throw LoaderError.interrupted(config.endpoint) }
             } catch let error as PostgresError {
                 throw LoaderError.permanent(config.endpoint, error)
             }
@@ -323,11 +330,14 @@ public final class Loader {
 public enum LoaderError: Error, CustomStringConvertible {
     case permanent(String, PostgresError)
     case gaveUp(String, PostgresError)
+    /// Stopped by a signal while waiting for the server, holding no rows.
+    case interrupted(String)
 
     public var description: String {
         switch self {
         case .permanent(let endpoint, let error): "\(endpoint): \(error.description)"
         case .gaveUp(let endpoint, let error): "\(endpoint): giving up after repeated failures: \(error.description)"
+        case .interrupted(let endpoint): "\(endpoint): interrupted while waiting for the server"
         }
     }
 }

@@ -133,13 +133,19 @@ struct Load: ParsableCommand {
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
+        let hints = StartupHints(db: db, envFile: env)
+        config.unreachableHint = hints.hint
         config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
         config.quarantine = Quarantine(ContainedFolder(quarantine))
 
         let loader = Loader(config: config, logger: logger)
+        logger.info("load: connecting to \(settings.redactedDescription) (\(hints.source))")
         logger.info("load: reading stdin, writing to \(table) at \(settings.redactedDescription)")
         do {
             try loader.run(fd: 0)
+        } catch LoaderError.interrupted(let endpoint) {
+            logger.info("load: interrupted while waiting for \(endpoint); nothing was read or committed")
+            Foundation_exit(130)
         } catch let error as LoaderError {
             logger.critical("\(error.description)")
             Foundation_exit(1)
