@@ -121,7 +121,7 @@ struct Load: ParsableCommand {
         if env == nil && access(".env", R_OK) == 0 { env = ".env" }
         let settings: ConnectionSettings
         do {
-            settings = try ConnectionSettings(db: db, envFile: env)
+            settings = try ConnectionSettings(db: db ?? StartupHints.embeddedServer(db: db, envFile: env)?.conninfo, envFile: env)
         } catch {
             throw CleanExit.message("load: \(error)")
         }
@@ -133,7 +133,10 @@ struct Load: ParsableCommand {
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
-        let hints = StartupHints(db: db, envFile: env)
+        var hints = StartupHints(db: db, envFile: env)
+        if let embedded = StartupHints.embeddedServer(db: db, envFile: env) {
+            hints = StartupHints(source: "nothing configured: the embedded server (bin/pg) on port \(embedded.port)", hint: "bin/pg status; bin/pg start")
+        }
         config.unreachableHint = hints.hint
         config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
         config.quarantine = Quarantine(ContainedFolder(quarantine))

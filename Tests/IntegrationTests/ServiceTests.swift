@@ -193,6 +193,33 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 10)
     }
 
+    /// The README's direct example with nothing configured: load finds the embedded server as the
+    /// scripts do (here bin/test's own cluster, named by INGEST_PGDATA).
+    @Test func loadWithNothingConfiguredUsesTheEmbeddedServer() throws {
+        try TestDatabase.with { db in
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("embedded-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let cluster = try #require(ProcessInfo.processInfo.environment["INGEST_PGDATA"], "bin/test sets INGEST_PGDATA")
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("POSTGRES_") }
+            env["INGEST_DATABASE"] = db.name
+            env["V"] = Executables.url("validate").path
+            env["L"] = Executables.url("load").path
+            let id = UUID().uuidString.lowercased()
+            let script = """
+                set -o pipefail
+                jq -nc '{event_id: "\(id)", user_id: "42", product_id: "7",
+                         event_type: "purchase", price: "12.50", event_timestamp: "2024-01-30 10:15:23"}' \\
+                  | "$V" | "$L"
+                """
+            let result = try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, currentDirectory: dir, timeout: 60)
+            #expect(result.status == 0, "\(result.stderr)")
+            let port = try String(contentsOfFile: cluster + "/port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(result.stderr.contains("nothing configured: the embedded server (bin/pg) on port \(port)"), "\(result.stderr)")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events WHERE event_id = $1", [id]) == 1)
+        }
+    }
+
     /// load pointed at a port nobody listens on by a leftover .env, with the embedded server
     /// elsewhere: it says where and why it waits, with both hints; one SIGINT ends the wait (130).
     @Test func loadExplainsAnUnreachableServerAndStopsAtOnce() throws {
@@ -203,7 +230,9 @@ import Testing
         try "POSTGRES_HOST=127.0.0.1\nPOSTGRES_PORT=\(port.number)\nPOSTGRES_DB=ecommerce\n".write(
             to: dir.appendingPathComponent(".env"), atomically: true, encoding: .utf8)
         try "6543\n".write(to: dir.appendingPathComponent(".pgdata/port"), atomically: true, encoding: .utf8)
-        let env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("POSTGRES_") }
+        let env = ProcessInfo.processInfo.environment.filter {
+            !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("POSTGRES_") && !$0.key.hasPrefix("INGEST_")
+        }
         let log = dir.appendingPathComponent("load.stderr").path
         let script = "cd \(shellQuoted(dir.path)) && exec \(shellQuoted(Executables.url("load").path))"
         let load = try SpawnedProcess(["/bin/bash", "-c", script], environment: env, stderr: log)

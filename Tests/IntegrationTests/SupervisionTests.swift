@@ -101,9 +101,13 @@ import Testing
             let job = try Job(db)
             let arguments = script == "run" ? ["--no-gen"] : []
             let marker = script == "run" ? "running; Ctrl+C to stop" : "running (watch"
+            // A file big enough to be in flight when the second signal arrives (~5 s of work).
+            let big = try runTool(Executables.url("gen"), ["--files", "1", "--rows-per-file", "50000", "--interval", "0",
+                                                           "--out", job.copy.url("data/incoming").path])
+            #expect(big.status == 0, "\(big.stderr)")
             let (process, stderr) = try job.start(script, arguments)
             defer { if process.isRunning { process.signal(SIGKILL) } }
-            #expect(job.waitRunning(stderr, marker: marker), "\(stderr())")
+            #expect(eventually(timeout: 60) { stderr().contains(marker) }, "\(stderr())")
             process.signal(SIGINT)
             #expect(eventually(timeout: 10) { stderr().contains("stopping:") })
             process.signal(SIGINT)
@@ -112,6 +116,7 @@ import Testing
             #expect(process.exitCode == 130, "\(log)")
             #expect(log.contains("bin/\(script): interrupted:") || log.contains("\(script): interrupted:"), "\(log)")
             #expect(!log.contains("failed") && !log.contains("exited with status"), "\(log)")
+            #expect(job.copy.files("data/incoming").count == 1, "the file in flight stays in data/incoming")
         }
     }
 
