@@ -66,7 +66,7 @@ struct Manifest {
 @Suite(.serialized) struct ProductTests {
     @Test func everyScriptExplainsItself() throws {
         let copy = try ProjectCopy()
-        for script in ["run", "pipeline", "gen", "setup", "status", "reset", "psql", "pg", "test"] {
+        for script in ["run", "pipeline", "gen", "setup", "status", "stop", "reset", "psql", "pg", "test"] {
             let result = try runTool(copy.url("bin/\(script)"), ["--help"])
             #expect(result.status == 0, "bin/\(script) --help: \(result.stderr)")
             #expect(result.stdout.contains("Usage: bin/\(script)"), "bin/\(script) --help: \(result.stdout)")
