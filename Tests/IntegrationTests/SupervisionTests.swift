@@ -57,6 +57,9 @@ import Testing
                         "bin/\(script): \(second.stderr)")
             }
 
+            let reset = try job.run("reset", ["--yes"])
+            #expect(reset.status == 1 && reset.stderr.contains("stop it first with bin/stop"), "\(reset.stderr)")
+
             // A file arriving now is loaded before the graceful stop completes.
             try ("event_id,user_id,product_id,event_type,price,event_timestamp\n"
                  + "\(UUID().uuidString.lowercased()),1,2,view,,2024-01-30T10:15:23Z\n")
