@@ -97,6 +97,23 @@ import Testing
         }
     }
 
+    /// bin/pipeline alone in a closed terminal: a graceful stop, its last lines in pipeline.log.
+    @Test func hangupStopsBinPipeline() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let (pipeline, stderr) = try job.start("pipeline")
+            defer { if pipeline.isRunning { pipeline.signal(SIGKILL) } }
+            #expect(job.waitRunning(stderr, marker: "running (watch"), "\(stderr())")
+            pipeline.signal(SIGHUP)
+            #expect(pipeline.wait(timeout: 60), "bin/pipeline still running 60 s after SIGHUP")
+            #expect(pipeline.exitCode == 0)
+            #expect(eventually(timeout: 10) { job.status().contains("job: not running") })
+            let log = (try? String(contentsOf: job.copy.url("logs/pipeline.log"), encoding: .utf8)) ?? ""
+            #expect(log.contains("pipeline: stopping: watch finishes its current file") && log.contains("pipeline: stopped cleanly"), "\(log)")
+            #expect(!stderr().contains("stopped cleanly"), "after SIGHUP nothing more goes to the closed terminal")
+        }
+    }
+
     /// Ctrl+C twice: 130 and a line saying so, not "failed"; no stage status warnings.
     @Test(arguments: ["pipeline", "run"])
     func interruptedTwiceExits130(script: String) throws {
