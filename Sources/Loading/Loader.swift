@@ -278,7 +278,8 @@ public final class Loader {
             }
             if let refusal = file.quarantined {
                 do {
-                    let moved = try config.quarantine.admit(path: source, name: identity.name, reason: "too many rejects", detail: refusal)
+                    let moved = try config.quarantine.admit(
+                        path: source, name: identity.name, reason: file.skipped ? "already quarantined" : "too many rejects", detail: refusal)
                     logger.warning("\(identity.name): quarantined: \(refusal); moved to \(moved)")
                 } catch {
                     logger.error("\(identity.name): quarantined, but \(error)")

@@ -158,7 +158,7 @@ struct Load: ParsableCommand {
         }
         let t = loader.totals
         logger.info(
-            "load: done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesSkipped) skipped as already committed, \(t.batches) batches")
+            "load: done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesQuarantined) quarantined, \(t.filesSkipped) skipped as already committed, \(t.batches) batches")
     }
 }
 

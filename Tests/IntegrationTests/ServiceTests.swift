@@ -55,6 +55,8 @@ import Testing
             #expect(again.stderr.contains("garbage.csv: already quarantined, skipped"), "\(again.stderr)")
             #expect(try p.events() == 8)
             #expect(FileManager.default.fileExists(atPath: quarantine.appendingPathComponent("garbage.csv.1").path))
+            let again1 = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv.1.reason.json"), encoding: .utf8)
+            #expect(again1.contains(#""reason":"already quarantined""#), "\(again1)")
 
             // Fixed (the bad prices corrected) and put back: it loads.
             let fixed = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv"), encoding: .utf8)
