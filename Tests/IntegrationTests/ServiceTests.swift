@@ -195,15 +195,18 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 10)
     }
 
-    /// The README's direct example with nothing configured: load finds the embedded server as the
-    /// scripts do (here bin/test's own cluster, named by INGEST_PGDATA).
+    /// The README's direct example with nothing configured: load finds the embedded server in
+    /// ./.pgdata as the scripts do (here a link to bin/test's own cluster).
     @Test func loadWithNothingConfiguredUsesTheEmbeddedServer() throws {
         try TestDatabase.with { db in
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("embedded-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: dir) }
             let cluster = try #require(ProcessInfo.processInfo.environment["INGEST_PGDATA"], "bin/test sets INGEST_PGDATA")
-            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("POSTGRES_") }
+            try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent(".pgdata").path, withDestinationPath: cluster)
+            var env = ProcessInfo.processInfo.environment.filter {
+                !$0.key.hasPrefix("PG") && !$0.key.hasPrefix("POSTGRES_") && !$0.key.hasPrefix("INGEST_")
+            }
             env["INGEST_DATABASE"] = db.name
             env["V"] = Executables.url("validate").path
             env["L"] = Executables.url("load").path
