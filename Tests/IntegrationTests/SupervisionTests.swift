@@ -76,6 +76,23 @@ import Testing
         }
     }
 
+    /// bin/pipeline killed (-9) while its stages live on: the job still counts as running, and
+    /// bin/stop stops the stages themselves.
+    @Test func binStopStopsTheStagesOfAKilledScript() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let (pipeline, stderr) = try job.start("pipeline")
+            #expect(job.waitRunning(stderr, marker: "running (watch"), "\(stderr())")
+            pipeline.signal(SIGKILL)
+            #expect(pipeline.wait(timeout: 10))
+            #expect(job.status().contains("job: running since"), "the stages still hold the lock")
+            let stop = try job.run("stop", ["--timeout", "30s"])
+            #expect(stop.status == 0, "\(stop.stderr)")
+            #expect(stop.stderr.contains("bin/pipeline (pid \(pipeline.pid)) is gone; its processes live on:"), "\(stop.stderr)")
+            #expect(job.status().contains("job: not running"))
+        }
+    }
+
     /// A closed terminal (SIGHUP to bin/run) stops gen and every stage, not only bin/run.
     @Test func hangupStopsTheWholeJob() throws {
         try TestDatabase.with { db in

@@ -7,6 +7,8 @@
 #                          job) and write it, or die naming the job that holds it
 #   job_running            true while a job holds the lock; sets job_pid, job_since, job_what
 #   job_tree PID           PID and every process below it, parents first
+#   job_holders            every process that holds the pidfile open: the job's processes, even
+#                          when its script is gone (killed) and they live on
 #
 # The lock, not the pid, says whether a job runs: a pid can be reused after a crash, a lock
 # dies with the last process that holds it. watch skips dot-files, so the pidfile is never read
@@ -42,6 +44,16 @@ job_claim() {
     die "a job is already running on $INGEST_INCOMING (pid ${job_pid:-?}, ${job_what:-?}, since ${job_since:-?}); stop it with bin/stop"
   fi
   printf '%s\n%s\n%s\n' "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >"$file"
+}
+
+job_holders() {
+  local file fd pid
+  file=$(cd -- "$(dirname -- "$(job_pidfile)")" && pwd -P)/.ingest-job.pid
+  for fd in /proc/[0-9]*/fd/*; do
+    [[ $(readlink -- "$fd" 2>/dev/null) == "$file" ]] || continue
+    pid=${fd#/proc/}
+    printf '%s\n' "${pid%%/*}"
+  done | sort -un
 }
 
 job_tree() {
