@@ -11,11 +11,16 @@ CREATE TABLE IF NOT EXISTS public.ecommerce_events (
     event_id            uuid        PRIMARY KEY,
     user_id             integer     NOT NULL,
     product_id          integer     NOT NULL,
-    event_type          text        NOT NULL CHECK (event_type IN ('view', 'purchase')),
+    -- No CHECK on the type: the accepted types are validate's (--event-types), one source of
+    -- truth; a constraint here would dead-letter rows validate accepted (docs/validation.md).
+    event_type          text        NOT NULL,
     price               numeric(10,2),
     event_timestamp     timestamptz NOT NULL,
     ingestion_timestamp timestamptz NOT NULL DEFAULT now()
 );
+
+-- Tables made by earlier versions of this file had the CHECK: drop it (see above).
+ALTER TABLE public.ecommerce_events DROP CONSTRAINT IF EXISTS ecommerce_events_event_type_check;
 
 -- Dashboards ask for the latest events first.
 CREATE INDEX IF NOT EXISTS ecommerce_events_event_timestamp_idx
@@ -44,6 +49,13 @@ CREATE TABLE IF NOT EXISTS public.ingest_checkpoints (
 CREATE UNIQUE INDEX IF NOT EXISTS ingest_checkpoints_file_key
     ON public.ingest_checkpoints (source_file, file_bytes, file_sha256)
     WHERE source_file IS NOT NULL;
+
+-- A file over load's reject threshold commits none of its rows but keeps its identity here as
+-- 'quarantined' (its file moves to data/quarantine): the same bytes are not loaded by accident,
+-- while a fixed file (another SHA-256) loads. Added after the table, hence ALTER.
+ALTER TABLE public.ingest_checkpoints
+    ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'committed'
+        CONSTRAINT ingest_checkpoints_status CHECK (status IN ('committed', 'quarantined'));
 
 CREATE INDEX IF NOT EXISTS ingest_checkpoints_committed_at_idx
     ON public.ingest_checkpoints (committed_at);

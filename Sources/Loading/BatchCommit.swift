@@ -10,6 +10,8 @@ struct BatchOutcome {
         var loaded: Int
         var rejected: Int
         var seen: String?
+        /// Why the file was refused as a whole (now or, when skipped, earlier); nil: loaded.
+        var quarantined: String?
     }
     var files: [File] = []
     var loaded: Int { files.reduce(0) { $0 + $1.loaded } }
@@ -37,15 +39,15 @@ struct LoaderSQL {
         copyBadRecords =
             "COPY \(badRecords) (source_file, line_number, raw, reasons, checkpoint_id) FROM STDIN"
         committedFiles = """
-            SELECT f.i FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS f(name, bytes, sha, i)
+            SELECT f.i, c.status FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS f(name, bytes, sha, i)
             JOIN \(checkpoints) c ON c.source_file = f.name AND c.file_bytes = f.bytes AND c.file_sha256 = f.sha
             """
         committedBatch = "SELECT 1 FROM \(checkpoints) WHERE source_file IS NULL AND file_sha256 = $1"
         // committed_at = clock_timestamp(): the end of the batch, not now() (its start), so
         // arrival-to-commit delays include the COPY.
         insertCheckpoints = """
-            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, committed_at)
-            SELECT *, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[])
+            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, status, committed_at)
+            SELECT *, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
             RETURNING id, source_file, file_sha256
             """
         existingIDs = "SELECT event_id::text FROM \(table) WHERE event_id = ANY($1::uuid[])"
@@ -93,6 +95,7 @@ struct BatchCommit {
     private func transaction(_ conn: PostgresConnection) throws -> BatchOutcome {
         // 1. Files already committed (seen again) and duplicates within this batch are skipped.
         var skip = [Bool](repeating: false, count: files.count)
+        var quarantinedEarlier = [Bool](repeating: false, count: files.count)
         var seenIdentities: Set<FileIdentity> = []
         var named: [Int] = []
         for (i, file) in files.enumerated() {
@@ -110,12 +113,19 @@ struct BatchCommit {
                 arrayLiteral(named.map { files[$0].identity!.sha256 }),
             ])
             for row in 0..<result.rowCount {
-                if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) { skip[named[ordinal - 1]] = true }
+                if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) {
+                    skip[named[ordinal - 1]] = true
+                    quarantinedEarlier[named[ordinal - 1]] = result.value(row: row, column: 1) == "quarantined"
+                }
             }
         }
         if let looseIndex = files.firstIndex(where: { $0.name == nil }) {
             if try conn.execute(sql.committedBatch, ["batch:\(token)"]).rowCount > 0 { skip[looseIndex] = true }
         }
+
+        // A file over the reject threshold commits none of its rows and no dead letters, only
+        // its checkpoint (status quarantined); `exclude` is `skip` plus those files.
+        let exclude = files.indices.map { skip[$0] || files[$0].refusal != nil }
 
         // 2. Rows: one COPY under a savepoint; the slow path only when the server refuses.
         var refused: [Int: [(line: [UInt8], reason: RejectReason)]] = [:]
@@ -126,7 +136,7 @@ struct BatchCommit {
                 var decoder = LineDecoder()
                 var buffer: [UInt8] = []
                 buffer.reserveCapacity(1 << 18)
-                for (i, file) in files.enumerated() where !skip[i] {
+                for (i, file) in files.enumerated() where !exclude[i] {
                     try file.lines.forEachLine { bytes in
                         guard let line = try? decoder.decode(bytes), line.kind == .record else { return }
                         CopyText.appendRow(from: line, into: &buffer)
@@ -139,27 +149,29 @@ struct BatchCommit {
                 if !buffer.isEmpty { try copy.send(buffer) }
             }
             _ = try conn.execute("RELEASE SAVEPOINT rows")
-            for (i, file) in files.enumerated() where !skip[i] { loadedPerFile[i] = file.records }
+            for (i, file) in files.enumerated() where !exclude[i] { loadedPerFile[i] = file.records }
         } catch let error as PostgresError where error.category == .data {
             _ = try conn.execute("ROLLBACK TO SAVEPOINT rows")
             logger.info("the server refused a row (\(error.sqlstate ?? "?")); isolating it")
-            try isolate(conn, skip: skip, refused: &refused, loaded: &loadedPerFile)
+            try isolate(conn, skip: exclude, refused: &refused, loaded: &loadedPerFile)
         }
 
         // 3. Checkpoints, one per file (and one for records without provenance).
         var outcome = BatchOutcome()
-        var checkpointRows: [(file: Int, name: String?, bytes: String?, sha: String, loaded: Int, rejected: Int, seen: String?)] = []
+        var checkpointRows: [(file: Int, name: String?, bytes: String?, sha: String, loaded: Int, rejected: Int, seen: String?, status: String)] = []
         for (i, file) in files.enumerated() {
-            let rejected = file.rejects + (refused[i]?.count ?? 0)
+            let rejected = exclude[i] ? 0 : file.rejects + (refused[i]?.count ?? 0)
+            let quarantined = quarantinedEarlier[i] ? "quarantined earlier (same name, size and SHA-256)" : skip[i] ? nil : file.refusal
             outcome.files.append(
                 BatchOutcome.File(
-                    identity: file.identity, skipped: skip[i], loaded: skip[i] ? 0 : loadedPerFile[i],
-                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen))
+                    identity: file.identity, skipped: skip[i], loaded: exclude[i] ? 0 : loadedPerFile[i],
+                    rejected: rejected, seen: file.marker?.seen, quarantined: quarantined))
             guard !skip[i] else { continue }
+            let status = file.refusal == nil ? "committed" : "quarantined"
             if let identity = file.identity {
-                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen))
+                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen, status))
             } else {
-                checkpointRows.append((i, nil, nil, "batch:\(token)", loadedPerFile[i], rejected, nil))
+                checkpointRows.append((i, nil, nil, "batch:\(token)", loadedPerFile[i], rejected, nil, status))
             }
         }
         var checkpointID: [Int: String] = [:]
@@ -171,6 +183,7 @@ struct BatchCommit {
                 arrayLiteral(checkpointRows.map { String($0.loaded) }),
                 arrayLiteral(checkpointRows.map { String($0.rejected) }),
                 arrayLiteral(checkpointRows.map(\.seen)),
+                arrayLiteral(checkpointRows.map(\.status)),
             ])
             for row in 0..<result.rowCount {
                 let name = result.value(row: row, column: 1)
@@ -182,7 +195,7 @@ struct BatchCommit {
         }
 
         // 4. Dead letters: the table (same transaction) and one file per source, written before COMMIT.
-        try writeDeadLetters(conn, skip: skip, refused: refused, checkpointID: checkpointID)
+        try writeDeadLetters(conn, skip: exclude, refused: refused, checkpointID: checkpointID)
         return outcome
     }
 
@@ -260,7 +273,11 @@ struct BatchCommit {
             if rows.count == 1, let row = rows.first {
                 let reason: RejectReason
                 if error.sqlstate == "23505" {
-                    reason = RejectReason(.eventID, "duplicate event_id (already loaded)")
+                    let id = row.line.withUnsafeBytes { raw -> String? in
+                        var decoder = LineDecoder()
+                        return (try? decoder.decode(raw))?.string(.eventID)
+                    }
+                    reason = RejectReason(.eventID, "duplicate event_id (already loaded)", value: id)
                 } else {
                     reason = RejectReason(field: nil, reason: "database refused the row: \(error.description)")
                 }
@@ -326,7 +343,8 @@ struct BatchCommit {
         out.append(0x09)
         if let n = line.lineNumber { CopyText.appendEscaped(String(n), &out) } else { out.append(contentsOf: CopyText.nullMarker) }
         out.append(0x09)
-        CopyText.appendEscaped(jsonbSafe(line.bytes), &out)
+        // raw is text, which holds `\u0000` as six characters: the reject line byte for byte.
+        CopyText.appendEscaped(String(decoding: line.bytes, as: UTF8.self), &out)
         out.append(0x09)
         if let m = line.member(.reasons), m.kind == .array {
             CopyText.appendEscaped(jsonbSafe(line.span(m)), &out)
@@ -339,7 +357,8 @@ struct BatchCommit {
     }
 }
 
-/// JSON text that jsonb accepts: jsonb refuses the escape `\u0000`, so it becomes U+FFFD.
+/// JSON text that jsonb accepts: jsonb refuses the escape `\u0000`, so it becomes U+FFFD (in
+/// `reasons` only; `raw` keeps the line exactly).
 func jsonbSafe(_ json: UnsafeRawBufferPointer) -> String {
     let text = String(decoding: json, as: UTF8.self)
     return text.contains("\\u0000") ? text.replacingAll("\\u0000", with: "\\ufffd") : text

@@ -34,6 +34,11 @@ public struct LoaderConfiguration: Sendable {
     public var afterCommit: AfterCommit = .archive(ContainedFolder("data/processed"))
     /// Give up after this many failed attempts to reach the server (nil: never give up).
     public var maxRetries: Int? = nil
+    /// Said with the first failed attempt to reach the server (e.g. where the embedded one is).
+    public var unreachableHint: String? = nil
+    /// A file over it commits none of its rows and moves to `quarantine`.
+    public var rejectThreshold = RejectThreshold()
+    public var quarantine = Quarantine(ContainedFolder("data/quarantine"))
     public var spoolLimit: Int = 8 << 20
     public var spoolDirectory: String = Spool.defaultDirectory
 
@@ -48,6 +53,7 @@ public struct LoaderTotals: Sendable {
     public var batches = 0
     public var filesCommitted = 0
     public var filesSkipped = 0
+    public var filesQuarantined = 0
     public var rowsLoaded = 0
     public var rowsRejected = 0
     public var incompleteFiles = 0
@@ -121,6 +127,8 @@ public final class Loader {
     }
 
     private var hasCommittable: Bool { !ready.isEmpty || loose != nil }
+    /// Rows read and not committed yet.
+    private var holdsRows: Bool { hasCommittable || !open.isEmpty }
 
     private func accept(_ bytes: UnsafeRawBufferPointer, lineNumber: Int) throws {
         let line: ProtocolLine
@@ -156,6 +164,8 @@ public final class Loader {
             let file = open.removeValue(forKey: line.file ?? marker.file)
                 ?? PendingFile(name: marker.file, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
             file.marker = marker
+            // The file is complete and its reject count known: decide here, apply at commit.
+            file.refusal = config.rejectThreshold.refusal(records: file.records, rejects: file.rejects)
             if file.rowCount != marker.rows {
                 logger.warning(
                     "\(marker.file): end marker says \(marker.rows) rows, \(file.rowCount) arrived; committing what arrived")
@@ -248,7 +258,10 @@ public final class Loader {
                 let wait = backoff(attempt)
                 logger.warning(
                     "cannot reach \(config.endpoint): \(error.description); retrying in \(formatSeconds(wait)) (attempt \(attempt))")
-                sleepSeconds(wait)
+                if attempt == 1, let hint = config.unreachableHint { logger.warning("hint: \(hint)") }
+                // A stop asked for while nothing is held ends the wait at once: nothing to lose.
+                if Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) } else { sleepSeconds(wait) }
+                if Interrupts.received > 0 && !holdsRows { throw LoaderError.interrupted(config.endpoint) }
             } catch let error as PostgresError {
                 throw LoaderError.permanent(config.endpoint, error)
             }
@@ -258,7 +271,7 @@ public final class Loader {
     private func afterCommit(_ outcome: BatchOutcome) {
         for file in outcome.files {
             guard let identity = file.identity else { continue }
-            if file.skipped, case .keep = config.afterCommit { continue }  // journaled when first committed
+            if file.skipped, file.quarantined == nil, case .keep = config.afterCommit { continue }  // journaled when first committed
             guard let source = config.incoming.child(identity.name) else {
                 logger.warning(
                     "not moving \(quotedForMessage(identity.name)): \(ContainedFolder.problem(with: identity.name) ?? "unsafe name") (load only touches plain names in \(config.incoming.path))")
@@ -266,6 +279,16 @@ public final class Loader {
             }
             guard SourceFile.matches(path: source, bytes: identity.bytes, sha256: identity.sha256) else {
                 // Absent (replayed from elsewhere) or replaced since it was read: not ours to move.
+                continue
+            }
+            if let refusal = file.quarantined {
+                do {
+                    let moved = try config.quarantine.admit(
+                        path: source, name: identity.name, reason: file.skipped ? "already quarantined" : "too many rejects", detail: refusal)
+                    logger.warning("\(identity.name): quarantined: \(refusal); moved to \(moved)")
+                } catch {
+                    logger.error("\(identity.name): quarantined, but \(error)")
+                }
                 continue
             }
             do {
@@ -287,12 +310,13 @@ public final class Loader {
     private func report(_ outcome: BatchOutcome, elapsed: Double, committedAt: UTCTimestamp) {
         let n = totals.batches
         totals.batches += 1
-        totals.filesCommitted += outcome.files.filter { $0.identity != nil && !$0.skipped }.count
+        totals.filesCommitted += outcome.files.filter { $0.identity != nil && !$0.skipped && $0.quarantined == nil }.count
         totals.filesSkipped += outcome.files.filter(\.skipped).count
+        totals.filesQuarantined += outcome.files.filter { $0.quarantined != nil && !$0.skipped }.count
         totals.rowsLoaded += outcome.loaded
         totals.rowsRejected += outcome.rejected
         for file in outcome.files where file.skipped {
-            logger.info("\(file.identity?.name ?? "stdin batch"): already committed, skipped")
+            logger.info("\(file.identity?.name ?? "stdin batch"): already \(file.quarantined == nil ? "committed" : "quarantined"), skipped")
         }
         let processed = outcome.loaded + outcome.rejected
         logger.info("Batch \(n): Processed \(processed) records")
@@ -312,11 +336,14 @@ public final class Loader {
 public enum LoaderError: Error, CustomStringConvertible {
     case permanent(String, PostgresError)
     case gaveUp(String, PostgresError)
+    /// Stopped by a signal while waiting for the server, holding no rows.
+    case interrupted(String)
 
     public var description: String {
         switch self {
         case .permanent(let endpoint, let error): "\(endpoint): \(error.description)"
         case .gaveUp(let endpoint, let error): "\(endpoint): giving up after repeated failures: \(error.description)"
+        case .interrupted(let endpoint): "\(endpoint): interrupted while waiting for the server"
         }
     }
 }

@@ -12,6 +12,8 @@ final class PendingFile {
     var rejects = 0
     /// Set when the end marker arrived: the file is complete and may be committed.
     var marker: FileMarker?
+    /// Why the complete file is refused as a whole (over the reject threshold); nil: it loads.
+    var refusal: String?
     /// Monotonic time of the first line, for `--max-delay`.
     let firstLineAt: Double
 

@@ -16,9 +16,9 @@ struct BatchOptions: ParsableArguments {
 
     @Option(
         help: ArgumentHelp(
-            "Pause between batches: 250ms, 1.5s, 5m, 1h (a bare number is seconds); 0 writes as fast as possible.",
+            "Pause between batches: 250ms, 1.5s, 5m, 1h (a bare number is seconds); 0 writes as fast as possible (default: 5s into a folder, 0 with --stdout).",
             valueName: "duration"))
-    var interval = DurationArgument(milliseconds: 5000)
+    var interval: DurationArgument?
 
     @Option(help: ArgumentHelp("Stop after this many batches (default: until interrupted).", valueName: "n"))
     var files: Int?
@@ -30,6 +30,9 @@ struct BatchOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Seed for the rows: the same seed gives the same rows (timestamps aside).", valueName: "n"))
     var seed: UInt64?
+
+    /// A folder is fed at a pace; a pipe is fed as fast as its reader takes it.
+    func intervalMilliseconds(stdout: Bool) -> Int64 { interval?.milliseconds ?? (stdout ? 0 : 5000) }
 }
 
 
@@ -129,7 +132,7 @@ struct Gen: ToolCommand {
                 logger.info("Generated batch of \(rows.count) events")
                 if let name { logger.info("Written to: \(out)/\(name)") }
                 if batch.files.map({ written >= $0 }) ?? false { break }
-                let pause = batch.interval.milliseconds - (monotonicMilliseconds() - started)
+                let pause = batch.intervalMilliseconds(stdout: stdout) - (monotonicMilliseconds() - started)
                 if pause > 0 { Interrupts.sleep(milliseconds: Int(pause)) }
             }
         } catch is BrokenPipe {

@@ -38,6 +38,12 @@ struct Load: ToolCommand {
             --env-file, authentication failures, missing tables and missing privileges stop \
             with one line on stderr and exit status 1.
 
+            Reject threshold: with --max-reject-rate or --max-rejects, a file over the limit (counted \
+            when its end marker arrives) commits none of its rows and no dead letters; it moves to \
+            <quarantine>/<file> with <file>.reason.json and is checkpointed as quarantined, so the \
+            same bytes are not loaded by accident. A fixed file put back into the incoming folder \
+            loads. Records without provenance have no file to refuse: the threshold does not apply.
+
             Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to the end \
             (the upstream stage stops), commits and exits 0. A second one exits at once (status \
             130); nothing uncommitted is lost, since its files stay in the incoming folder.
@@ -86,6 +92,19 @@ struct Load: ToolCommand {
     var keep = false
 
     @Option(
+        name: .customLong("max-reject-rate"),
+        help: ArgumentHelp("Refuse a file whose share of rejected rows is over this (0…1): none of its rows load; it moves to --quarantine.", valueName: "rate"))
+    var maxRejectRate: Double?
+
+    @Option(
+        name: .customLong("max-rejects"),
+        help: ArgumentHelp("Refuse a file with more rejected rows than this, likewise.", valueName: "n"))
+    var maxRejects: Int?
+
+    @Option(help: ArgumentHelp("Folder for refused files, each with <file>.reason.json.", valueName: "dir"))
+    var quarantine = "data/quarantine"
+
+    @Option(
         name: .customLong("max-retries"),
         help: ArgumentHelp("Give up after this many failed attempts to reach the server (default: keep trying).", valueName: "n"))
     var maxRetries: Int?
@@ -97,6 +116,8 @@ struct Load: ToolCommand {
 
     func validate() throws {
         if delete && keep { throw ValidationError("--delete and --keep cannot be combined") }
+        if let rate = maxRejectRate, !(0...1).contains(rate) { throw ValidationError("--max-reject-rate must be between 0 and 1") }
+        if let n = maxRejects, n < 0 { throw ValidationError("--max-rejects must not be negative") }
         if batchRows < 1 { throw ValidationError("--batch-rows must be at least 1") }
     }
 
@@ -117,7 +138,7 @@ struct Load: ToolCommand {
         if env == nil && access(".env", R_OK) == 0 { env = ".env" }
         let settings: ConnectionSettings
         do {
-            settings = try ConnectionSettings(db: db, envFile: env)
+            settings = try ConnectionSettings(db: db ?? StartupHints.embeddedServer(db: db, envFile: env)?.conninfo, envFile: env)
         } catch {
             throw RuntimeError("\(error)")
         }
@@ -129,11 +150,22 @@ struct Load: ToolCommand {
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
+        var hints = StartupHints(db: db, envFile: env)
+        if let embedded = StartupHints.embeddedServer(db: db, envFile: env) {
+            hints = StartupHints(source: "nothing configured: the embedded server (bin/pg) on port \(embedded.port)", hint: "bin/pg status; bin/pg start")
+        }
+        config.unreachableHint = hints.hint
+        config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
+        config.quarantine = Quarantine(ContainedFolder(quarantine))
 
         let loader = Loader(config: config, logger: logger)
+        logger.info("load: connecting to \(settings.redactedDescription) (\(hints.source))")
         logger.info("load: reading stdin, writing to \(table) at \(settings.redactedDescription)")
         do {
             try loader.run(fd: 0)
+        } catch LoaderError.interrupted(let endpoint) {
+            logger.info("load: interrupted while waiting for \(endpoint); nothing was read or committed")
+            Foundation_exit(130)
         } catch let error as LoaderError {
             logger.critical("\(error.description)")
             Foundation_exit(ExitStatus.failure.rawValue)
@@ -143,7 +175,7 @@ struct Load: ToolCommand {
         }
         let t = loader.totals
         logger.info(
-            "load: done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesSkipped) skipped as already committed, \(t.batches) batches")
+            "load: done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesQuarantined) quarantined, \(t.filesSkipped) skipped as already committed, \(t.batches) batches")
     }
 }
 

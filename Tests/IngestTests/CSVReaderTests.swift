@@ -129,6 +129,6 @@ func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 <
         #expect(emitted.rejects == 1)
         let firstLine = String(decoding: output.bytes, as: UTF8.self).split(separator: "\n")[0]
         let reasons = try withLine(String(firstLine)) { $0.reasons() }
-        #expect(reasons == [RejectReason(field: "event_type", reason: "NUL byte")])
+        #expect(reasons == [RejectReason(field: "event_type", reason: "NUL byte", value: "vi\u{0}ew")])
     }
 }

@@ -169,7 +169,7 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
         try TestDatabase.with { db in
             let f = try LoadFixture()
             let refused = [
-                #"{"kind":"record","file":"mixed.csv","line":90,"event_id":"\#(UUID().uuidString)","user_id":1,"product_id":1,"event_type":"click","price":null,"event_timestamp":"2024-01-30T10:15:23.123Z"}"#,
+                #"{"kind":"record","file":"mixed.csv","line":90,"event_id":"\#(UUID().uuidString)","user_id":1,"product_id":1,"event_type":"purchase","price":"123456789012.00","event_timestamp":"2024-01-30T10:15:23.123Z"}"#,
                 #"{"kind":"record","file":"mixed.csv","line":91,"event_id":"not-a-uuid","user_id":1,"product_id":1,"event_type":"view","price":null,"event_timestamp":"2024-01-30T10:15:23.123Z"}"#,
                 #"{"kind":"record","file":"mixed.csv","line":92,"event_id":"\#(UUID().uuidString)","user_id":"x;DROP TABLE ecommerce_events;--","product_id":1,"event_type":"view","price":null,"event_timestamp":"2024-01-30T10:15:23.123Z"}"#,
             ]
@@ -180,7 +180,7 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
             #expect(try count(db, "SELECT rows_rejected FROM ingest_checkpoints WHERE source_file = 'mixed.csv'") == 4)
             let letters = try f.deadLetterLines("mixed.csv")
             #expect(letters.count == 4)
-            #expect(letters.filter { $0.contains("database refused the row: ERROR 23514") }.count == 1)
+            #expect(letters.filter { $0.contains("database refused the row: ERROR 22003") }.count == 1)
             #expect(letters.filter { $0.contains("database refused the row: ERROR 22P02") }.count == 2)
         }
     }

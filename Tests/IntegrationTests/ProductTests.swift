@@ -16,7 +16,7 @@ final class ProjectCopy {
         for item in ["bin", "sql", "docs", "docker", "README.md", ".env.example", "docker-compose.yml", "Dockerfile"] {
             try fm.copyItem(at: TestDatabase.packageRoot.appendingPathComponent(item), to: root.appendingPathComponent(item))
         }
-        for dir in ["data/incoming", "data/processed", "data/bad_records", "logs", ".build"] {
+        for dir in ["data/incoming", "data/processed", "data/bad_records", "data/quarantine", "logs", ".build"] {
             try fm.createDirectory(at: root.appendingPathComponent(dir), withIntermediateDirectories: true)
         }
         try fm.createSymbolicLink(at: root.appendingPathComponent(".build/release"), withDestinationURL: Executables.directory)

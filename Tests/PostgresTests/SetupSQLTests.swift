@@ -54,10 +54,22 @@ import Testing
                 """
             let good: [String?] = ["6f1c1d2e-0000-4000-8000-000000000001", "1", "2", "purchase", "19.99", "2024-05-01T10:00:00Z"]
             #expect(try connection.execute(insert, good).affectedRows == 1)
-            var wrongType = good
-            wrongType[0] = "6f1c1d2e-0000-4000-8000-000000000002"
-            wrongType[3] = "refund"
-            #expect(throws: PostgresError.self) { try connection.execute(insert, wrongType) }
+            var noUser = good
+            noUser[0] = "6f1c1d2e-0000-4000-8000-000000000002"
+            noUser[1] = nil
+            let missing = try #require(throws: PostgresError.self) { try connection.execute(insert, noUser) }
+            #expect(missing.sqlstate == "23502")
+            // The event types are validate's (--event-types): the table has no list to disagree with,
+            // and the setup drops the CHECK that earlier versions created.
+            _ = try connection.execute("""
+                ALTER TABLE ecommerce_events ADD CONSTRAINT ecommerce_events_event_type_check
+                    CHECK (event_type IN ('view', 'purchase'))
+                """)
+            try database.applySetup()
+            var otherType = good
+            otherType[0] = "6f1c1d2e-0000-4000-8000-000000000003"
+            otherType[3] = "add_to_cart"
+            #expect(try connection.execute(insert, otherType).affectedRows == 1)
             let duplicate = try #require(throws: PostgresError.self) { try connection.execute(insert, good) }
             #expect(duplicate.sqlstate == "23505")
             #expect(try database.scalar("SELECT ingestion_timestamp IS NOT NULL FROM ecommerce_events") == "t")

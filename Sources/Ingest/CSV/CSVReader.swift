@@ -211,8 +211,11 @@ public final class CSVReader {
                 guard firstInvalidUTF8(all) != nil else { return nil }
                 var start = 0
                 for (index, end) in fieldEnds.enumerated() {
-                    if firstInvalidUTF8(UnsafeRawBufferPointer(rebasing: all[start..<end])) != nil {
-                        return RejectReason(field: nil, reason: "field \(index + 1): invalid UTF-8")
+                    let field = UnsafeRawBufferPointer(rebasing: all[start..<end])
+                    if firstInvalidUTF8(field) != nil {
+                        // The value as text (U+FFFD for the bad bytes); the exact bytes are in raw_base64.
+                        let value = repairedUTF8(field).map { String(decoding: $0, as: UTF8.self) }
+                        return RejectReason(field: nil, reason: "field \(index + 1): invalid UTF-8", value: value)
                     }
                     start = end
                 }
@@ -226,7 +229,8 @@ public final class CSVReader {
                 var start = 0
                 for (index, end) in fieldEnds.enumerated() {
                     if memchr(all.baseAddress! + start, 0, end - start) != nil {
-                        return RejectReason(field: nil, reason: "field \(index + 1): NUL byte")
+                        let value = String(decoding: UnsafeRawBufferPointer(rebasing: all[start..<end]), as: UTF8.self)
+                        return RejectReason(field: nil, reason: "field \(index + 1): NUL byte", value: value)
                     }
                     start = end
                 }

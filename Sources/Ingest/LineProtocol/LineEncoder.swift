@@ -192,10 +192,14 @@ public enum LineEncoder {
     }
 
     /// `"raw":"…"`: the text as received, repaired to valid UTF-8 if needed (JSON is UTF-8).
+    /// A repaired text is followed by `"raw_base64":"…"`, the bytes exactly as received, so a
+    /// dead letter never loses them.
     static func appendRaw(_ raw: UnsafeRawBufferPointer, _ w: inout JSONWriter, _ out: inout [UInt8]) {
         w.key("raw", &out)
         if let repaired = repairedUTF8(raw) {
             repaired.withUnsafeBytes { w.string($0, &out) }
+            w.key("raw_base64", &out)
+            base64(raw).withUnsafeBytes { w.string($0, &out) }
         } else {
             w.string(raw, &out)
         }
@@ -274,4 +278,24 @@ func decodeReasons(_ json: UnsafeRawBufferPointer) -> [RejectReason] {
         i += 1
     }
     return result
+}
+
+/// Standard base64 (RFC 4648, padded), for bytes that JSON text cannot carry.
+public func base64(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity((bytes.count + 2) / 3 * 4)
+    var i = 0
+    while i < bytes.count {
+        let b0 = UInt32(bytes[i])
+        let b1 = i + 1 < bytes.count ? UInt32(bytes[i + 1]) : 0
+        let b2 = i + 2 < bytes.count ? UInt32(bytes[i + 2]) : 0
+        let n = b0 << 16 | b1 << 8 | b2
+        out.append(alphabet[Int(n >> 18 & 63)])
+        out.append(alphabet[Int(n >> 12 & 63)])
+        out.append(i + 1 < bytes.count ? alphabet[Int(n >> 6 & 63)] : UInt8(ascii: "="))
+        out.append(i + 2 < bytes.count ? alphabet[Int(n & 63)] : UInt8(ascii: "="))
+        i += 3
+    }
+    return out
 }

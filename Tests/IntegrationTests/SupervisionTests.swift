@@ -1,0 +1,213 @@
+import Foundation
+import Postgres
+import TestSupport
+import Testing
+
+/// bin/run and bin/pipeline as a service: one job per folder, bin/stop, SIGHUP, bin/status,
+/// exit codes of a double Ctrl+C, the systemd unit of docs/operations.md. Each runs the scripts
+/// of a project copy on the test database, as real processes.
+@Suite(.serialized) struct SupervisionTests {
+    /// A project copy on the test database `db`, started in the background with stderr kept.
+    final class Job {
+        let copy: ProjectCopy
+        let env: [String: String]
+
+        init(_ db: TestDatabase) throws {
+            copy = try ProjectCopy()
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("INGEST_") }
+            env["PGDATABASE"] = db.name
+            env["INGEST_BIN_DIR"] = Executables.directory.path
+            self.env = env
+        }
+
+        func start(_ script: String, _ arguments: [String] = []) throws -> (SpawnedProcess, () -> String) {
+            let log = copy.url("\(script)-\(UUID().uuidString.prefix(6)).stderr").path
+            let process = try SpawnedProcess([copy.url("bin/\(script)").path] + arguments, environment: env, stderr: log)
+            return (process, { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" })
+        }
+
+        func run(_ script: String, _ arguments: [String] = [], timeout: Double = 90) throws -> ToolResult {
+            try runTool(copy.url("bin/\(script)"), arguments, environment: env, currentDirectory: copy.root, timeout: timeout)
+        }
+
+        func status() -> String { (try? run("status").stdout) ?? "" }
+
+        /// Until bin/status says a job runs; then its stages are started too once `marker` is logged.
+        func waitRunning(_ stderr: () -> String, marker: String) -> Bool {
+            eventually(timeout: 60) { status().contains("job: running since") && stderr().contains(marker) }
+        }
+    }
+
+    @Test func oneJobPerFolderStoppedByBinStop() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let nothing = try job.run("stop")
+            #expect(nothing.status == 0 && nothing.stderr.contains("no job running"), "\(nothing.stderr)")
+            #expect(job.status().contains("job: not running"))
+
+            let (pipeline, stderr) = try job.start("pipeline")
+            defer { if pipeline.isRunning { pipeline.signal(SIGKILL) } }
+            #expect(job.waitRunning(stderr, marker: "running (watch"), "\(stderr())")
+            #expect(job.status().contains("(pid \(pipeline.pid), bin/pipeline)"), "\(job.status())")
+
+            for (script, arguments) in [("pipeline", ["--once"]), ("run", ["--no-gen", "--drain"])] {
+                let second = try job.run(script, arguments)
+                #expect(second.status == 1, "bin/\(script): \(second.stderr)")
+                #expect(second.stderr.contains("a job is already running on \(job.copy.url("data/incoming").path) (pid \(pipeline.pid), bin/pipeline, since "),
+                        "bin/\(script): \(second.stderr)")
+            }
+
+            let reset = try job.run("reset", ["--yes"])
+            #expect(reset.status == 1 && reset.stderr.contains("stop it first with bin/stop"), "\(reset.stderr)")
+
+            // A file arriving now is loaded before the graceful stop completes.
+            try ("event_id,user_id,product_id,event_type,price,event_timestamp\n"
+                 + "\(UUID().uuidString.lowercased()),1,2,view,,2024-01-30T10:15:23Z\n")
+                .write(to: job.copy.url("data/incoming/late.csv"), atomically: true, encoding: .utf8)
+            #expect(eventually(timeout: 30) { job.copy.files("data/processed") == ["late.csv"] })
+            let stop = try job.run("stop", ["--timeout", "60s"])
+            #expect(stop.status == 0, "\(stop.stderr)")
+            #expect(stop.stderr.contains("stopping the job on") && stop.stderr.contains("stop: stopped"), "\(stop.stderr)")
+            #expect(pipeline.wait(timeout: 10))
+            #expect(pipeline.exitCode == 0, "\(stderr())")
+            #expect(stderr().contains("stopped cleanly"), "\(stderr())")
+            #expect(job.status().contains("job: not running"))
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 1)
+        }
+    }
+
+    /// bin/pipeline killed (-9) while its stages live on: the job still counts as running, and
+    /// bin/stop stops the stages themselves.
+    @Test func binStopStopsTheStagesOfAKilledScript() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let (pipeline, stderr) = try job.start("pipeline")
+            #expect(job.waitRunning(stderr, marker: "running (watch"), "\(stderr())")
+            pipeline.signal(SIGKILL)
+            #expect(pipeline.wait(timeout: 10))
+            #expect(job.status().contains("job: running since"), "the stages still hold the lock")
+            let stop = try job.run("stop", ["--timeout", "30s"])
+            #expect(stop.status == 0, "\(stop.stderr)")
+            #expect(stop.stderr.contains("bin/pipeline (pid \(pipeline.pid)) is gone; its processes live on:"), "\(stop.stderr)")
+            #expect(job.status().contains("job: not running"))
+        }
+    }
+
+    /// A closed terminal (SIGHUP to bin/run) stops gen and every stage, not only bin/run.
+    @Test func hangupStopsTheWholeJob() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let (run, stderr) = try job.start("run", ["--", "--interval", "200ms", "--rows-per-file", "20"])
+            defer { if run.isRunning { run.signal(SIGKILL) } }
+            #expect(job.waitRunning(stderr, marker: "running; Ctrl+C to stop"), "\(stderr())")
+            #expect(eventually(timeout: 60) { !job.copy.files("data/processed").isEmpty })
+            run.signal(SIGHUP)
+            #expect(run.wait(timeout: 60), "bin/run still running 60 s after SIGHUP")
+            #expect(run.exitCode == 0)
+            // Every process of the job held the lock: none is left.
+            #expect(eventually(timeout: 10) { job.status().contains("job: not running") })
+            let written = job.copy.files("data/incoming").count + job.copy.files("data/processed").count
+            usleep(1_000_000)  // gen would have written ~5 more files by now
+            #expect(job.copy.files("data/incoming").count + job.copy.files("data/processed").count == written)
+            let runLog = (try? String(contentsOf: job.copy.url("logs/run.log"), encoding: .utf8)) ?? ""
+            #expect(runLog.contains("stopping: gen and watch finish their current file"), "\(runLog)")
+        }
+    }
+
+    /// bin/pipeline alone in a closed terminal: a graceful stop, its last lines in pipeline.log.
+    @Test func hangupStopsBinPipeline() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let (pipeline, stderr) = try job.start("pipeline")
+            defer { if pipeline.isRunning { pipeline.signal(SIGKILL) } }
+            #expect(job.waitRunning(stderr, marker: "running (watch"), "\(stderr())")
+            pipeline.signal(SIGHUP)
+            #expect(pipeline.wait(timeout: 60), "bin/pipeline still running 60 s after SIGHUP")
+            #expect(pipeline.exitCode == 0)
+            #expect(eventually(timeout: 10) { job.status().contains("job: not running") })
+            let log = (try? String(contentsOf: job.copy.url("logs/pipeline.log"), encoding: .utf8)) ?? ""
+            #expect(log.contains("pipeline: stopping: watch finishes its current file") && log.contains("pipeline: stopped cleanly"), "\(log)")
+            #expect(!stderr().contains("stopped cleanly"), "after SIGHUP nothing more goes to the closed terminal")
+        }
+    }
+
+    /// Ctrl+C twice: 130 and a line saying so, not "failed"; no stage status warnings.
+    @Test(arguments: ["pipeline", "run"])
+    func interruptedTwiceExits130(script: String) throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let arguments = script == "run" ? ["--no-gen"] : []
+            let marker = script == "run" ? "running; Ctrl+C to stop" : "running (watch"
+            // A file big enough to be in flight when the second signal arrives (~5 s of work).
+            let big = try runTool(Executables.url("gen"), ["--files", "1", "--rows-per-file", "50000", "--interval", "0",
+                                                           "--out", job.copy.url("data/incoming").path])
+            #expect(big.status == 0, "\(big.stderr)")
+            let (process, stderr) = try job.start(script, arguments)
+            defer { if process.isRunning { process.signal(SIGKILL) } }
+            #expect(eventually(timeout: 60) { stderr().contains(marker) }, "\(stderr())")
+            process.signal(SIGINT)
+            #expect(eventually(timeout: 10) { stderr().contains("stopping:") })
+            process.signal(SIGINT)
+            #expect(process.wait(timeout: 30))
+            let log = stderr()
+            #expect(process.exitCode == 130, "\(log)")
+            #expect(log.contains("bin/\(script): interrupted:") || log.contains("\(script): interrupted:"), "\(log)")
+            #expect(!log.contains("failed") && !log.contains("exited with status"), "\(log)")
+            #expect(job.copy.files("data/incoming").count == 1, "the file in flight stays in data/incoming")
+        }
+    }
+
+    /// A stop that reaches gen before its handler is in place is a stop, not "status 143".
+    @Test func anEarlyStopIsNotAFailure() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            for _ in 0..<2 {
+                let (run, stderr) = try job.start("run", ["--", "--interval", "100ms"])
+                defer { if run.isRunning { run.signal(SIGKILL) } }
+                #expect(eventually(timeout: 60) { stderr().contains("running; Ctrl+C to stop") }, "\(stderr())")
+                run.signal(SIGTERM)
+                #expect(run.wait(timeout: 60))
+                #expect(run.exitCode == 0, "\(stderr())")
+                #expect(!stderr().contains("exited with status") && !stderr().contains("failed"), "\(stderr())")
+            }
+        }
+    }
+
+    /// A file over the threshold of `bin/pipeline -- --max-rejects N` is listed by bin/status.
+    @Test func statusListsQuarantinedFiles() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            try ("event_id,user_id,product_id,event_type,price,event_timestamp\n"
+                 + "\(UUID().uuidString.lowercased()),1,2,view,,2024-01-30T10:15:23Z\n"
+                 + "not-a-uuid,1,2,view,,2024-01-30T10:15:23Z\n")
+                .write(to: job.copy.url("data/incoming/half.csv"), atomically: true, encoding: .utf8)
+            let once = try job.run("pipeline", ["--once", "--", "--max-rejects", "0"])
+            #expect(once.status == 0, "\(once.stderr)")
+            #expect(job.copy.files("data/quarantine") == ["half.csv", "half.csv.reason.json"])
+            let status = job.status()
+            #expect(status.contains("files quarantined: 1"), "\(status)")
+            #expect(status.contains("quarantined files in \(job.copy.url("data/quarantine").path):\n  half.csv: 1 of 2 rows rejected, over --max-rejects 0 ("),
+                    "\(status)")
+        }
+    }
+
+    /// The unit in docs/operations.md, pointed at this copy, passes systemd-analyze verify.
+    @Test func systemdUnitVerifies() throws {
+        let copy = try ProjectCopy()
+        let doc = try String(contentsOf: copy.url("docs/operations.md"), encoding: .utf8)
+        guard let start = doc.range(of: "```ini\n"), let end = doc.range(of: "\n```", range: start.upperBound..<doc.endIndex) else {
+            Issue.record("docs/operations.md has no ```ini block")
+            return
+        }
+        let unit = String(doc[start.upperBound..<end.lowerBound])
+            .replacingOccurrences(of: "/opt/ecommerce-ingest", with: copy.root.path)
+            .replacingOccurrences(of: "User=ingest", with: "User=root")
+        #expect(unit.contains("Restart=on-failure"))
+        #expect(unit.contains("ExecStop=\(copy.root.path)/bin/stop"))
+        let file = copy.url("ecommerce-ingest.service")
+        try unit.write(to: file, atomically: true, encoding: .utf8)
+        let result = try runTool(URL(fileURLWithPath: "/usr/bin/systemd-analyze"), ["verify", file.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+    }
+}

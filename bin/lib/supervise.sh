@@ -1,0 +1,68 @@
+# shellcheck shell=bash
+# One job per incoming folder: a lock and a pidfile, for bin/run, bin/pipeline, bin/stop and
+# bin/status. Source common.sh, pg-embedded.sh and job.sh first, then this file.
+#
+#   job_pidfile            $INGEST_INCOMING/.ingest-job.pid: pid, start time (UTC), command
+#   job_claim COMMAND      lock the pidfile (descriptor 9, inherited by every process of the
+#                          job) and write it, or die naming the job that holds it
+#   job_running            true while a job holds the lock; sets job_pid, job_since, job_what
+#   job_tree PID           PID and every process below it, parents first
+#   job_holders            every process that holds the pidfile open: the job's processes, even
+#                          when its script is gone (killed) and they live on
+#
+# The lock, not the pid, says whether a job runs: a pid can be reused after a crash, a lock
+# dies with the last process that holds it. watch skips dot-files, so the pidfile is never read
+# as data.
+
+job_pidfile() { printf '%s/.ingest-job.pid\n' "$INGEST_INCOMING"; }
+
+_job_read() {
+  job_pid='' job_since='' job_what=''
+  local file
+  file=$(job_pidfile)
+  [[ -f $file ]] || return 0
+  { IFS= read -r job_pid && IFS= read -r job_since && IFS= read -r job_what; } <"$file" || true
+}
+
+job_running() {
+  local file
+  file=$(job_pidfile)
+  [[ -f $file ]] || return 1
+  # A fresh descriptor cannot take the lock while the job's descriptor holds it.
+  if flock -n "$file" true 2>/dev/null; then return 1; fi
+  _job_read
+  return 0
+}
+
+job_claim() {
+  local file
+  file=$(job_pidfile)
+  mkdir -p -- "$INGEST_INCOMING" || die "cannot create $INGEST_INCOMING (permissions?)"
+  exec 9>>"$file" || die "cannot open $file (permissions?)"
+  if ! flock -n 9; then
+    _job_read
+    die "a job is already running on $INGEST_INCOMING (pid ${job_pid:-?}, ${job_what:-?}, since ${job_since:-?}); stop it with bin/stop"
+  fi
+  printf '%s\n%s\n%s\n' "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >"$file"
+}
+
+job_holders() {
+  local file fd pid
+  file=$(cd -- "$(dirname -- "$(job_pidfile)")" && pwd -P)/.ingest-job.pid
+  for fd in /proc/[0-9]*/fd/*; do
+    [[ $(readlink -- "$fd" 2>/dev/null) == "$file" ]] || continue
+    pid=${fd#/proc/}
+    printf '%s\n' "${pid%%/*}"
+  done | sort -un
+}
+
+job_tree() {
+  local -a queue=("$1")
+  local pid child
+  while ((${#queue[@]} > 0)); do
+    pid=${queue[0]}
+    queue=("${queue[@]:1}")
+    printf '%s\n' "$pid"
+    for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do queue+=("$child"); done
+  done
+}
