@@ -3,6 +3,7 @@ import ArgumentParser
 import Ingest
 import Logging
 import Postgres
+import Telemetry
 
 #if canImport(Glibc)
 import Glibc
@@ -33,6 +34,10 @@ struct Load: ParsableCommand {
             environment or the --env-file (default ./.env when present). The password is never \
             printed. An unreachable server is retried with backoff; authentication failures, \
             missing tables and missing privileges stop with one line and exit status 1.
+
+            Metrics: --metrics-listen 127.0.0.1:9187 serves /metrics for Prometheus: rows read, \
+            loaded and rejected (by reason), files committed, batches, retries, arrival-to-commit \
+            latency, and the backlog and lag that `watch --progress` reports (docs/operations.md).
 
             Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to the end \
             (the upstream stage stops), commits and exits 0. A second one exits at once (status \
@@ -78,12 +83,20 @@ struct Load: ParsableCommand {
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach the server (default: keep trying).")
     var maxRetries: Int?
 
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp(
+        "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9187; port 0 picks a free one). Off by default.",
+        valueName: "host:port"))
+    var metricsListen: String?
+
     @Flag(name: .shortAndLong, help: "Log each file's details too (debug level).")
     var verbose = false
 
     func validate() throws {
         if delete && keep { throw ValidationError("--delete and --keep cannot be combined") }
         if batchRows < 1 { throw ValidationError("--batch-rows must be at least 1") }
+        if let listen = metricsListen, MetricsEndpoint.parse(listen: listen) == nil {
+            throw ValidationError("--metrics-listen: not HOST:PORT: \(listen) (try 127.0.0.1:9187)")
+        }
         if parseDuration(maxDelay) == nil { throw ValidationError("--max-delay: not a duration: \(maxDelay) (try 500ms, 2s, 1m)") }
     }
 
@@ -112,6 +125,17 @@ struct Load: ParsableCommand {
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
+        var endpoint: MetricsEndpoint?
+        if let metricsListen {
+            do {
+                endpoint = try MetricsEndpoint(listen: metricsListen, metrics: config.metrics, logger: logger)
+                logger.info("load: metrics at \(endpoint!.url)")
+            } catch {
+                logger.critical("load: \(error)")
+                Foundation_exit(1)
+            }
+        }
+        defer { endpoint?.stop() }
 
         let loader = Loader(config: config, logger: logger)
         logger.info("load: reading stdin, writing to \(table) at \(settings.redactedDescription)")

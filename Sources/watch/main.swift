@@ -21,6 +21,10 @@ struct FollowOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Which names are input files (fnmatch pattern).", valueName: "pattern"))
     var glob = "*.csv"
+
+    @Flag(help: ArgumentHelp(
+        "Before each file, write a progress line: files and bytes still pending in the folder, and the oldest one's time (load reports them as metrics)."))
+    var progress = false
 }
 
 struct JournalOptions: ParsableArguments {
@@ -56,9 +60,17 @@ struct Watch: ParsableCommand {
             WHICH FILES
               Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~,
               directories, FIFOs and other non-regular files, symlinks leading outside DIR
-              (each skip is logged). A file that cannot be read gets one error line on stderr
+              (each skip is logged once per name, at info level, with the reason: other
+              extensions, upper-case .CSV, sub-folders too). A file that cannot be read gets one error line on stderr
               (watch: DIR/x.csv: Permission denied) and the stream goes on; with --once or FILE
               arguments watch then exits 1 at the end.
+
+            PROGRESS
+              With --progress, a line {"kind":"progress","files_pending":N,"bytes_pending":B,
+              "oldest_pending":"<mtime>"} goes out before each file of a folder (and after the
+              start-up listing): the files found complete and not sent yet. validate passes it
+              through; load turns it into ingest_files_pending and
+              ingest_oldest_pending_age_seconds (docs/protocol.md, docs/operations.md).
 
             RESTARTS
               Normally load archives committed files to data/processed/, so DIR holds only
@@ -149,6 +161,7 @@ struct Watch: ParsableCommand {
         let logger = Logger(label: "watch")
         let stop = try StopSignal.install()
         let feed = FileFeed(output: ByteOutput(fd: 1), logger: logger)
+        if follow.progress { feed.backlog = FolderBacklog() }
 
         var files: [String] = []
         var folders: [String] = []
