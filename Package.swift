@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Ingest", "Generating", "Loading", "Postgres", "TestSupport", "gen", "watch", "validate", "load",
+                "Ingest", "Generating", "Loading", "Postgres", "Telemetry", "TestSupport", "gen", "watch", "validate", "load",
             ]
         ),
     ]
