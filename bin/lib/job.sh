@@ -200,5 +200,6 @@ metrics_url() { [[ -s $INGEST_METRICS_URL_FILE ]] && head -n 1 -- "$INGEST_METRI
 metrics_sample() {
   local url
   url=$(metrics_url) || return 0
-  curl -s --max-time 2 "$url" 2>/dev/null | awk -v n="$1" '$1 == n { print $2; exit }'
+  # awk reads to the end: leaving early would fail curl (exit 23) and, under pipefail, the caller.
+  { curl -s --max-time 2 "$url" 2>/dev/null || true; } | awk -v n="$1" '$1 == n { v = $2 } END { if (v != "") print v }'
 }

@@ -14,7 +14,11 @@
 # (ingest_rows_read_total, counted as rows arrive, before commit), else the rows in the tables.
 
 P_TIME=0 P_LOADED=0 P_REJECTED=0 P_FILES=0 P_BYTES_PER_ROW=0 P_PENDING_FILES=0 P_PENDING_BYTES=0
-P_LAG=0 P_READ='' P_RATE='' P_ETA='' _P_PREV_TIME='' _P_PREV_COUNT=''
+P_LAG=0 P_READ='' P_RATE='' P_ETA=''
+# Samples of the last PROGRESS_WINDOW seconds (default 10): rows/s over that window, so one slow
+# second on a busy machine does not swing the ETA.
+PROGRESS_WINDOW=${PROGRESS_WINDOW:-10}
+_P_TIMES=() _P_COUNTS=()
 
 progress_sample() {
   local line now
@@ -29,18 +33,22 @@ progress_sample() {
       awk -v now="$now" '{ n++; b += $1; if (!o || $2 < o) o = $2 }
         END { printf "%d %d %d\n", n, b, (n ? now - o : 0) }')
   P_READ=$(metrics_sample ingest_rows_read_total)
-  _P_PREV_TIME=${P_TIME} _P_PREV_COUNT=${_P_COUNT:-}
   P_TIME=$now
-  _P_COUNT=${P_READ:-$((P_LOADED + P_REJECTED))}
+  _P_TIMES+=("$now")
+  _P_COUNTS+=("${P_READ:-$((P_LOADED + P_REJECTED))}")
+  while ((${#_P_TIMES[@]} > 2)) && awk -v a="${_P_TIMES[1]}" -v t="$now" -v w="$PROGRESS_WINDOW" 'BEGIN { exit !(t - a >= w) }'; do
+    _P_TIMES=("${_P_TIMES[@]:1}") _P_COUNTS=("${_P_COUNTS[@]:1}")
+  done
   progress_rate
 }
 
-# Rows/s over the last interval; the ETA is the backlog's bytes at that rate (bytes per row
-# from the files committed so far). Empty when not known yet.
+# Rows/s over the window; the ETA is the backlog's bytes at that rate (bytes per row from the
+# files committed so far). Empty when not known yet.
 progress_rate() {
   P_RATE='' P_ETA=''
-  [[ -n $_P_PREV_COUNT && $_P_PREV_TIME != 0 ]] || return 0
-  P_RATE=$(awk -v c="$_P_COUNT" -v p="$_P_PREV_COUNT" -v t="$P_TIME" -v s="$_P_PREV_TIME" \
+  local n=${#_P_TIMES[@]}
+  ((n >= 2)) || return 0
+  P_RATE=$(awk -v c="${_P_COUNTS[n - 1]}" -v p="${_P_COUNTS[0]}" -v t="${_P_TIMES[n - 1]}" -v s="${_P_TIMES[0]}" \
     'BEGIN { d = t - s; r = (d > 0 && c >= p) ? (c - p) / d : 0; printf "%d", r }')
   if ((P_PENDING_BYTES > 0 && P_RATE > 0)); then
     P_ETA=$(awk -v b="$P_PENDING_BYTES" -v r="$P_RATE" -v bpr="$P_BYTES_PER_ROW" \
