@@ -51,6 +51,24 @@ import Glibc
             #expect(metrics["ingest_oldest_pending_age_seconds"] == 0)
             #expect((metrics["ingest_last_commit_timestamp_seconds"] ?? 0) > Date().timeIntervalSince1970 - 600)
 
+            // bin/status --json reads the same endpoint (rows read) and the tables (rows, rejects).
+            try "\(url)\n".write(toFile: dir.path("metrics-url"), atomically: true, encoding: .utf8)
+            var env = ProcessInfo.processInfo.environment
+            env["PGDATABASE"] = db.name
+            env["INGEST_METRICS_URL_FILE"] = dir.path("metrics-url")
+            env["INGEST_INCOMING"] = incoming
+            let status = try runTool(
+                TestDatabase.packageRoot.appendingPathComponent("bin/status"), ["--json"], environment: env, timeout: 60)
+            #expect(status.status == 0, "\(status.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            #expect(json?["rows_loaded"] as? Int == rows, "\(status.stdout)")
+            #expect(json?["rows_rejected"] as? Int == badRows)
+            #expect(json?["rows_read"] as? Int == rows + badRows)
+            #expect(json?["files_committed"] as? Int == 4)
+            #expect(json?["files_pending"] as? Int == 0)
+            #expect(json?["rows_per_second"] as? Int == 0)  // two samples a second apart, nothing read in between
+            #expect(json?["metrics_url"] as? String == url)
+
             // A real Prometheus server scrapes it; its query API must agree with the table.
             let prometheus = try PrometheusServer(target: url, folder: dir)
             defer { prometheus.stop() }
