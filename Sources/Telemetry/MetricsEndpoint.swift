@@ -139,13 +139,14 @@ public struct MetricsEndpointError: Error, CustomStringConvertible, Sendable {
     public var description: String { "--metrics-listen \(listen): \(problem)" }
 }
 
-/// FlyingFox's log lines, on swift-log (stderr) at debug level: its default prints to stdout,
-/// which carries data only.
+/// FlyingFox's log lines, on swift-log (stderr) at debug and trace level: its default prints to
+/// stdout, which carries data only.
 struct EndpointLog: FlyingSocks.Logging {
     let logger: Logger
     func logDebug(_ debug: @autoclosure () -> String) { logger.trace("metrics endpoint: \(debug())") }
     func logInfo(_ info: @autoclosure () -> String) { logger.debug("metrics endpoint: \(info())") }
     func logWarning(_ warning: @autoclosure () -> String) { logger.debug("metrics endpoint: \(warning())") }
     func logError(_ error: @autoclosure () -> String) { logger.debug("metrics endpoint: \(error())") }
-    func logCritical(_ critical: @autoclosure () -> String) { logger.warning("metrics endpoint: \(critical())") }
+    // Its critical lines are start-up failures, which MetricsEndpoint reports itself, once.
+    func logCritical(_ critical: @autoclosure () -> String) { logger.debug("metrics endpoint: \(critical())") }
 }

@@ -130,6 +130,29 @@ import Glibc
         }
     }
 
+    @Test func anAddressInUseStopsLoadWithOneLine() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        #expect(listening)
+        let port = UInt16(bigEndian: addr.sin_port)
+        let r = try runTool(Executables.url("load"), ["--metrics-listen", "127.0.0.1:\(port)"], stdin: Data())
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("CRITICAL - load: --metrics-listen 127.0.0.1:\(port): Address already in use"), "\(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "Address already in use").count == 2, "one line: \(r.stderr)")
+        let usage = try runTool(Executables.url("load"), ["--metrics-listen", "nowhere"], stdin: Data())
+        #expect(usage.status == 64)
+        #expect(usage.stderr.contains("--metrics-listen: not HOST:PORT: nowhere"))
+    }
+
     @Test func watchWritesProgressBeforeEachFile() throws {
         let dir = try TemporaryFolder("watch-progress")
         let incoming = dir.path("incoming")
