@@ -60,17 +60,19 @@ struct Watch: ParsableCommand {
             WHICH FILES
               Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~,
               directories, FIFOs and other non-regular files, symlinks leading outside DIR
-              (each skip is logged once per name, at info level, with the reason: other
-              extensions, upper-case .CSV, sub-folders too). A file that cannot be read gets one error line on stderr
+              (each skip is logged once per name, at info level, with the reason;
+              other extensions, upper-case .CSV and sub-folders too). A file that
+              cannot be read gets one error line on stderr
               (watch: DIR/x.csv: Permission denied) and the stream goes on; with --once or FILE
               arguments watch then exits 1 at the end.
 
             PROGRESS
-              With --progress, a line {"kind":"progress","files_pending":N,"bytes_pending":B,
-              "oldest_pending":"<mtime>"} goes out before each file of a folder (and after the
-              start-up listing): the files found complete and not sent yet. validate passes it
-              through; load turns it into ingest_files_pending and
-              ingest_oldest_pending_age_seconds (docs/protocol.md, docs/operations.md).
+              With --progress, a progress line goes out after the listing and before
+              each file of a folder: the files found complete and not sent yet, their
+              bytes, and the oldest one's modification time:
+              {"kind":"progress","files_pending":2,"bytes_pending":8100,"oldest_pending":…}
+              validate passes it through; load turns it into its backlog and lag
+              metrics (docs/protocol.md, docs/operations.md).
 
             RESTARTS
               Normally load archives committed files to data/processed/, so DIR holds only
