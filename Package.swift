@@ -9,7 +9,8 @@ import PackageDescription
 //               ├── Watching ──── watch
 //               ├──────────────── validate
 //   CLibPQ ── Postgres ─┬── Loading ── load
-//               Ingest ─┘
+//               Ingest ─┤
+//            Telemetry ─┘  (metrics and their Prometheus endpoint; knows nothing of events)
 //
 // Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
 // CommandLineDialect (over Ingest and swift-argument-parser) is what the four executables
@@ -26,6 +27,11 @@ let package = Package(
         // Exact pins: Package.resolved is not committed (the offline copies' commit ids differ).
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        // load's /metrics endpoint: a Prometheus registry and exposition (on swift-metrics'
+        // CoreMetrics, pinned here) and a small HTTP server without SwiftNIO.
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", exact: "0.27.1"),
     ],
     targets: [
         // SHA-256 from the system's libcrypto (libpq-dev already brings libssl-dev).
@@ -49,10 +55,20 @@ let package = Package(
             name: "Postgres",
             dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
         ),
+        // The pipeline's metrics (swift-metrics instruments) and their Prometheus endpoint.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),  // Prometheus' own; named here for the exact pin
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // load's machinery: batches, COPY, checkpoints, dead letters, archiving.
         .target(
             name: "Loading",
-            dependencies: ["Ingest", "Postgres", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Ingest", "Postgres", "Telemetry", .product(name: "Logging", package: "swift-log")]
         ),
         // What the four tools share on the command line: options, durations, errors, exit codes.
         .target(
@@ -66,11 +82,12 @@ let package = Package(
         .executableTarget(name: "gen", dependencies: ["Ingest", "Generating"] + cli),
         .executableTarget(name: "watch", dependencies: ["Ingest", "Watching"] + cli),
         .executableTarget(name: "validate", dependencies: ["Ingest"] + cli),
-        .executableTarget(name: "load", dependencies: ["Ingest", "Postgres", "Loading"] + cli),
+        .executableTarget(name: "load", dependencies: ["Ingest", "Postgres", "Loading", "Telemetry"] + cli),
 
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Generating"]),  // Generating: its seeded random source
         .testTarget(name: "GeneratingTests", dependencies: ["Ingest", "Generating"]),
         .testTarget(name: "WatchingTests", dependencies: ["Ingest", "Watching"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         // Shared by the test targets: a fresh database per test on the server named by PG* variables.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
@@ -78,7 +95,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "Ingest", "Generating", "Loading", "Postgres", "TestSupport", "CommandLineDialect",
+                "Ingest", "Generating", "Loading", "Postgres", "Telemetry", "TestSupport", "CommandLineDialect",
                 "gen", "watch", "validate", "load",
             ]
         ),

@@ -14,6 +14,8 @@ struct BatchOutcome {
         var quarantined: String?
     }
     var files: [File] = []
+    /// Dead letters committed, by reason text (for the metrics).
+    var rejectReasons: [String: Int] = [:]
     var loaded: Int { files.reduce(0) { $0 + $1.loaded } }
     var rejected: Int { files.reduce(0) { $0 + $1.rejected } }
 }
@@ -195,7 +197,7 @@ struct BatchCommit {
         }
 
         // 4. Dead letters: the table (same transaction) and one file per source, written before COMMIT.
-        try writeDeadLetters(conn, skip: exclude, refused: refused, checkpointID: checkpointID)
+        outcome.rejectReasons = try writeDeadLetters(conn, skip: exclude, refused: refused, checkpointID: checkpointID)
         return outcome
     }
 
@@ -293,9 +295,10 @@ struct BatchCommit {
     private func writeDeadLetters(
         _ conn: PostgresConnection, skip: [Bool], refused: [Int: [(line: [UInt8], reason: RejectReason)]],
         checkpointID: [Int: String]
-    ) throws {
+    ) throws -> [String: Int] {
         var rows: [UInt8] = []
         var decoder = LineDecoder()
+        var tally = RejectReasonTally()
         for (i, file) in files.enumerated() where !skip[i] {
             guard file.rejects > 0 || refused[i] != nil else { continue }
             var ndjson: [UInt8] = []
@@ -303,6 +306,7 @@ struct BatchCommit {
                 ndjson.append(contentsOf: rejectLine)
                 ndjson.append(0x0A)
                 guard let line = try? decoder.decode(rejectLine) else { return }
+                tally.add(line)
                 appendBadRecordRow(line, file: file.name, checkpoint: checkpointID[i], into: &rows)
             }
             try file.lines.forEachLine { bytes in
@@ -323,8 +327,9 @@ struct BatchCommit {
             try config.badRecords.create()
             try config.badRecords.writeAtomically(name, ndjson)
         }
-        guard !rows.isEmpty else { return }
+        guard !rows.isEmpty else { return tally.counts }
         _ = try conn.copyIn(sql.copyBadRecords) { copy in try copy.send(rows) }
+        return tally.counts
     }
 
     /// `<source file>.ndjson`; records without provenance get `stdin_<token>.ndjson`; a name that

@@ -1,6 +1,7 @@
 import Postgres
 import Ingest
 import Logging
+import Telemetry
 
 #if canImport(Glibc)
 import Glibc
@@ -41,6 +42,8 @@ public struct LoaderConfiguration: Sendable {
     public var quarantine = Quarantine(ContainedFolder("data/quarantine"))
     public var spoolLimit: Int = 8 << 20
     public var spoolDirectory: String = Spool.defaultDirectory
+    /// Counters and gauges for `--metrics-listen` (always kept; cheap).
+    public var metrics = LoadMetrics()
 
     public init(conninfo: String, endpoint: String) {
         self.conninfo = conninfo
@@ -123,6 +126,7 @@ public final class Loader {
             logger.warning(
                 "\(name): input ended before its end marker; \(file.rowCount) rows not committed (the file is loaded when it is read again)")
         }
+        config.metrics.filesFinished(Array(open.keys))
         open.removeAll()
     }
 
@@ -144,8 +148,10 @@ public final class Loader {
         switch line.kind {
         case .record, .reject:
             let isReject = line.kind == .reject
+            config.metrics.rowRead()
             if let name = line.file {
                 let file = open[name] ?? {
+                    config.metrics.fileStarted(name)
                     let created = PendingFile(name: name, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
                     open[name] = created
                     return created
@@ -173,6 +179,12 @@ public final class Loader {
             ready.append(file)
             readyRows += file.rowCount
             if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
+        case .other(let kind) where kind == FolderProgress.kind:
+            if let progress = FolderProgress(line) {
+                config.metrics.folderProgress(
+                    filesPending: progress.filesPending, bytesPending: progress.bytesPending,
+                    oldestPendingSince: progress.oldestPending.map { Double($0.millisecondsSinceEpoch) / 1000 })
+            }
         case .other(let kind):
             if warnedKinds.insert(kind).inserted {
                 logger.warning("stdin:\(lineNumber): lines of kind \"\(kind)\" are not loaded (first seen here)")
@@ -217,6 +229,7 @@ public final class Loader {
                 break
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
+                config.metrics.databaseRetry()
                 connection = nil
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
                 let wait = backoff(attempt)
@@ -254,6 +267,7 @@ public final class Loader {
                 return conn
             } catch let error as PostgresError where error.category == .connection {
                 attempt += 1
+                config.metrics.databaseRetry()
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
                 let wait = backoff(attempt)
                 logger.warning(
@@ -329,6 +343,7 @@ public final class Loader {
         }
         if let worst = delays.max() { line += ", arrival to commit \(worst) ms" }
         logger.info("\(line)")
+        recordMetrics(outcome, committedAt: committedAt)
     }
 }
 

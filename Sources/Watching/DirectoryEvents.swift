@@ -9,6 +9,8 @@ public enum DirectoryEvent: Equatable, Sendable {
     /// A name appeared (`IN_CREATE`): a hard link made complete (`link(2)`, as `gen` does to
     /// never overwrite), or a file just opened for writing, which `IN_CLOSE_WRITE` completes.
     case created(String)
+    /// A sub-folder appeared: never input, but its skip is logged.
+    case directoryCreated(String)
     /// The kernel queue overflowed (`IN_Q_OVERFLOW`): events were lost, rescan the folder.
     case overflow
     /// The folder was deleted, moved away or unmounted: nothing more can arrive.
@@ -91,6 +93,8 @@ public final class DirectoryEvents {
                 events.append(.completed(name))
             } else if mask & UInt32(IN_CREATE) != 0, mask & UInt32(IN_ISDIR) == 0, !name.isEmpty {
                 events.append(.created(name))
+            } else if mask & UInt32(IN_CREATE) != 0, !name.isEmpty {
+                events.append(.directoryCreated(name))
             }
         }
         return events

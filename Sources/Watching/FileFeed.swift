@@ -20,6 +20,10 @@ public final class FileFeed {
     public private(set) var filesSent = 0
     public private(set) var rowsSent = 0
     public private(set) var failures = 0
+    /// Names whose skip was logged: each is logged once, however often it is seen again.
+    private var skipsLogged: Set<String> = []
+    /// Set (by `watch --progress`) to write a `progress` line before each file sent.
+    public var backlog: FolderBacklog?
 
     public init(output: ByteOutput, emitter: CSVFileEmitter = CSVFileEmitter(), logger: Logger) {
         self.output = output
@@ -35,6 +39,41 @@ public final class FileFeed {
     /// Records a version as handled without sending it (already committed downstream).
     public func markHandled(_ name: String, _ identity: FileIdentity) {
         sent[name] = identity
+        backlog?.remove(name)
+    }
+
+    /// Logs, once per name, that `name` in `folder` is not read, and why.
+    public func logSkip(_ name: String, in folder: WatchedFolder, why: String) {
+        guard skipsLogged.insert(name).inserted else { return }
+        logger.info("Skipping \(folder.path(of: name)): \(why)")
+    }
+
+    /// Logs, once per name, a name the selection leaves out (dot-file, temporary, other pattern,
+    /// sub-folder).
+    public func logNotSelected(_ name: String, in folder: WatchedFolder, isDirectory: Bool = false) {
+        guard !skipsLogged.contains(name) else { return }
+        var st = stat()
+        let directory = isDirectory || (lstat(folder.path(of: name), &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR)
+        guard let why = folder.selection.reasonNotSelected(name, isDirectory: directory) else { return }
+        logSkip(name, in: folder, why: why)
+    }
+
+    /// Counts `names` as pending (complete, not sent yet) and reports the backlog downstream.
+    public func announce(_ names: [String], in folder: WatchedFolder) throws {
+        guard let backlog else { return }
+        for name in names {
+            if case .file(let identity) = folder.inspect(name), !alreadySent(name, identity) {
+                backlog.add(name, identity)
+            }
+        }
+        try reportProgress()
+    }
+
+    /// Writes a `progress` line with the current backlog (with `--progress` only) and flushes it.
+    public func reportProgress() throws {
+        guard let backlog else { return }
+        LineEncoder.appendProgress(backlog.progress, into: &output.bytes)
+        try output.flush()
     }
 
     /// Sends a file of a watched folder, unless this version was already sent.
@@ -47,12 +86,19 @@ public final class FileFeed {
     public func send(name: String, in folder: WatchedFolder, force: Bool = false) throws {
         switch folder.inspect(name) {
         case .skip(let why):
-            logger.info("Skipping \(folder.path(of: name)): \(why)")
+            backlog?.remove(name)
+            logSkip(name, in: folder, why: why)
         case .failure(let error):
+            backlog?.remove(name)
             report(error, path: folder.path(of: name))
         case .file(let identity):
             if !force && alreadySent(name, identity) { return }
             sent[name] = identity
+            if let backlog {
+                // Before the file's rows: downstream holds this file itself from its first line on.
+                backlog.remove(name)
+                LineEncoder.appendProgress(backlog.progress, into: &output.bytes)
+            }
             try send(path: folder.path(of: name), name: name)
         }
     }
@@ -100,6 +146,8 @@ struct CatchUp {
 
     /// Files left for their writer to finish; returns false when a stop was asked for.
     func run(names: [String], deferred: inout Set<String>) throws -> Bool {
+        try feed.announce(names, in: folder)
+        defer { try? feed.reportProgress() }
         var committed = 0
         for name in names {
             if stop?.isRequested == true { return false }

@@ -29,6 +29,18 @@ public struct FileSelection: Sendable {
         guard !name.isEmpty, !name.contains("/"), !Self.isHiddenOrTemporary(name) else { return false }
         return fnmatch(glob, name, 0) == 0
     }
+
+    /// Why `name` is not an input file, for the log; nil when it is one.
+    public func reasonNotSelected(_ name: String, isDirectory: Bool) -> String? {
+        if matches(name) { return nil }
+        if isDirectory { return "a directory" }
+        if name.hasPrefix(".") { return "a dot-file (hidden)" }
+        if Self.isHiddenOrTemporary(name) { return "a temporary name (*.tmp, *.part, *~)" }
+        if fnmatch(glob, name, 1 << 4) == 0 {  // FNM_CASEFOLD (a GNU extension Swift does not import)
+            return "does not match --glob \(glob) (names are case-sensitive)"
+        }
+        return "does not match --glob \(glob)"
+    }
 }
 
 /// What a file was when `watch` looked at it: a later version of the same name differs.
@@ -83,7 +95,8 @@ public struct WatchedFolder: Sendable {
     }
 
     /// Names matching the selection, in byte order (the order `gen`'s timestamped names sort in).
-    public func candidateNames() throws -> [String] {
+    /// `ignored` hears each other name (not `.` and `..`), with whether it is a directory.
+    public func candidateNames(ignored: (_ name: String, _ isDirectory: Bool) -> Void = { _, _ in }) throws -> [String] {
         guard let dir = opendir(path) else { throw SystemError("opendir", errno: errno, path: path) }
         defer { closedir(dir) }
         var names: [String] = []
@@ -98,7 +111,11 @@ public struct WatchedFolder: Sendable {
                     String(cString: $0)
                 }
             }
-            if selection.matches(name) { names.append(name) }
+            if selection.matches(name) {
+                names.append(name)
+            } else if name != "." && name != ".." {
+                ignored(name, entry.pointee.d_type == UInt8(DT_DIR))
+            }
         }
         names.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         return names

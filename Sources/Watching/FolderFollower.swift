@@ -56,7 +56,7 @@ public final class FolderFollower {
     public func run() throws {
         switch mode {
         case .once:
-            let names = try folder.candidateNames()
+            let names = try listing()
             logger.info("Reading \(folder.path) once: \(names.count) files")
             var deferred = Set<String>()
             _ = try catchUp(deferOpenFiles: false).run(names: names, deferred: &deferred)
@@ -71,6 +71,13 @@ public final class FolderFollower {
         }
     }
 
+    /// The folder's candidate names; every other name's skip is logged (once per name).
+    func listing() throws -> [String] {
+        try folder.candidateNames { name, isDirectory in
+            feed.logNotSelected(name, in: folder, isDirectory: isDirectory)
+        }
+    }
+
     func catchUp(deferOpenFiles: Bool) -> CatchUp {
         CatchUp(folder: folder, feed: feed, journal: journal, stop: stop, logger: logger, deferOpenFiles: deferOpenFiles)
     }
@@ -79,7 +86,7 @@ public final class FolderFollower {
     private func followEvents() throws {
         // The watch goes in before the listing: a file arriving in between is in one or the other.
         let events = try DirectoryEvents(path: folder.path)
-        let names = try folder.candidateNames()
+        let names = try listing()
         logger.info("Watching \(folder.path) (inotify): \(names.count) files pending")
         var deferred = Set<String>()
         guard try catchUp(deferOpenFiles: true).run(names: names, deferred: &deferred) else { return }
@@ -96,15 +103,31 @@ public final class FolderFollower {
                 if errno == EINTR { continue }
                 throw SystemError("poll", errno: errno)
             }
-            for event in try events.read() {
+            let batch = try events.read()
+            try feed.announce(
+                batch.compactMap { if case .completed(let name) = $0, folder.selection.matches(name) { name } else { nil } },
+                in: folder)
+            for event in batch {
                 if stop?.isRequested == true { return }
                 switch event {
                 case .completed(let name):
                     deferred.remove(name)
-                    guard folder.selection.matches(name) else { continue }
+                    guard folder.selection.matches(name) else {
+                        feed.logNotSelected(name, in: folder)
+                        continue
+                    }
                     try feed.send(name: name, in: folder)
+                case .directoryCreated(let name):
+                    guard folder.selection.matches(name) else {
+                        feed.logNotSelected(name, in: folder, isDirectory: true)
+                        continue
+                    }
+                    try feed.send(name: name, in: folder)  // logs why a directory is skipped
                 case .created(let name):
-                    guard folder.selection.matches(name) else { continue }
+                    guard folder.selection.matches(name) else {
+                        feed.logNotSelected(name, in: folder)
+                        continue
+                    }
                     // Still open for writing: its IN_CLOSE_WRITE will complete it.
                     if isOpenForWriting(path: folder.path + "/" + name) == true {
                         deferred.insert(name)
@@ -113,7 +136,7 @@ public final class FolderFollower {
                     try feed.send(name: name, in: folder)
                 case .overflow:
                     logger.warning("inotify queue overflowed: rescanning \(folder.path)")
-                    guard try catchUp(deferOpenFiles: true).run(names: try folder.candidateNames(), deferred: &deferred)
+                    guard try catchUp(deferOpenFiles: true).run(names: try listing(), deferred: &deferred)
                     else { return }
                 case .folderGone(let reason):
                     throw FolderGone(path: folder.path, reason: reason)
@@ -132,7 +155,7 @@ struct PollingFollower {
     func run() throws {
         let folder = follower.folder
         let feed = follower.feed
-        let names = try folder.candidateNames()
+        let names = try follower.listing()
         follower.logger.info(
             "Watching \(folder.path) (polling every \(intervalMilliseconds) ms): \(names.count) files pending")
         var deferred = Set<String>()
@@ -151,24 +174,29 @@ struct PollingFollower {
             var scanned: [String: FileIdentity] = [:]
             let names: [String]
             do {
-                names = try folder.candidateNames()
+                names = try follower.listing()
             } catch let error as SystemError where error.errno == ENOENT {
                 throw FolderGone(path: folder.path, reason: "the folder was deleted")
             }
+            var stable: [String] = []
             for name in names {
-                if follower.stop?.isRequested == true { return }
                 switch folder.inspect(name) {
                 case .file(let identity):
                     reported.remove(name)
                     if feed.alreadySent(name, identity) { continue }
                     if previous[name] == identity {
-                        try feed.send(name: name, in: folder)
+                        stable.append(name)
                     } else {
                         scanned[name] = identity
                     }
                 case .skip, .failure:
                     if reported.insert(name).inserted { try feed.send(name: name, in: folder) }
                 }
+            }
+            try feed.announce(stable, in: folder)
+            for name in stable {
+                if follower.stop?.isRequested == true { return }
+                try feed.send(name: name, in: folder)
             }
             previous = scanned
         }

@@ -4,6 +4,7 @@ import Ingest
 import Loading
 import Logging
 import Postgres
+import Telemetry
 
 #if canImport(Glibc)
 import Glibc
@@ -43,6 +44,10 @@ struct Load: ToolCommand {
             <quarantine>/<file> with <file>.reason.json and is checkpointed as quarantined, so the \
             same bytes are not loaded by accident. A fixed file put back into the incoming folder \
             loads. Records without provenance have no file to refuse: the threshold does not apply.
+
+            Metrics: --metrics-listen 127.0.0.1:9187 serves /metrics for Prometheus: rows read, \
+            loaded and rejected (by reason), files committed, batches, retries, arrival-to-commit \
+            latency, and the backlog and lag that `watch --progress` reports (docs/operations.md).
 
             Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to the end \
             (the upstream stage stops), commits and exits 0. A second one exits at once (status \
@@ -109,6 +114,11 @@ struct Load: ToolCommand {
         help: ArgumentHelp("Give up after this many failed attempts to reach the server (default: keep trying).", valueName: "n"))
     var maxRetries: Int?
 
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp(
+        "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9187; port 0 picks a free one). Off by default.",
+        valueName: "host:port"))
+    var metricsListen: String?
+
     @Flag(name: .shortAndLong, help: "Log each file's details too (--log-level debug).")
     var verbose = false
 
@@ -119,6 +129,9 @@ struct Load: ToolCommand {
         if let rate = maxRejectRate, !(0...1).contains(rate) { throw ValidationError("--max-reject-rate must be between 0 and 1") }
         if let n = maxRejects, n < 0 { throw ValidationError("--max-rejects must not be negative") }
         if batchRows < 1 { throw ValidationError("--batch-rows must be at least 1") }
+        if let listen = metricsListen, MetricsEndpoint.parse(listen: listen) == nil {
+            throw ValidationError("--metrics-listen: not HOST:PORT: \(listen) (try 127.0.0.1:9187)")
+        }
     }
 
     func run() throws {
@@ -157,6 +170,17 @@ struct Load: ToolCommand {
         config.unreachableHint = hints.hint
         config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
         config.quarantine = Quarantine(ContainedFolder(quarantine))
+        var endpoint: MetricsEndpoint?
+        if let metricsListen {
+            do {
+                endpoint = try MetricsEndpoint(listen: metricsListen, metrics: config.metrics, logger: logger)
+                logger.info("load: metrics at \(endpoint!.url)")
+            } catch {
+                logger.critical("load: \(error)")
+                Foundation_exit(ExitStatus.failure.rawValue)
+            }
+        }
+        defer { endpoint?.stop() }
 
         let loader = Loader(config: config, logger: logger)
         logger.info("load: connecting to \(settings.redactedDescription) (\(hints.source))")

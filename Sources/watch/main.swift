@@ -23,6 +23,10 @@ struct FollowOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Which names are input files (fnmatch pattern).", valueName: "pattern"))
     var glob = "*.csv"
+
+    @Flag(help: ArgumentHelp(
+        "Before each file, write a progress line: files and bytes still pending in the folder, and the oldest one's time (load reports them as metrics)."))
+    var progress = false
 }
 
 struct JournalOptions: ParsableArguments {
@@ -58,9 +62,17 @@ struct Watch: ToolCommand {
             WHICH FILES
             Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~, \
             directories, FIFOs and other non-regular files, symlinks leading outside DIR \
-            (each skip is logged). A file that cannot be read gets one error line on stderr \
-            (watch: DIR/x.csv: Permission denied) and the stream goes on; with --once or FILE \
-            arguments watch then exits 1 at the end.
+            (each skip is logged once per name, at info level, with the reason; other \
+            extensions, upper-case .CSV and sub-folders too). A file that cannot be read gets \
+            one error line on stderr (watch: DIR/x.csv: Permission denied) and the stream goes \
+            on; with --once or FILE arguments watch then exits 1 at the end.
+
+            PROGRESS
+            With --progress, a progress line goes out after the listing and before each file \
+            of a folder: the files found complete and not sent yet, their bytes, and the oldest \
+            one's modification time, as {"kind":"progress","files_pending":2,"bytes_pending":8100,…}. \
+            validate passes it through; load turns it into its backlog and lag metrics \
+            (docs/protocol.md, docs/operations.md).
 
             RESTARTS
             Normally load archives committed files to data/processed/, so DIR holds only \
@@ -129,6 +141,7 @@ struct Watch: ToolCommand {
         let logger = log.bootstrap(stage: "watch")
         let stop = try StopSignal.install()
         let feed = FileFeed(output: ByteOutput(fd: 1), logger: logger)
+        if follow.progress { feed.backlog = FolderBacklog() }
 
         var files: [String] = []
         var folders: [String] = []

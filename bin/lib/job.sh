@@ -155,3 +155,39 @@ kill_stages() {
 pending_files() {
   find "$INGEST_INCOMING" -maxdepth 1 -type f -name '*.csv' ! -name '.*' 2>/dev/null | wc -l
 }
+
+# --- metrics (issue 14): load's /metrics endpoint, found by bin/status and bin/run ---------------
+
+INGEST_METRICS_URL_FILE=${INGEST_METRICS_URL_FILE:-$INGEST_LOGS/.metrics-url}
+
+# metrics_setup: sets metrics=(--metrics-listen ADDR) from INGEST_METRICS_LISTEN (default
+# 127.0.0.1:9187, "off" for none) and records the URL for bin/status. A port already taken
+# (another job, another user) turns metrics off for this run rather than failing the job.
+metrics_setup() {
+  local listen=${INGEST_METRICS_LISTEN:-127.0.0.1:9187} host port probe
+  metrics=()
+  rm -f -- "$INGEST_METRICS_URL_FILE"
+  [[ $listen != off ]] || return 0
+  host=${listen%:*} port=${listen##*:}
+  probe=$host
+  [[ -n $probe && $probe != 0.0.0.0 ]] || probe=127.0.0.1
+  if [[ $port != 0 ]] && (exec 9<>"/dev/tcp/$probe/$port") 2>/dev/null; then
+    warn "port $port is taken: metrics off for this run (set INGEST_METRICS_LISTEN=127.0.0.1:PORT)"
+    return 0
+  fi
+  metrics=(--metrics-listen "$listen")
+  [[ $port == 0 ]] || printf 'http://%s:%s/metrics\n' "$probe" "$port" >"$INGEST_METRICS_URL_FILE"
+}
+
+metrics_cleanup() { rm -f -- "$INGEST_METRICS_URL_FILE"; }
+
+# metrics_url: the running job's metrics URL, or nothing.
+metrics_url() { [[ -s $INGEST_METRICS_URL_FILE ]] && head -n 1 -- "$INGEST_METRICS_URL_FILE"; }
+
+# metrics_sample NAME: one unlabelled sample of the running job's metrics (empty if none).
+metrics_sample() {
+  local url
+  url=$(metrics_url) || return 0
+  # awk reads to the end: leaving early would fail curl (exit 23) and, under pipefail, the caller.
+  { curl -s --max-time 2 "$url" 2>/dev/null || true; } | awk -v n="$1" '$1 == n { v = $2 } END { if (v != "") print v }'
+}

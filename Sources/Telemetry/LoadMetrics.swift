@@ -1,0 +1,205 @@
+import Prometheus
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What `load` counts, as Prometheus metrics (names and units per Prometheus' conventions; see
+/// docs/operations.md). Always present and cheap: without `--metrics-listen` nobody reads them.
+///
+/// Counters move when rows are read and when batches commit, so a scrape sees rows per second
+/// while a large file is still being read, and totals that match the table after each commit.
+public final class LoadMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    let rowsRead: Counter
+    let rowsLoaded: Counter
+    let filesCommitted: Counter
+    let filesSkipped: Counter
+    let batches: Counter
+    let databaseRetries: Counter
+    let sourceBytesCommitted: Counter
+    let commitLatency: ValueHistogram
+    let batchRows: ValueHistogram
+    let lastCommit: Gauge
+    let filesPending: Gauge
+    let bytesPending: Gauge
+    let oldestPendingAge: Gauge
+
+    /// Label values of `ingest_rows_rejected_total{reason}` seen so far, bounded (see `RejectReasonLabel`).
+    private let reasonLabels = Mutex(RejectReasonLabel.Catalogue())
+    /// What is pending: watch's last report plus the files load holds but has not committed.
+    private let backlog = Mutex(Backlog())
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        rowsRead = registry.makeCounter(descriptor: d(
+            "ingest_rows_read_total", "Rows (records and rejects) load has read from its input, committed or not."))
+        rowsLoaded = registry.makeCounter(descriptor: d("ingest_rows_loaded_total", "Rows committed to the events table."))
+        filesCommitted = registry.makeCounter(descriptor: d(
+            "ingest_files_committed_total", "Source files committed (rows, dead letters and checkpoint)."))
+        filesSkipped = registry.makeCounter(descriptor: d(
+            "ingest_files_skipped_total", "Source files skipped because their checkpoint already existed."))
+        batches = registry.makeCounter(descriptor: d("ingest_batches_total", "Transactions committed."))
+        databaseRetries = registry.makeCounter(descriptor: d(
+            "ingest_database_retries_total",
+            "Failed attempts to connect or commit that were retried (server unreachable, connection lost, serialization failure)."))
+        sourceBytesCommitted = registry.makeCounter(descriptor: d(
+            "ingest_source_bytes_committed_total", "Bytes of the source files committed."))
+        commitLatency = registry.makeValueHistogram(
+            descriptor: d("ingest_commit_latency_seconds", "Per source file: from the moment watch saw it complete to its commit."),
+            buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600])
+        batchRows = registry.makeValueHistogram(
+            descriptor: d("ingest_batch_rows", "Rows (loaded and rejected) per committed transaction."),
+            buckets: [1, 10, 100, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000, 500_000])
+        lastCommit = registry.makeGauge(descriptor: d(
+            "ingest_last_commit_timestamp_seconds", "Unix time of the last commit (0: none yet)."))
+        filesPending = registry.makeGauge(descriptor: d(
+            "ingest_files_pending",
+            "Files not committed yet: waiting in the folder (as watch last reported) plus those load holds."))
+        bytesPending = registry.makeGauge(descriptor: d(
+            "ingest_bytes_pending", "Bytes of the files waiting in the folder (as watch last reported)."))
+        oldestPendingAge = registry.makeGauge(descriptor: d(
+            "ingest_oldest_pending_age_seconds", "Age of the oldest file not committed yet (0 when none): the lag."))
+        // Present from the start (value 0), so alerts and rate() see the series before the first reject.
+        _ = registry.makeCounter(
+            descriptor: d("ingest_rows_rejected_total", Self.rejectedHelp), labels: [("reason", RejectReasonLabel.none)])
+    }
+
+    static let rejectedHelp = "Rows committed as dead letters, by reason (a row with several reasons counts once per reason)."
+
+    // MARK: - Reading
+
+    /// A record or reject line read from the input.
+    @inline(__always)
+    public func rowRead() { rowsRead.increment() }
+
+    /// load started holding a source file's rows (its first line arrived).
+    public func fileStarted(_ name: String) {
+        let now = wallClockSeconds()
+        backlog.withLock { $0.held[name] = $0.held[name] ?? now }
+    }
+
+    /// load no longer holds these files (committed, skipped, or input ended without their marker).
+    public func filesFinished(_ names: [String]) {
+        backlog.withLock { b in for name in names { b.held[name] = nil } }
+        refreshBacklog()
+    }
+
+    /// watch's view of its folder, from a `progress` line: files and bytes not sent yet, and
+    /// the modification time of the oldest of them (seconds since the epoch).
+    public func folderProgress(filesPending: Int, bytesPending: Int64, oldestPendingSince: Double?) {
+        backlog.withLock { b in
+            b.folderFiles = filesPending
+            b.folderBytes = bytesPending
+            b.folderOldest = oldestPendingSince
+        }
+        refreshBacklog()
+    }
+
+    // MARK: - Committing
+
+    /// A retried connection or commit attempt.
+    public func databaseRetry() { databaseRetries.increment() }
+
+    /// One committed file of a batch.
+    public struct CommittedFile: Sendable {
+        public var skipped: Bool
+        public var loaded: Int
+        public var rejected: Int
+        public var bytes: Int64?
+        /// Seconds from the moment watch saw the file complete to the commit.
+        public var arrivalToCommit: Double?
+
+        public init(skipped: Bool, loaded: Int, rejected: Int, bytes: Int64?, arrivalToCommit: Double?) {
+            self.skipped = skipped
+            self.loaded = loaded
+            self.rejected = rejected
+            self.bytes = bytes
+            self.arrivalToCommit = arrivalToCommit
+        }
+    }
+
+    /// A committed transaction: its files and the reasons of its dead letters (reason text → rows).
+    public func committed(files: [CommittedFile], rejectReasons: [String: Int]) {
+        batches.increment()
+        var rows = 0
+        for file in files {
+            rows += file.loaded + file.rejected
+            rowsLoaded.increment(by: Int64(file.loaded))
+            if file.skipped {
+                filesSkipped.increment()
+                continue
+            }
+            guard let bytes = file.bytes else { continue }  // records without provenance
+            filesCommitted.increment()
+            sourceBytesCommitted.increment(by: bytes)
+            if let seconds = file.arrivalToCommit { commitLatency.record(max(0, seconds)) }
+        }
+        batchRows.record(Double(rows))
+        for (reason, count) in rejectReasons where count > 0 {
+            rejected(reason: reason, count: count)
+        }
+        lastCommit.set(wallClockSeconds())
+    }
+
+    /// Dead letters committed with this reason (the reason's stable text, e.g. "must be > 0").
+    public func rejected(reason: String, count: Int) {
+        let label = reasonLabels.withLock { $0.label(for: reason) }
+        registry.makeCounter(descriptor: d("ingest_rows_rejected_total", Self.rejectedHelp), labels: [("reason", label)])
+            .increment(by: Int64(count))
+    }
+
+    // MARK: - Kafka (hook)
+
+    /// Hook for the Kafka source (`consume`, another branch): per-partition consumer lag as
+    /// `ingest_kafka_consumer_lag{topic, partition}` (messages between the committed offset and
+    /// the high watermark). Not called yet; documented in docs/operations.md.
+    public func kafkaLag(topic: String, partition: Int32, messages: Int64) {
+        registry.makeGauge(
+            descriptor: d("ingest_kafka_consumer_lag", "Messages between the committed offset and the partition's high watermark."),
+            labels: [("topic", topic), ("partition", String(partition))]
+        ).set(Double(messages))
+    }
+
+    // MARK: - Exposition
+
+    /// The text exposition format (version 0.0.4), with the lag computed at this instant.
+    public func exposition() -> [UInt8] {
+        refreshBacklog()
+        var out: [UInt8] = []
+        registry.emit(into: &out)
+        return out
+    }
+
+    private func refreshBacklog() {
+        let (files, bytes, oldest) = backlog.withLock { b in
+            (b.folderFiles + b.held.count, b.folderBytes, [b.folderOldest, b.held.values.min()].compactMap { $0 }.min())
+        }
+        filesPending.set(Double(files))
+        bytesPending.set(Double(bytes))
+        oldestPendingAge.set(oldest.map { max(0, wallClockSeconds() - $0) } ?? 0)
+    }
+
+    struct Backlog {
+        var folderFiles = 0
+        var folderBytes: Int64 = 0
+        var folderOldest: Double?
+        /// Files load holds uncommitted, with when their first line arrived.
+        var held: [String: Double] = [:]
+    }
+}
+
+/// A metric name as Prometheus shows it, with its HELP text.
+func d(_ name: String, _ help: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+}
+
+func wallClockSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

@@ -1,0 +1,87 @@
+# shellcheck shell=bash
+# Live progress for bin/run and bin/status (issue 14): rows/s as rows are read, the backlog,
+# an ETA while it drains, the lag. Source common.sh, pg-embedded.sh and job.sh first.
+#
+#   progress_sample        set the P_* figures below from the data they describe
+#   progress_rate          rows/s between this sample and the previous one (P_RATE)
+#   progress_line          one human line from the P_* figures
+#   progress_json          one JSON object from the P_* figures
+#
+# Sources, each the thing it describes: rows and rejects are counted in their tables (so a
+# bin/reset --checkpoints-only leaves them shown as they are); files committed and the bytes
+# per row from ingest_checkpoints; the backlog and the lag from data/incoming itself (files,
+# bytes, oldest modification time); rows read from the running load's /metrics
+# (ingest_rows_read_total, counted as rows arrive, before commit), else the rows in the tables.
+
+P_TIME=0 P_LOADED=0 P_REJECTED=0 P_FILES=0 P_BYTES_PER_ROW=0 P_PENDING_FILES=0 P_PENDING_BYTES=0
+P_LAG=0 P_READ='' P_RATE='' P_ETA=''
+# Samples of the last PROGRESS_WINDOW seconds (default 10): rows/s over that window, so one slow
+# second on a busy machine does not swing the ETA.
+PROGRESS_WINDOW=${PROGRESS_WINDOW:-10}
+_P_TIMES=() _P_COUNTS=()
+
+progress_sample() {
+  local line now
+  now=$(date +%s.%N)
+  line=$(db_psql -At -F ' ' -c "SELECT (SELECT count(*) FROM ecommerce_events),
+      (SELECT count(*) FROM ecommerce_bad_records), (SELECT count(source_file) FROM ingest_checkpoints),
+      (SELECT coalesce(round(sum(file_bytes)::numeric / nullif(sum(rows_loaded + rows_rejected), 0), 1), 0)
+         FROM ingest_checkpoints WHERE source_file IS NOT NULL)" 2>/dev/null) || line='0 0 0 0'
+  read -r P_LOADED P_REJECTED P_FILES P_BYTES_PER_ROW <<<"$line"
+  read -r P_PENDING_FILES P_PENDING_BYTES P_LAG < <(
+    find "$INGEST_INCOMING" -maxdepth 1 -type f -name '*.csv' ! -name '.*' -printf '%s %T@\n' 2>/dev/null |
+      awk -v now="$now" '{ n++; b += $1; if (!o || $2 < o) o = $2 }
+        END { printf "%d %d %d\n", n, b, (n ? now - o : 0) }')
+  P_READ=$(metrics_sample ingest_rows_read_total)
+  P_TIME=$now
+  _P_TIMES+=("$now")
+  _P_COUNTS+=("${P_READ:-$((P_LOADED + P_REJECTED))}")
+  while ((${#_P_TIMES[@]} > 2)) && awk -v a="${_P_TIMES[1]}" -v t="$now" -v w="$PROGRESS_WINDOW" 'BEGIN { exit !(t - a >= w) }'; do
+    _P_TIMES=("${_P_TIMES[@]:1}") _P_COUNTS=("${_P_COUNTS[@]:1}")
+  done
+  progress_rate
+}
+
+# Rows/s over the window; the ETA is the backlog's bytes at that rate (bytes per row from the
+# files committed so far). Empty when not known yet.
+progress_rate() {
+  P_RATE='' P_ETA=''
+  local n=${#_P_TIMES[@]}
+  ((n >= 2)) || return 0
+  P_RATE=$(awk -v c="${_P_COUNTS[n - 1]}" -v p="${_P_COUNTS[0]}" -v t="${_P_TIMES[n - 1]}" -v s="${_P_TIMES[0]}" \
+    'BEGIN { d = t - s; r = (d > 0 && c >= p) ? (c - p) / d : 0; printf "%d", r }')
+  if ((P_PENDING_BYTES > 0 && P_RATE > 0)); then
+    P_ETA=$(awk -v b="$P_PENDING_BYTES" -v r="$P_RATE" -v bpr="$P_BYTES_PER_ROW" \
+      'BEGIN { if (bpr > 0) printf "%d", b / bpr / r }')
+  fi
+}
+
+_progress_duration() {
+  local s=$1
+  if ((s >= 3600)); then printf '%dh%02dm' $((s / 3600)) $((s % 3600 / 60))
+  elif ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60))
+  else printf '%ds' "$s"; fi
+}
+
+_progress_bytes() {
+  awk -v b="$1" 'BEGIN { split("B KB MB GB TB", u); i = 1; while (b >= 1000 && i < 5) { b /= 1000; i++ }
+    printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'
+}
+
+progress_line() {
+  local line
+  line="loaded $P_LOADED rows, rejected $P_REJECTED; ${P_RATE:-?} rows/s"
+  line+="; backlog $P_PENDING_FILES files ($(_progress_bytes "$P_PENDING_BYTES"))"
+  [[ -z $P_ETA ]] || line+=", ETA $(_progress_duration "$P_ETA")"
+  ((P_PENDING_FILES == 0)) || line+="; lag $(_progress_duration "$P_LAG")"
+  printf '%s\n' "$line"
+}
+
+progress_json() {
+  printf '{"rows_loaded":%d,"rows_rejected":%d,"files_committed":%d,"files_pending":%d,"bytes_pending":%d,' \
+    "$P_LOADED" "$P_REJECTED" "$P_FILES" "$P_PENDING_FILES" "$P_PENDING_BYTES"
+  printf '"oldest_pending_age_seconds":%d,"rows_read":%s,"rows_per_second":%s,"eta_seconds":%s,"metrics_url":%s}\n' \
+    "$P_LAG" "${P_READ:-null}" "${P_RATE:-null}" "${P_ETA:-null}" "$(_progress_json_string "$(metrics_url || true)")"
+}
+
+_progress_json_string() { [[ -n $1 ]] && jq -Rn --arg s "$1" '$s' || printf 'null'; }
