@@ -273,8 +273,8 @@ let pinnedHelp: [String: String] = [
                               (default: data/incoming)
       --rows-per-file <n>     Rows in each batch. (default: 50)
       --interval <duration>   Pause between batches: 250ms, 1.5s, 5m, 1h (a bare
-                              number is seconds); 0 writes as fast as possible.
-                              (default: 5s)
+                              number is seconds); 0 writes as fast as possible
+                              (default: 5s into a folder, 0 with --stdout).
       --files <n>             Stop after this many batches (default: until
                               interrupted).
       --invalid-rate <rate>   Share of rows that break exactly one validation rule
@@ -312,9 +312,18 @@ let pinnedHelp: [String: String] = [
     WHICH FILES
     Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part,
     *~, directories, FIFOs and other non-regular files, symlinks leading outside
-    DIR (each skip is logged). A file that cannot be read gets one error line on
-    stderr (watch: DIR/x.csv: Permission denied) and the stream goes on; with
-    --once or FILE arguments watch then exits 1 at the end.
+    DIR (each skip is logged once per name, at info level, with the reason; other
+    extensions, upper-case .CSV and sub-folders too). A file that cannot be read
+    gets one error line on stderr (watch: DIR/x.csv: Permission denied) and the
+    stream goes on; with --once or FILE arguments watch then exits 1 at the end.
+
+    PROGRESS
+    With --progress, a progress line goes out after the listing and before each
+    file of a folder: the files found complete and not sent yet, their bytes, and
+    the oldest one's modification time, as
+    {"kind":"progress","files_pending":2,"bytes_pending":8100,…}. validate passes
+    it through; load turns it into its backlog and lag metrics (docs/protocol.md,
+    docs/operations.md).
 
     RESTARTS
     Normally load archives committed files to data/processed/, so DIR holds only
@@ -344,7 +353,7 @@ let pinnedHelp: [String: String] = [
       watch --poll 2s /mnt/share/incoming | validate | load
       watch --glob 'orders_*.csv' --no-journal data/incoming
 
-    USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--journal <path>] [--no-journal] [--log-level <level>]
+    USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--progress] [--journal <path>] [--no-journal] [--log-level <level>]
 
     ARGUMENTS:
       <dir-or-file>           Folders to follow, or CSV files to replay in the
@@ -358,6 +367,9 @@ let pinnedHelp: [String: String] = [
                               seconds).
       --glob <pattern>        Which names are input files (fnmatch pattern).
                               (default: *.csv)
+      --progress              Before each file, write a progress line: files and
+                              bytes still pending in the folder, and the oldest
+                              one's time (load reports them as metrics).
       --journal <path>        Journal of files already committed by `load --keep`
                               (default: DIR/.ingest-committed).
       --no-journal            Do not read the committed-files journal: send every
@@ -438,6 +450,18 @@ let pinnedHelp: [String: String] = [
     authentication failures, missing tables and missing privileges stop with one
     line on stderr and exit status 1.
 
+    Reject threshold: with --max-reject-rate or --max-rejects, a file over the
+    limit (counted when its end marker arrives) commits none of its rows and no
+    dead letters; it moves to <quarantine>/<file> with <file>.reason.json and is
+    checkpointed as quarantined, so the same bytes are not loaded by accident. A
+    fixed file put back into the incoming folder loads. Records without provenance
+    have no file to refuse: the threshold does not apply.
+
+    Metrics: --metrics-listen 127.0.0.1:9187 serves /metrics for Prometheus: rows
+    read, loaded and rejected (by reason), files committed, batches, retries,
+    arrival-to-commit latency, and the backlog and lag that `watch --progress`
+    reports (docs/operations.md).
+
     Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to
     the end (the upstream stage stops), commits and exits 0. A second one exits at
     once (status 130); nothing uncommitted is lost, since its files stay in the
@@ -473,8 +497,20 @@ let pinnedHelp: [String: String] = [
       --keep                  Leave committed source files in place; record them in
                               <incoming>/.ingest-committed so watch skips them on
                               restart.
+      --max-reject-rate <rate>
+                              Refuse a file whose share of rejected rows is over
+                              this (0…1): none of its rows load; it moves to
+                              --quarantine.
+      --max-rejects <n>       Refuse a file with more rejected rows than this,
+                              likewise.
+      --quarantine <dir>      Folder for refused files, each with
+                              <file>.reason.json. (default: data/quarantine)
       --max-retries <n>       Give up after this many failed attempts to reach the
                               server (default: keep trying).
+      --metrics-listen <host:port>
+                              Serve Prometheus metrics at http://HOST:PORT/metrics
+                              (e.g. 127.0.0.1:9187; port 0 picks a free one). Off
+                              by default.
       -v, --verbose           Log each file's details too (--log-level debug).
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
