@@ -210,8 +210,7 @@ public final class Loader {
                 connection = nil
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
                 let wait = backoff(attempt)
-                logger.warning(
-                    "commit failed, \(config.endpoint): \(error.description); retrying in \(formatSeconds(wait)) (attempt \(attempt))")
+                logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: false, wait: wait, attempt: attempt))")
                 sleepSeconds(wait)
             }
         }
@@ -237,12 +236,11 @@ public final class Loader {
                 if attempt > 0 { logger.info("connected to \(config.endpoint) after \(attempt) failed attempts") }
                 connection = conn
                 return conn
-            } catch let error as PostgresError where error.category == .connection {
+            } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
                 let wait = backoff(attempt)
-                logger.warning(
-                    "cannot reach \(config.endpoint): \(error.description); retrying in \(formatSeconds(wait)) (attempt \(attempt))")
+                logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: true, wait: wait, attempt: attempt))")
                 sleepSeconds(wait)
             } catch let error as PostgresError {
                 throw LoaderError.permanent(config.endpoint, error)

@@ -104,7 +104,14 @@ struct Load: ParsableCommand {
         } catch {
             throw CleanExit.message("load: \(error)")
         }
-        var config = LoaderConfiguration(conninfo: settings.conninfo, endpoint: settings.redactedDescription)
+        // Bounded detection of a silent server, unless the user chose other timeouts.
+        let conninfo: String
+        do {
+            conninfo = try ConnectionSettings.withDeadServerDefaults(settings.conninfo)
+        } catch {
+            throw CleanExit.message("load: \(error)")
+        }
+        var config = LoaderConfiguration(conninfo: conninfo, endpoint: settings.redactedDescription)
         config.table = table
         config.batchRows = batchRows
         config.maxDelay = parseDuration(maxDelay) ?? 1
