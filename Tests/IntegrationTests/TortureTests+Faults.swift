@@ -1,0 +1,136 @@
+import Foundation
+import Generating
+import TestSupport
+import Testing
+
+/// The torture suite's faults beyond kill -9 and server restarts (issue 17), drawn at random next
+/// to them: the server goes silent (its packets dropped in the test's network namespace), the
+/// dead-letter disk fills up, `validate` is stopped. Kept apart from the main loop so the loop
+/// can change shape without these.
+final class TortureFaults: @unchecked Sendable {
+    /// Where the server and the pipeline run, so the server can be silenced; nil when network
+    /// namespaces are not permitted (then no blackhole is drawn, and the run says why).
+    let namespace: NetworkNamespace?
+    let namespaceProblem: String?
+    /// The dead-letter folder, a tmpfs of its own that can be made full at once.
+    let badDisk: ShrinkableDisk
+    private(set) var blackholes = 0, fullDisks = 0, stoppedValidates = 0
+    private(set) var detections: [Double] = []
+
+    init(bad: URL) throws {
+        do {
+            namespace = try NetworkNamespace()
+            namespaceProblem = nil
+        } catch {
+            namespace = nil
+            namespaceProblem = "\(error)"
+        }
+        badDisk = try ShrinkableDisk(at: bad)
+    }
+
+    /// Prefix for commands that must reach the server (`ip netns exec NAME`), or none.
+    var launcher: [String] { namespace?.command([]) ?? [] }
+
+    var summary: String {
+        var text = "\(blackholes) blackholes, \(fullDisks) full disks, \(stoppedValidates) validate stops"
+        if !detections.isEmpty {
+            text += "; silence noticed by load after \(detections.map { String(format: "%.1f", $0) }.joined(separator: ", ")) s"
+        }
+        if let namespaceProblem { text += "; no blackholes: \(namespaceProblem)" }
+        return text
+    }
+
+    /// Runs one fault, drawn with `rng`, and returns its name. The pipeline keeps running.
+    func draw(
+        _ rng: inout SplitMix64, pipeline: Pipeline, port: String, sample: () -> Void
+    ) throws -> String {
+        switch rng.next() % 3 {
+        case 0 where namespace != nil:
+            return try blackhole(seconds: 2 + Double(rng.next() % 28), pipeline: pipeline, port: port, sample: sample)
+        case 0, 1:
+            return try fullDisk(seconds: 0.5 + Double(rng.next() % 30) / 10, sample: sample)
+        default:
+            return stopValidate(seconds: 1 + Double(rng.next() % 30) / 10, pipeline: pipeline, sample: sample)
+        }
+    }
+
+    /// Every packet to and from the server dropped for `seconds`; notes when load said so.
+    func blackhole(seconds: Double, pipeline: Pipeline, port: String, sample: () -> Void) throws -> String {
+        guard let namespace else { return "no blackhole" }
+        let before = pipeline.log("load").components(separatedBy: "stopped answering").count
+        try namespace.blackhole(port: port)
+        let started = Date()
+        var noticed: Double?
+        while Date().timeIntervalSince(started) < seconds {
+            usleep(200_000)
+            sample()
+            if noticed == nil, pipeline.log("load").components(separatedBy: "stopped answering").count > before {
+                noticed = Date().timeIntervalSince(started)
+            }
+        }
+        try namespace.heal()
+        if let noticed { detections.append(noticed) }
+        blackholes += 1
+        return "blackhole \(Int(seconds)) s" + (noticed.map { " (noticed after \(Int($0)) s)" } ?? "")
+    }
+
+    /// The dead-letter disk full for `seconds`.
+    func fullDisk(seconds: Double, sample: () -> Void) throws -> String {
+        try badDisk.makeFull()
+        let started = Date()
+        while Date().timeIntervalSince(started) < seconds {
+            usleep(100_000)
+            sample()
+        }
+        try badDisk.makeRoom()
+        fullDisks += 1
+        return String(format: "dead-letter disk full %.1f s", seconds)
+    }
+
+    /// `validate` stopped (SIGSTOP) for `seconds`: watch blocks on the pipe, load sees a quiet stream.
+    func stopValidate(seconds: Double, pipeline: Pipeline, sample: () -> Void) -> String {
+        pipeline.signal("validate", SIGSTOP)
+        let started = Date()
+        while Date().timeIntervalSince(started) < seconds {
+            usleep(100_000)
+            sample()
+        }
+        pipeline.signal("validate", SIGCONT)
+        stoppedValidates += 1
+        return String(format: "stop validate %.1f s", seconds)
+    }
+}
+
+/// A tmpfs over a folder whose size can be cut to what it holds (full at once, without writing a
+/// filler) and raised again. Unmounted on release.
+final class ShrinkableDisk: @unchecked Sendable {
+    let folder: URL
+    static let roomy = "256m"
+    private var mounted = false
+
+    init(at folder: URL) throws {
+        self.folder = folder
+        try SmallDisk.run(["/usr/bin/mount", "-t", "tmpfs", "-o", "size=\(Self.roomy)", "tmpfs", folder.path])
+        mounted = true
+    }
+
+    deinit { unmount() }
+
+    func unmount() {
+        guard mounted else { return }
+        mounted = false
+        try? SmallDisk.run(["/usr/bin/umount", "-l", folder.path])
+    }
+
+    /// No free block left: the size becomes what is in use.
+    func makeFull() throws {
+        var fs = statvfs()
+        guard statvfs(folder.path, &fs) == 0 else { throw TestDatabaseError("statvfs \(folder.path): \(errno)") }
+        let used = (Int(fs.f_blocks) - Int(fs.f_bfree)) * Int(fs.f_frsize)
+        try SmallDisk.run(["/usr/bin/mount", "-o", "remount,size=\(max(used, 4096))", folder.path])
+    }
+
+    func makeRoom() throws {
+        try SmallDisk.run(["/usr/bin/mount", "-o", "remount,size=\(Self.roomy)", folder.path])
+    }
+}
