@@ -31,8 +31,12 @@ final class TortureFaults: @unchecked Sendable {
     /// Prefix for commands that must reach the server (`ip netns exec NAME`), or none.
     var launcher: [String] { namespace?.command([]) ?? [] }
 
-    var summary: String {
-        var text = "\(blackholes) blackholes, \(fullDisks) full disks, \(stoppedValidates) validate stops"
+    /// Longest silence drawn: at most half the run, so a short run still has room for other faults.
+    var longestBlackhole = 30.0
+
+    func summary(loadLog: String) -> String {
+        let waits = loadLog.components(separatedBy: "waiting for space").count - 1
+        var text = "\(blackholes) blackholes, \(fullDisks) full disks (load waited for space \(waits) times), \(stoppedValidates) validate stops"
         if !detections.isEmpty {
             text += "; silence noticed by load after \(detections.map { String(format: "%.1f", $0) }.joined(separator: ", ")) s"
         }
@@ -46,7 +50,8 @@ final class TortureFaults: @unchecked Sendable {
     ) throws -> String {
         switch rng.next() % 3 {
         case 0 where namespace != nil:
-            return try blackhole(seconds: 2 + Double(rng.next() % 28), pipeline: pipeline, port: port, sample: sample)
+            let seconds = 2 + Double(rng.next() % 1000) / 1000 * max(0, longestBlackhole - 2)
+            return try blackhole(seconds: seconds, pipeline: pipeline, port: port, sample: sample)
         case 0, 1:
             return try fullDisk(seconds: 0.5 + Double(rng.next() % 30) / 10, sample: sample)
         default:

@@ -94,6 +94,7 @@ final class Pipeline: @unchecked Sendable {
         for dir in [incoming, processed, bad] { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
         defer { try? FileManager.default.removeItem(at: root) }
         let faults = try TortureFaults(bad: bad)
+        faults.longestBlackhole = min(30, seconds / 2)
         defer { faults.badDisk.unmount() }
         let cluster = try PrivateCluster(namespace: faults.namespace)
         let environment = cluster.processEnvironment()
@@ -200,7 +201,7 @@ final class Pipeline: @unchecked Sendable {
         print("""
             torture: seed \(seed): \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
             \(stalls) stalls; \(files.count) files, \(validIDs.count + invalidTotal) rows checked: \(lost) lost, \(doubled + badDoubled) doubled, \
-            \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB; \(faults.summary)
+            \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB; \(faults.summary(loadLog: pipeline.log("load")))
             torture: events: \(events.joined(separator: ", "))
             """)
         #expect(files.count > 0)
