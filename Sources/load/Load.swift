@@ -31,7 +31,9 @@ struct Load: ParsableCommand {
             libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…; the keys \
             POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD from the \
             environment or the --env-file (default ./.env when present). The password is never \
-            printed. An unreachable server is retried with backoff; authentication failures, \
+            printed. An unreachable server is retried with backoff, and a silent one (packets \
+            dropped) is noticed within ~20 s through libpq keepalives and timeouts that --db may \
+            override (docs/postgres.md); a full disk is waited out. Authentication failures, \
             missing tables and missing privileges stop with one line and exit status 1.
 
             Signals: the first SIGINT/SIGTERM does not stop load: it drains its input to the end \
