@@ -86,6 +86,39 @@ import Testing
         }
     }
 
+    /// The spool (a file larger than load's 8 MiB memory share goes to `TMPDIR`) meets a full
+    /// disk mid-write: load waits with a line naming the spool, goes on from the byte it stopped
+    /// at when space is back, and every row loads once.
+    @Test func fullSpoolDiskIsAWait() throws {
+        try TestDatabase.with { db in
+            let f = try LoadFixture()
+            let spool = f.root.appendingPathComponent("spool")
+            try FileManager.default.createDirectory(at: spool, withIntermediateDirectories: true)
+            let disk = try ShrinkableDisk(at: spool)
+            defer { disk.unmount() }
+            try disk.makeFull()
+            let rows = 45_000
+            let lines = try f.file("big.csv", valid: rows, rejects: 0)
+            #expect(lines.reduce(0) { $0 + $1.utf8.count + 1 } > 9 << 20)
+            let environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": spool.path]) { $1 }
+            let run = try StreamingLoad(arguments: f.arguments(db), environment: environment)
+            DispatchQueue.global().async { try? run.send(lines) }
+            #expect(eventually(timeout: 120) { run.stderr.snapshot().contains("\(spool.path)/.load-spool-XXXXXX: No space left on device") }, "\(run.stderr.snapshot())")
+            let line = run.stderr.snapshot().split(separator: "\n").first { $0.contains("No space left") } ?? ""
+            print("faults: full disk (spool): \(line)")
+            #expect(run.process.isRunning)
+            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == 0)
+            try disk.makeRoom()
+            #expect(try eventually(timeout: 120) { try count(db, "SELECT count(*) FROM ingest_checkpoints") == 1 }, "\(run.stderr.snapshot())")
+            let status = run.finish()
+            let log = run.stderr.text()
+            #expect(status == 0, "\(log)")
+            #expect(log.contains("space is back"))
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == rows)
+            #expect(try count(db, "SELECT count(DISTINCT event_id) FROM ecommerce_events WHERE event_id = ANY($1::uuid[])", [arrayText(f.validIDs)]) == rows)
+        }
+    }
+
     /// `validate` or `load` stopped with SIGSTOP while a backlog waits: the stages upstream block
     /// on the full pipe with flat memory (peak RSS, VmHWM, well under the backlog's size), and the
     /// whole backlog loads once after SIGCONT.
