@@ -29,5 +29,4 @@ func retryNote(_ error: PostgresError, endpoint: String, connecting: Bool, wait:
 func isSilence(_ message: String) -> Bool {
     let lowered = message.lowercased()
     return lowered.contains("timed out") || lowered.contains("timeout expired")
-        || lowered.contains("no route to host")
 }

@@ -127,12 +127,22 @@ final class ShrinkableDisk: @unchecked Sendable {
         try? SmallDisk.run(["/usr/bin/umount", "-l", folder.path])
     }
 
-    /// No free block left: the size becomes what is in use.
+    /// No free block left: the size becomes what is in use. A writer may add a block between
+    /// reading the use and the remount (which then refuses a size below it): read again, retry.
     func makeFull() throws {
-        var fs = statvfs()
-        guard statvfs(folder.path, &fs) == 0 else { throw TestDatabaseError("statvfs \(folder.path): \(errno)") }
-        let used = (Int(fs.f_blocks) - Int(fs.f_bfree)) * Int(fs.f_frsize)
-        try SmallDisk.run(["/usr/bin/mount", "-o", "remount,size=\(max(used, 4096))", folder.path])
+        var attempt = 0
+        while true {
+            var fs = statvfs()
+            guard statvfs(folder.path, &fs) == 0 else { throw TestDatabaseError("statvfs \(folder.path): \(errno)") }
+            let used = (Int(fs.f_blocks) - Int(fs.f_bfree)) * Int(fs.f_frsize)
+            do {
+                try SmallDisk.run(["/usr/bin/mount", "-o", "remount,size=\(max(used, 4096))", folder.path])
+                return
+            } catch {
+                attempt += 1
+                if attempt >= 20 { throw error }
+            }
+        }
     }
 
     func makeRoom() throws {
