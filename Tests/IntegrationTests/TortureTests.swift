@@ -131,7 +131,7 @@ final class Pipeline: @unchecked Sendable {
                 progress("torture: \(events.last ?? "")")
                 continue
             case 6, 7, 8:
-                events.append(try faults.draw(&rng, pipeline: pipeline, port: cluster.environment["PGPORT"] ?? "") {
+                events.append(try faults.draw(&rng, pipeline: pipeline, cluster: cluster) {
                     maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
                 })
                 progress("torture: \(events.last ?? "")")
@@ -160,9 +160,8 @@ final class Pipeline: @unchecked Sendable {
         gen.signal(SIGINT)
         #expect(gen.wait(timeout: 30))
         #expect(gen.exitCode == 0)
-        let drained = eventually(timeout: 90) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: incoming.path)) ?? ["?"]).filter { $0.hasSuffix(".csv") }.isEmpty
-        }
+        try faults.reloadWhatRestoresLost(processed: processed, incoming: incoming)
+        let drained = drainsWhileProgressing(incoming)
         #expect(drained, "files left in incoming; load log:\n\(pipeline.log("load").suffix(3000))")
         pipeline.signal("watch", SIGINT)
         #expect(pipeline.waitForExit(timeout: 30))
