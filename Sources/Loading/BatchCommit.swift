@@ -324,7 +324,6 @@ struct BatchCommit {
                 reject.withUnsafeBytes { add($0) }
             }
             let name = deadLetterName(for: file)
-            try config.badRecords.create()
             try config.badRecords.writeAtomically(name, ndjson)
         }
         guard !rows.isEmpty else { return tally.counts }

@@ -47,13 +47,25 @@ public struct ContainedFolder: Sendable {
 
     /// Writes `bytes` to `name` atomically: a hidden temporary file, fsync, then rename over
     /// any earlier version, so a replay rewrites the same file instead of appending twice.
+    /// A full disk is waited out (``waitingForSpace(at:needing:logger:_:)``), the whole write
+    /// repeated from the start.
     public func writeAtomically(_ name: String, _ bytes: [UInt8]) throws {
         guard let target = child(name) else { throw SystemError("write", errno: EINVAL, path: name) }
-        let temporary = path + "/." + name + ".tmp"
+        try waitingForSpace(at: target, needing: bytes.count) {
+            try create()
+            try writeAtomicallyOnce(target: target, temporary: path + "/." + name + ".tmp", bytes)
+        }
+    }
+
+    private func writeAtomicallyOnce(target: String, temporary: String, _ bytes: [UInt8]) throws {
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SystemError("open", errno: errno, path: temporary) }
         do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0) }
+            do {
+                try bytes.withUnsafeBytes { try writeAll(fd, $0) }
+            } catch let error as SystemError {
+                throw SystemError(error.call, errno: error.errno, path: temporary)
+            }
             guard fsync(fd) == 0 else { throw SystemError("fsync", errno: errno, path: temporary) }
         } catch {
             close(fd)

@@ -233,8 +233,7 @@ public final class Loader {
                 connection = nil
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
                 let wait = backoff(attempt)
-                logger.warning(
-                    "commit failed, \(config.endpoint): \(error.description); retrying in \(formatSeconds(wait)) (attempt \(attempt))")
+                logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: false, wait: wait, attempt: attempt))")
                 sleepSeconds(wait)
             }
         }
@@ -265,13 +264,12 @@ public final class Loader {
                 if attempt > 0 { logger.info("connected to \(config.endpoint) after \(attempt) failed attempts") }
                 connection = conn
                 return conn
-            } catch let error as PostgresError where error.category == .connection {
+            } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 config.metrics.databaseRetry()
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
                 let wait = backoff(attempt)
-                logger.warning(
-                    "cannot reach \(config.endpoint): \(error.description); retrying in \(formatSeconds(wait)) (attempt \(attempt))")
+                logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: true, wait: wait, attempt: attempt))")
                 if attempt == 1, let hint = config.unreachableHint { logger.warning("hint: \(hint)") }
                 // A stop asked for while nothing is held ends the wait at once: nothing to lose.
                 if Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) } else { sleepSeconds(wait) }

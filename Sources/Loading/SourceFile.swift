@@ -19,7 +19,14 @@ enum SourceFile {
     }
 
     /// Moves `path` into `folder`, never over an existing file (`name.1`, `name.2`, … instead).
+    /// A full disk (no room for a directory entry) is waited out.
     static func move(_ path: String, into folder: ContainedFolder, name: String) throws -> String {
+        try waitingForSpace(at: folder.path + "/" + name, needing: 4096) {
+            try moveOnce(path, into: folder, name: name)
+        }
+    }
+
+    private static func moveOnce(_ path: String, into folder: ContainedFolder, name: String) throws -> String {
         try folder.create()
         var suffix = 0
         while true {

@@ -40,14 +40,18 @@ public final class Spool {
     }
 
     private func spill() throws {
+        let spoolPath = directory + "/.load-spool-XXXXXX"
         if fd < 0 {
-            var template = Array((directory + "/.load-spool-XXXXXX").utf8CString)
-            let made = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-            guard made >= 0 else { throw SystemError("mkstemp", errno: errno, path: directory) }
-            template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-            fd = made
+            fd = try waitingForSpace(at: spoolPath, needing: memory.count) {
+                var template = Array(spoolPath.utf8CString)
+                let made = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+                guard made >= 0 else { throw SystemError("mkstemp", errno: errno, path: directory) }
+                template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+                return made
+            }
         }
-        try memory.withUnsafeBytes { try writeAll(fd, $0) }
+        // A full disk pauses the spool (and so the reading of stdin) until space comes back.
+        try memory.withUnsafeBytes { try writeAllWaitingForSpace(fd, $0, path: spoolPath) }
         memory.removeAll(keepingCapacity: false)
         memory.reserveCapacity(1 << 16)
     }

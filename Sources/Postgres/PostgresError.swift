@@ -12,7 +12,9 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         case connection
         /// The data broke a rule (classes 22, 23): isolate the offending row, the rest may load.
         case data
-        /// The transaction lost a race (class 40, e.g. serialization failure, deadlock): retry it.
+        /// The transaction lost a race (class 40, e.g. serialization failure, deadlock), or the server
+        /// ran short of a resource that comes back (53100 disk full, 53200 out of memory): retry it,
+        /// after a pause.
         case retry
         /// Retrying cannot help: authentication, missing objects, privileges, syntax, and anything else.
         case permanent
@@ -49,6 +51,8 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         switch sqlstate {
         // Server shutting down or starting up, and too many clients: all pass with time.
         case "57P01", "57P02", "57P03", "53300": return .connection
+        // The server's disk or memory ran out: an operator frees space, other sessions end.
+        case "53100", "53200": return .retry
         default: break
         }
         switch sqlstate.prefix(2) {

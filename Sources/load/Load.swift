@@ -35,7 +35,9 @@ struct Load: ToolCommand {
             environment or the --env-file (default ./.env when present). The password is never \
             printed. Prefer PGPASSWORD, ~/.pgpass or .env for it: a password inside --db is \
             overwritten in load's argument list at start-up, but other local users could read \
-            it in `ps` until then. An unreachable server is retried with backoff; a bad --db or \
+            it in `ps` until then. An unreachable server is retried with backoff, and a silent \
+            one (packets dropped) is noticed within ~20 s through libpq keepalives and timeouts \
+            that --db may override (docs/postgres.md); a full disk is waited out. A bad --db or \
             --env-file, authentication failures, missing tables and missing privileges stop \
             with one line on stderr and exit status 1.
 
@@ -155,7 +157,14 @@ struct Load: ToolCommand {
         } catch {
             throw RuntimeError("\(error)")
         }
-        var config = LoaderConfiguration(conninfo: settings.conninfo, endpoint: settings.redactedDescription)
+        // Bounded detection of a silent server, unless the user chose other timeouts.
+        let conninfo: String
+        do {
+            conninfo = try ConnectionSettings.withDeadServerDefaults(settings.conninfo)
+        } catch {
+            throw RuntimeError("\(error)")
+        }
+        var config = LoaderConfiguration(conninfo: conninfo, endpoint: settings.redactedDescription)
         config.table = table
         config.batchRows = batchRows
         config.maxDelay = maxDelay.seconds

@@ -446,9 +446,11 @@ let pinnedHelp: [String: String] = [
     present). The password is never printed. Prefer PGPASSWORD, ~/.pgpass or .env
     for it: a password inside --db is overwritten in load's argument list at
     start-up, but other local users could read it in `ps` until then. An
-    unreachable server is retried with backoff; a bad --db or --env-file,
-    authentication failures, missing tables and missing privileges stop with one
-    line on stderr and exit status 1.
+    unreachable server is retried with backoff, and a silent one (packets dropped)
+    is noticed within ~20 s through libpq keepalives and timeouts that --db may
+    override (docs/postgres.md); a full disk is waited out. A bad --db or
+    --env-file, authentication failures, missing tables and missing privileges stop
+    with one line on stderr and exit status 1.
 
     Reject threshold: with --max-reject-rate or --max-rejects, a file over the
     limit (counted when its end marker arrives) commits none of its rows and no

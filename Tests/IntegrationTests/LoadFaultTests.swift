@@ -9,10 +9,12 @@ final class StreamingLoad: @unchecked Sendable {
     private let input = Pipe()
     let stderr: DrainedPipe
 
-    init(arguments: [String], environment: [String: String]? = nil) throws {
+    /// `launcher` runs load through another command (`ip netns exec NAME`).
+    init(arguments: [String], environment: [String: String]? = nil, launcher: [String] = []) throws {
         signal(SIGPIPE, SIG_IGN)  // writing to a killed process must fail, not kill the tests
-        process.executableURL = Executables.url("load")
-        process.arguments = arguments
+        let command = launcher + [Executables.url("load").path] + arguments
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         if let environment { process.environment = environment }
         process.standardInput = input
         process.standardOutput = FileHandle.nullDevice

@@ -10,7 +10,8 @@ final class Pipeline: @unchecked Sendable {
     let shell: SpawnedProcess
     let folder: URL
 
-    init(folder: URL, incoming: URL, processed: URL, bad: URL, environment: [String: String]) throws {
+    /// `launcher` runs the pipeline through another command (`ip netns exec NAME`).
+    init(folder: URL, incoming: URL, processed: URL, bad: URL, environment: [String: String], launcher: [String] = []) throws {
         self.folder = folder
         func stage(_ name: String, _ command: [String]) -> String {
             let quoted = command.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
@@ -27,7 +28,7 @@ final class Pipeline: @unchecked Sendable {
         for name in ["watch", "validate", "load"] { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(name).pid")) }
         // Close descriptors inherited from the test process, so the stages hold only their own pipes.
         shell = try SpawnedProcess(
-            ["/bin/bash", "-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"],
+            launcher + ["/bin/bash", "-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"],
             environment: environment)
         _ = eventually(timeout: 10) { ["watch", "validate", "load"].allSatisfy { pid($0) != nil } }
     }
@@ -71,8 +72,9 @@ final class Pipeline: @unchecked Sendable {
 
 /// The promise of the project, checked against ground truth: `gen` writes files continuously while
 /// the pipeline runs; at random instants a random stage (or all of it) is killed with SIGKILL and
-/// restarted, PostgreSQL is stopped (fast or immediate) and started, or `load` is stalled so the
-/// pipes fill. At the end every valid event is in the table exactly once, every invalid row is in
+/// restarted, PostgreSQL is stopped (fast or immediate) and started, `load` is stalled so the
+/// pipes fill, or a fault of ``TortureFaults`` strikes (the server goes silent, the dead-letter
+/// disk fills up, `validate` is stopped). At the end every valid event is in the table exactly once, every invalid row is in
 /// the dead letters exactly once, and the checkpoints agree with `gen`'s manifest.
 ///
 /// Short by default (CI); `bin/torture --seconds N --seed S` runs it long (TORTURE_SECONDS, TORTURE_SEED).
@@ -84,7 +86,6 @@ final class Pipeline: @unchecked Sendable {
         print("torture: seed \(seed), \(Int(seconds)) s (replay with bin/torture --seed \(seed) --seconds \(Int(seconds)))")
         var rng = SplitMix64(seed: seed)
 
-        let cluster = try PrivateCluster()
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("torture-\(seed)-\(UUID().uuidString.prefix(6))")
         let incoming = root.appendingPathComponent("incoming")
         let processed = root.appendingPathComponent("processed")
@@ -92,6 +93,10 @@ final class Pipeline: @unchecked Sendable {
         let manifest = root.appendingPathComponent("manifest.ndjson")
         for dir in [incoming, processed, bad] { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
         defer { try? FileManager.default.removeItem(at: root) }
+        let faults = try TortureFaults(bad: bad)
+        faults.longestBlackhole = min(30, seconds / 2)
+        defer { faults.badDisk.unmount() }
+        let cluster = try PrivateCluster(namespace: faults.namespace)
         let environment = cluster.processEnvironment()
 
         let gen = try SpawnedProcess([
@@ -99,14 +104,14 @@ final class Pipeline: @unchecked Sendable {
             "--invalid-rate", "0.05", "--seed", String(seed), "--manifest", manifest.path,
         ])
 
-        var pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment)
+        var pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment, launcher: faults.launcher)
         var kills = 0, restarts = 0, serverRestarts = 0, stalls = 0, maxRSS = 0
         var events: [String] = []
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             usleep(UInt32(200_000 + rng.next() % 1_000_000))
             maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
-            switch rng.next() % 6 {
+            switch rng.next() % 9 {
             case 0, 1, 2:
                 let victims = [["watch"], ["validate"], ["load"]][Int(rng.next() % 3)]
                 for v in victims { pipeline.signal(v, SIGKILL) }
@@ -125,6 +130,12 @@ final class Pipeline: @unchecked Sendable {
                 events.append("postgres stop -m \(mode)")
                 progress("torture: \(events.last ?? "")")
                 continue
+            case 6, 7, 8:
+                events.append(try faults.draw(&rng, pipeline: pipeline, cluster: cluster) {
+                    maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
+                })
+                progress("torture: \(events.last ?? "")")
+                continue
             default:
                 // Stall load: pipes fill, backpressure must keep every stage's memory flat.
                 pipeline.signal("load", SIGSTOP)
@@ -141,7 +152,7 @@ final class Pipeline: @unchecked Sendable {
             // The surviving stages see EOF or EPIPE and exit by themselves.
             let byItself = pipeline.waitForExit(timeout: 30)
             #expect(byItself, "pipeline did not wind down after \(events.last ?? "")")
-            pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment)
+            pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment, launcher: faults.launcher)
             restarts += 1
         }
 
@@ -149,9 +160,8 @@ final class Pipeline: @unchecked Sendable {
         gen.signal(SIGINT)
         #expect(gen.wait(timeout: 30))
         #expect(gen.exitCode == 0)
-        let drained = eventually(timeout: 90) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: incoming.path)) ?? ["?"]).filter { $0.hasSuffix(".csv") }.isEmpty
-        }
+        try faults.reloadWhatRestoresLost(processed: processed, incoming: incoming)
+        let drained = drainsWhileProgressing(incoming)
         #expect(drained, "files left in incoming; load log:\n\(pipeline.log("load").suffix(3000))")
         pipeline.signal("watch", SIGINT)
         #expect(pipeline.waitForExit(timeout: 30))
@@ -190,7 +200,7 @@ final class Pipeline: @unchecked Sendable {
         print("""
             torture: seed \(seed): \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
             \(stalls) stalls; \(files.count) files, \(validIDs.count + invalidTotal) rows checked: \(lost) lost, \(doubled + badDoubled) doubled, \
-            \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB
+            \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB; \(faults.summary(loadLog: pipeline.log("load")))
             torture: events: \(events.joined(separator: ", "))
             """)
         #expect(files.count > 0)

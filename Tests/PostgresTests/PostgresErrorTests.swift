@@ -27,9 +27,9 @@ func withLoginRole<R>(password: String, _ body: (String) throws -> R) throws -> 
         ("08006", PostgresError.Category.connection), ("08001", .connection), ("57P01", .connection),
         ("57P02", .connection), ("57P03", .connection), ("53300", .connection),
         ("22P02", .data), ("22003", .data), ("23505", .data), ("23503", .data),
-        ("40001", .retry), ("40P01", .retry),
+        ("40001", .retry), ("40P01", .retry), ("53100", .retry), ("53200", .retry),
         ("28P01", .permanent), ("28000", .permanent), ("42P01", .permanent), ("42501", .permanent),
-        ("42601", .permanent), ("3D000", .permanent), ("53100", .permanent), ("XX000", .permanent),
+        ("42601", .permanent), ("3D000", .permanent), ("53400", .permanent), ("XX000", .permanent),
     ])
     func bySQLSTATE(sqlstate: String, category: PostgresError.Category) {
         #expect(PostgresError(sqlstate: sqlstate, message: "m").category == category)

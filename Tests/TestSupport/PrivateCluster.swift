@@ -8,7 +8,12 @@ public final class PrivateCluster: @unchecked Sendable {
     /// `export PGHOST=… PGPORT=… PGUSER=… PGPASSWORD=… PGDATABASE=…` parsed into a dictionary.
     public private(set) var environment: [String: String] = [:]
 
-    public init() throws {
+    /// The network namespace the server runs in (nil: the machine's own); `script` and `psql`
+    /// run there too, so they reach it at 127.0.0.1.
+    public let namespace: NetworkNamespace?
+
+    public init(namespace: NetworkNamespace? = nil) throws {
+        self.namespace = namespace
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try script("pg_start >&2; apply_schema >&2")
@@ -48,9 +53,9 @@ public final class PrivateCluster: @unchecked Sendable {
         let errors = folder.appendingPathComponent("script.err").path
         try? FileManager.default.removeItem(atPath: output)
         try? FileManager.default.removeItem(atPath: errors)
+        let command = ["/bin/bash", "-c", "set -euo pipefail; \(closeInheritedDescriptors) source \"$1/bin/lib/common.sh\"; source \"$1/bin/lib/pg-embedded.sh\"; \(body)", "bash", root]
         let child = try SpawnedProcess(
-            ["/bin/bash", "-c", "set -euo pipefail; \(closeInheritedDescriptors) source \"$1/bin/lib/common.sh\"; source \"$1/bin/lib/pg-embedded.sh\"; \(body)", "bash", root],
-            environment: env, stdout: output, stderr: errors)
+            namespace?.command(command) ?? command, environment: env, stdout: output, stderr: errors)
         guard child.wait(timeout: 120) else {
             child.signal(SIGKILL)
             throw TestDatabaseError("cluster script still running after 120 s: \(body)")

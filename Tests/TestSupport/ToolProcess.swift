@@ -81,6 +81,13 @@ public final class DrainedPipe: @unchecked Sendable {
         }
     }
 
+    /// What has arrived so far, without waiting.
+    public func snapshot() -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// Waits for end of file (at most `timeout` seconds) and returns the text.
     public func text(timeout: Double = 30) -> String {
         if done.wait(timeout: .now() + timeout) == .success { done.signal() }

@@ -41,13 +41,14 @@ public struct CommittedJournal: Sendable {
         w.string(marker.sha256, &line)
         w.endLine(&line)
 
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
-        defer { close(fd) }
-        let written = line.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
-        if written != line.count {
-            throw SystemError("write", errno: written < 0 ? errno : EIO, path: path)
+        let fd = try waitingForSpace(at: path, needing: line.count) {
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
+            return fd
         }
+        defer { close(fd) }
+        // A full disk is waited out; a partial write goes on where it stopped, so the line stays whole.
+        try line.withUnsafeBytes { try writeAllWaitingForSpace(fd, $0, path: path) }
         if synchronous && fsync(fd) != 0 {
             throw SystemError("fsync", errno: errno, path: path)
         }

@@ -1,0 +1,32 @@
+import Postgres
+
+/// The warning `load` logs before it retries: what happened to the server, in words an operator
+/// can act on, and what `load` does next.
+///
+/// A silent server (a dropped route, a dead host, a firewall) shows as a libpq timeout, bounded by
+/// ``ConnectionSettings/deadServerDefaults``; the server's own disk-full and out-of-memory errors
+/// come back with SQLSTATE 53100 and 53200.
+func retryNote(_ error: PostgresError, endpoint: String, connecting: Bool, wait: Double, attempt: Int) -> String {
+    let next = "retrying in \(formatSeconds(wait)) (attempt \(attempt))"
+    let batch = connecting ? "" : "; the batch is kept and commits once (its checkpoints decide)"
+    if error.sqlstate == nil && isSilence(error.message) {
+        return "\(endpoint) stopped answering (\(error.description)): connection dropped; reconnecting, \(next)\(batch)"
+    }
+    switch error.sqlstate {
+    case "53100":
+        return "\(endpoint): the server's disk is full (\(error.description)); \(next)\(batch)"
+    case "53200":
+        return "\(endpoint): the server is out of memory (\(error.description)); \(next)\(batch)"
+    default:
+        return connecting
+            ? "cannot reach \(endpoint): \(error.description); \(next)"
+            : "commit failed, \(endpoint): \(error.description); \(next)\(batch)"
+    }
+}
+
+/// libpq's and the kernel's words for "no answer in time" (connect_timeout, tcp_user_timeout,
+/// keepalives).
+func isSilence(_ message: String) -> Bool {
+    let lowered = message.lowercased()
+    return lowered.contains("timed out") || lowered.contains("timeout expired")
+}
