@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS public.ingest_checkpoints (
         CHECK (source_file IS NULL OR (file_bytes IS NOT NULL AND file_sha256 IS NOT NULL))
 );
 
+-- Which pipeline (load --name, default host:pid) committed the file, when several share a folder.
+ALTER TABLE public.ingest_checkpoints ADD COLUMN IF NOT EXISTS pipeline text;
+
 -- The same file (name, size, hash) is checkpointed once. Partial, so stdin batches never collide.
 -- Use it as: INSERT … ON CONFLICT (source_file, file_bytes, file_sha256)
 --            WHERE source_file IS NOT NULL DO NOTHING

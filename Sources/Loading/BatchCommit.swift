@@ -10,6 +10,8 @@ struct BatchOutcome {
         var loaded: Int
         var rejected: Int
         var seen: UTCTimestamp?
+        /// Not loaded: a changed version of a committed file, to be moved to quarantine.
+        var quarantine: QuarantinedFile? = nil
     }
     var files: [File] = []
     var loaded: Int { files.reduce(0) { $0 + $1.loaded } }
@@ -27,6 +29,8 @@ struct LoaderSQL {
     let committedBatch: String
     let insertCheckpoints: String
     let existingIDs: String
+    let lockNames: String
+    let committedVersions: String
 
     init(config: LoaderConfiguration) {
         table = quoteIdentifier(config.table)
@@ -44,9 +48,20 @@ struct LoaderSQL {
         // committed_at = clock_timestamp(): the end of the batch, not now() (its start), so
         // arrival-to-commit delays include the COPY.
         insertCheckpoints = """
-            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, committed_at)
-            SELECT *, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[])
+            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, pipeline, committed_at)
+            SELECT *, $7::text, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[])
             RETURNING id, source_file, file_sha256
+            """
+        // Pipelines sharing a folder serialise on each file name until COMMIT, so the second
+        // one sees the first one's checkpoint instead of failing on its unique key. Sorted, so
+        // two batches never wait for each other in a cycle.
+        lockNames = """
+            SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(n, 7263) AS k FROM unnest($1::text[]) AS n ORDER BY k) AS s
+            """
+        committedVersions = """
+            SELECT f.i, c.file_bytes, c.file_sha256, c.committed_at::text, c.rows_loaded + c.rows_rejected
+            FROM unnest($1::text[]) WITH ORDINALITY AS f(name, i)
+            JOIN \(checkpoints) c ON c.source_file = f.name ORDER BY c.committed_at
             """
         existingIDs = "SELECT event_id::text FROM \(table) WHERE event_id = ANY($1::uuid[])"
     }
@@ -104,6 +119,7 @@ struct BatchCommit {
             named.append(i)
         }
         if !named.isEmpty {
+            _ = try conn.execute(sql.lockNames, [arrayLiteral(named.map { files[$0].fingerprint!.name })])
             let result = try conn.execute(sql.committedFiles, [
                 arrayLiteral(named.map { files[$0].fingerprint!.name }),
                 arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
@@ -111,6 +127,28 @@ struct BatchCommit {
             ])
             for row in 0..<result.rowCount {
                 if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) { skip[named[ordinal - 1]] = true }
+            }
+        }
+        // A name committed before with other content: quarantined when it is that file changed.
+        var quarantine: [Int: QuarantinedFile] = [:]
+        let fresh = named.filter { !skip[$0] }
+        if !fresh.isEmpty {
+            let result = try conn.execute(sql.committedVersions, [arrayLiteral(fresh.map { files[$0].fingerprint!.name })])
+            for row in 0..<result.rowCount {
+                guard let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }),
+                    let bytes = result.value(row: row, column: 1).flatMap({ Int64($0) }),
+                    let sha = result.value(row: row, column: 2)
+                else { continue }
+                let i = fresh[ordinal - 1]
+                guard quarantine[i] == nil else { continue }
+                let committed = CommittedVersion(
+                    bytes: bytes, sha256: sha, committedAt: result.value(row: row, column: 3) ?? "?",
+                    rows: result.value(row: row, column: 4).flatMap { Int($0) } ?? 0)
+                let source = config.incoming.child(files[i].fingerprint!.name)
+                if let found = ChangedFile.quarantine(files[i], source: source, committed: committed) {
+                    quarantine[i] = found
+                    skip[i] = true
+                }
             }
         }
         if let looseIndex = files.firstIndex(where: { $0.name == nil }) {
@@ -153,8 +191,8 @@ struct BatchCommit {
             let rejected = file.rejects + (refused[i]?.count ?? 0)
             outcome.files.append(
                 BatchOutcome.File(
-                    fingerprint: file.fingerprint, skipped: skip[i], loaded: skip[i] ? 0 : loadedPerFile[i],
-                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen))
+                    fingerprint: file.fingerprint, skipped: skip[i] && quarantine[i] == nil, loaded: skip[i] ? 0 : loadedPerFile[i],
+                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen, quarantine: quarantine[i]))
             guard !skip[i] else { continue }
             if let identity = file.fingerprint {
                 checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen?.rfc3339))
@@ -171,6 +209,7 @@ struct BatchCommit {
                 arrayLiteral(checkpointRows.map { String($0.loaded) }),
                 arrayLiteral(checkpointRows.map { String($0.rejected) }),
                 arrayLiteral(checkpointRows.map(\.seen)),
+                config.pipeline,
             ])
             for row in 0..<result.rowCount {
                 let name = result.value(row: row, column: 1)

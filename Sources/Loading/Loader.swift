@@ -36,6 +36,10 @@ public struct LoaderConfiguration: Sendable {
     public var maxRetries: Int? = nil
     public var spoolLimit: Int = 8 << 20
     public var spoolDirectory: String = Spool.defaultDirectory
+    /// Changed versions of committed files go here, with `<file>.reason.json`.
+    public var quarantine: ContainedFolder = ContainedFolder("data/quarantine")
+    /// Recorded in each checkpoint: which pipeline loaded the file (`--name`, default host:pid).
+    public var pipeline: String = defaultPipelineName()
 
     public init(conninfo: String, endpoint: String) {
         self.conninfo = conninfo
@@ -51,6 +55,10 @@ public struct LoaderTotals: Sendable {
     public var rowsLoaded = 0
     public var rowsRejected = 0
     public var incompleteFiles = 0
+    /// Changed versions of committed files moved to the quarantine folder.
+    public var filesQuarantined = 0
+    /// Files the reader abandoned mid-way (changed while being read).
+    public var abandonedFiles = 0
 }
 
 /// The sink of the pipeline: reads the line protocol, commits complete files to PostgreSQL
@@ -73,11 +81,24 @@ public final class Loader {
     private var warnedKinds: Set<String> = []
     public private(set) var totals = LoaderTotals()
     private let sql: LoaderSQL
+    /// Claims of pipelines sharing the incoming folder (`watch --shared`): released once a file
+    /// has left the folder, and this pipeline marked alive while it works.
+    private let claims: FileClaims
+    private var lastBeat: Double = 0
 
     public init(config: LoaderConfiguration, logger: Logger) {
         self.config = config
         self.logger = logger
         self.sql = LoaderSQL(config: config)
+        self.claims = FileClaims(folder: config.incoming.path, pipeline: config.pipeline)
+    }
+
+    /// Marks the pipeline alive every second or so, when the folder is shared.
+    private func beat() {
+        let now = monotonicSeconds()
+        guard now - lastBeat >= 1 else { return }
+        lastBeat = now
+        if claims.isInUse { try? claims.beat() }
     }
 
     // MARK: - Reading
@@ -92,6 +113,7 @@ public final class Loader {
                 try commit()
             }
             guard let item = try reader.next() else { break }
+            beat()
             switch item {
             case .line(let bytes) where isTruncatedTail(bytes, reader: reader):
                 logger.warning("stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write")
@@ -163,6 +185,12 @@ public final class Loader {
             ready.append(file)
             readyRows += file.rowCount
             if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
+        case .other("abandon"):
+            // The reader saw the file change under it: its lines so far are not a file.
+            if let name = line.file, let file = open.removeValue(forKey: name) {
+                logger.warning("\(name): the reader abandoned it (it changed while being read); \(file.rowCount) rows dropped, the file is read again whole")
+                totals.abandonedFiles += 1
+            }
         case .other(let kind):
             if warnedKinds.insert(kind).inserted {
                 logger.warning("stdin:\(lineNumber): lines of kind \"\(kind)\" are not loaded (first seen here)")
@@ -205,6 +233,11 @@ public final class Loader {
                 let conn = try connectedConnection()
                 outcome = try BatchCommit(sql: sql, connection: conn, files: batch, token: token, config: config, logger: logger).run()
                 break
+            } catch let error as PostgresError where error.sqlstate == "23505" && error.description.contains(config.checkpointTable) && attempt < 3 {
+                // Another pipeline committed one of these files first (a loader without the name
+                // locks): the next attempt sees its checkpoint and skips the file.
+                attempt += 1
+                logger.warning("a file of this batch was committed by another pipeline meanwhile; retrying the batch")
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 connection = nil
@@ -253,6 +286,21 @@ public final class Loader {
     private func afterCommit(_ outcome: BatchOutcome) {
         for file in outcome.files {
             guard let identity = file.fingerprint else { continue }
+            if let quarantined = file.quarantine {
+                totals.filesQuarantined += 1
+                guard let source = config.incoming.child(identity.name), access(source, F_OK) == 0 else {
+                    logger.warning("\(quarantined.detail) Not loaded (quarantine: \(quarantined.reason); the file is not in \(config.incoming.path), so nothing was moved)")
+                    continue
+                }
+                do {
+                    let moved = try ChangedFile.move(source, quarantined, into: config.quarantine)
+                    claims.release(identity.name)
+                    logger.warning("\(quarantined.detail) Not loaded: moved to \(moved) (\(quarantined.reason))")
+                } catch {
+                    logger.error("\(identity.name): not loaded (\(quarantined.reason)), and not moved to quarantine: \(error)")
+                }
+                continue
+            }
             if file.skipped, case .keep = config.afterCommit { continue }  // journaled when first committed
             guard let source = config.incoming.child(identity.name) else {
                 logger.warning(
@@ -268,9 +316,11 @@ public final class Loader {
                 switch config.afterCommit {
                 case .archive(let folder):
                     let moved = try SourceFile.move(source, into: folder, name: identity.name)
+                    claims.release(identity.name)
                     logger.debug("archived \(source) to \(moved)")
                 case .delete:
                     if unlink(source) != 0 { throw SystemError("unlink", errno: errno, path: source) }
+                    claims.release(identity.name)
                 case .keep:
                     try SourceFile.appendJournal(folder: config.incoming, file: identity)
                 }
@@ -283,7 +333,7 @@ public final class Loader {
     private func report(_ outcome: BatchOutcome, elapsed: Double, committedAt: UTCTimestamp) {
         let n = totals.batches
         totals.batches += 1
-        totals.filesCommitted += outcome.files.filter { $0.fingerprint != nil && !$0.skipped }.count
+        totals.filesCommitted += outcome.files.filter { $0.fingerprint != nil && !$0.skipped && $0.quarantine == nil }.count
         totals.filesSkipped += outcome.files.filter(\.skipped).count
         totals.rowsLoaded += outcome.loaded
         totals.rowsRejected += outcome.rejected

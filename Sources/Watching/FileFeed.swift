@@ -20,6 +20,12 @@ public final class FileFeed {
     public private(set) var filesSent = 0
     public private(set) var rowsSent = 0
     public private(set) var failures = 0
+    /// With `--shared`: a file is read only once this pipeline holds its claim.
+    public var claims: FileClaims?
+    /// Files left to another pipeline that holds them (counted once per name).
+    public private(set) var heldElsewhere: Set<String> = []
+    /// Reads abandoned because the file changed under them.
+    public private(set) var abandoned = 0
 
     public init(output: ByteOutput, emitter: CSVFileEmitter = CSVFileEmitter(), logger: Logger) {
         self.output = output
@@ -43,27 +49,60 @@ public final class FileFeed {
     /// new version's event does not match it and is sent again (a duplicate that `load`'s
     /// checkpoint drops), never lost.
     /// Only `BrokenPipe` (and write errors on stdout) are thrown; a file that cannot be read
-    /// is an error line and the stream goes on.
-    public func send(name: String, in folder: WatchedFolder, force: Bool = false) throws {
+    /// is an error line and the stream goes on. False when the file changed while being read
+    /// (its lines were abandoned): the caller sends it again once its writer is done.
+    @discardableResult
+    public func send(name: String, in folder: WatchedFolder, force: Bool = false) throws -> Bool {
         switch folder.inspect(name) {
         case .skip(let why):
             logger.info("Skipping \(folder.path(of: name)): \(why)")
         case .failure(let error):
             report(error, path: folder.path(of: name))
         case .file(let identity):
-            if !force && alreadySent(name, identity) { return }
+            if !force && alreadySent(name, identity) { return true }
+            if let claims {
+                do {
+                    switch try claims.claim(name, version: identity) {
+                    case .heldBy(let other):
+                        if heldElsewhere.insert(name).inserted {
+                            logger.debug("\(folder.path(of: name)): claimed by pipeline \(other)")
+                        }
+                        return true
+                    case .claimed(let previous?):
+                        logger.warning("\(folder.path(of: name)): taken over from pipeline \(previous) (its lease expired)")
+                    case .claimed(nil):
+                        break
+                    }
+                } catch let error as SystemError {
+                    // A claim that cannot be written: reading the file anyway risks only
+                    // duplicate work (load's checkpoint keeps it exactly once), never a loss.
+                    logger.warning("watch: cannot claim \(folder.path(of: name)): \(error); reading it anyway")
+                }
+                heldElsewhere.remove(name)
+            }
             sent[name] = identity
-            try send(path: folder.path(of: name), name: name)
+            if try !send(path: folder.path(of: name), name: name) {
+                sent[name] = nil
+                return false
+            }
         }
+        return true
     }
 
     /// Sends a file named on the command line (no de-duplication: the user asked for it).
-    public func send(path: String, name: String) throws {
+    /// False when it changed while being read (an `abandon` line went out instead of its marker).
+    @discardableResult
+    public func send(path: String, name: String) throws -> Bool {
         let started = monotonicMilliseconds()
         let seen = UTCTimestamp.now()
         do {
             let result = try emitter.emit(path: path, name: name, seen: seen, into: output)
             try output.flush()
+            if result.changedWhileReading {
+                abandoned += 1
+                logger.warning("\(path) changed while being read (a writer is still at it): its rows are abandoned and it is read again whole")
+                return false
+            }
             filesSent += 1
             rowsSent += result.marker.rows
             let ms = monotonicMilliseconds() - started
@@ -78,6 +117,7 @@ public final class FileFeed {
             try output.flush()
             report(error, path: path)
         }
+        return true
     }
 
     private func report(_ error: SystemError, path: String) {

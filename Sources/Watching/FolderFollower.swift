@@ -32,6 +32,9 @@ public final class FolderFollower {
     public let stop: StopSignal?
     public let logger: Logger
     public let mode: FollowMode
+    /// `.once`: how long to wait for the writer of a file still open for writing (or changing
+    /// while read) before leaving it for the next run.
+    public var writerWaitMilliseconds = 30_000
 
     public init(
         folder: WatchedFolder, feed: FileFeed, journal: [String: FileFingerprint] = [:],
@@ -56,10 +59,12 @@ public final class FolderFollower {
     public func run() throws {
         switch mode {
         case .once:
+            try feed.claims?.prepare()
             let names = try folder.candidateNames()
             logger.info("Reading \(folder.path) once: \(names.count) files")
             var deferred = Set<String>()
-            _ = try catchUp(deferOpenFiles: false).run(names: names, deferred: &deferred)
+            guard try catchUp(deferOpenFiles: true).run(names: names, deferred: &deferred) else { return }
+            try waitForWriters(&deferred)
         case .poll(let interval):
             try PollingFollower(follower: self, intervalMilliseconds: interval).run()
         case .events:
@@ -71,6 +76,31 @@ public final class FolderFollower {
         }
     }
 
+    /// `--once`: the completeness rule of follow mode, bounded in time. A file still open for
+    /// writing is sent once its writer closes it; one still open (or changing) after the wait
+    /// is left in the folder for the next run, with a warning.
+    private func waitForWriters(_ deferred: inout Set<String>) throws {
+        let started = monotonicMilliseconds()
+        while !deferred.isEmpty {
+            for name in deferred.sorted() {
+                if stop?.isRequested == true { return }
+                if isOpenForWriting(path: folder.path(of: name)) == true { continue }
+                if try feed.send(name: name, in: folder) { deferred.remove(name) }
+            }
+            if deferred.isEmpty || monotonicMilliseconds() - started >= Int64(writerWaitMilliseconds) { break }
+            try? feed.claims?.beat()
+            if let stop {
+                if stop.wait(milliseconds: 100) { return }
+            } else {
+                usleep(100_000)
+            }
+        }
+        for name in deferred.sorted() {
+            logger.warning(
+                "Left \(folder.path(of: name)) for the next run: still being written after \(writerWaitMilliseconds / 1000) s")
+        }
+    }
+
     func catchUp(deferOpenFiles: Bool) -> CatchUp {
         CatchUp(folder: folder, feed: feed, journal: journal, stop: stop, logger: logger, deferOpenFiles: deferOpenFiles)
     }
@@ -79,6 +109,7 @@ public final class FolderFollower {
     private func followEvents() throws {
         // The watch goes in before the listing: a file arriving in between is in one or the other.
         let events = try DirectoryEvents(path: folder.path)
+        try feed.claims?.prepare()
         let names = try folder.candidateNames()
         logger.info("Watching \(folder.path) (inotify): \(names.count) files pending")
         var deferred = Set<String>()
@@ -88,13 +119,30 @@ public final class FolderFollower {
             pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
             pollfd(fd: stop?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
         ]
+        // Shared folder: beat well within the lease, and rescan once per lease for files
+        // another pipeline claimed and then stopped holding (killed: its lease expired).
+        let lease = feed.claims?.leaseMilliseconds
+        var lastBeat = monotonicMilliseconds()
+        var lastRescan = lastBeat
         while stop?.isRequested != true {
             fds[0].revents = 0
             fds[1].revents = 0
-            let n = poll(&fds, nfds_t(fds.count), -1)
+            let n = poll(&fds, nfds_t(fds.count), lease.map { Int32(clamping: max(10, $0 / 3)) } ?? -1)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("poll", errno: errno)
+            }
+            if let lease, let claims = feed.claims {
+                let now = monotonicMilliseconds()
+                if now - lastBeat >= lease / 3 {
+                    try? claims.beat()
+                    lastBeat = now
+                }
+                if now - lastRescan >= lease {
+                    lastRescan = now
+                    guard try catchUp(deferOpenFiles: true).run(names: try folder.candidateNames(), deferred: &deferred)
+                    else { return }
+                }
             }
             for event in try events.read() {
                 if stop?.isRequested == true { return }
@@ -102,7 +150,8 @@ public final class FolderFollower {
                 case .completed(let name):
                     deferred.remove(name)
                     guard folder.selection.matches(name) else { continue }
-                    try feed.send(name: name, in: folder)
+                    // Changed while read: its writer's next close brings another event.
+                    if try !feed.send(name: name, in: folder) { deferred.insert(name) }
                 case .created(let name):
                     guard folder.selection.matches(name) else { continue }
                     // Still open for writing: its IN_CLOSE_WRITE will complete it.
@@ -136,6 +185,7 @@ struct PollingFollower {
         follower.logger.info(
             "Watching \(folder.path) (polling every \(intervalMilliseconds) ms): \(names.count) files pending")
         var deferred = Set<String>()
+        try feed.claims?.prepare()
         guard try follower.catchUp(deferOpenFiles: false).run(names: names, deferred: &deferred) else { return }
 
         // What each not-yet-sent name looked like at the previous scan.
@@ -148,6 +198,7 @@ struct PollingFollower {
             } else {
                 usleep(useconds_t(clamping: intervalMilliseconds * 1000))
             }
+            try? feed.claims?.beat()
             var scanned: [String: FileVersion] = [:]
             let names: [String]
             do {

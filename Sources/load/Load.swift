@@ -75,6 +75,12 @@ struct Load: ParsableCommand {
     @Flag(help: "Leave committed source files in place; record them in <incoming>/.ingest-committed so watch skips them on restart.")
     var keep = false
 
+    @Option(help: ArgumentHelp("Changed versions of committed files go here, with <file>.reason.json.", valueName: "dir"))
+    var quarantine = "data/quarantine"
+
+    @Option(help: ArgumentHelp("This pipeline's name, recorded in each checkpoint (default: host:pid).", valueName: "name"))
+    var name: String?
+
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach the server (default: keep trying).")
     var maxRetries: Int?
 
@@ -112,6 +118,8 @@ struct Load: ParsableCommand {
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
+        config.quarantine = ContainedFolder(quarantine)
+        if let name { config.pipeline = name }
 
         let loader = Loader(config: config, logger: logger)
         logger.info("load: reading stdin, writing to \(table) at \(settings.redactedDescription)")

@@ -21,6 +21,25 @@ struct FollowOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Which names are input files (fnmatch pattern).", valueName: "pattern"))
     var glob = "*.csv"
+
+    @Option(
+        name: .customLong("writer-wait"), help: ArgumentHelp(
+            "With --once: how long to wait for a file still open for writing before leaving it for the next run.",
+            valueName: "interval"))
+    var writerWait = "30s"
+}
+
+struct ShareOptions: ParsableArguments {
+    @Flag(help: "Several pipelines follow this folder: claim each file (in DIR/.claims) before reading it.")
+    var shared = false
+
+    @Option(help: ArgumentHelp("This pipeline's name, for claims; give load the same one (default: host:pid).", valueName: "name"))
+    var name: String?
+
+    @Option(help: ArgumentHelp(
+        "With --shared: a pipeline silent this long is presumed dead and its claimed files are taken over.",
+        valueName: "interval"))
+    var lease = "30s"
 }
 
 struct JournalOptions: ParsableArguments {
@@ -52,6 +71,9 @@ struct Watch: ParsableCommand {
               replaced by a new version (load's checkpoint drops identical content).
               --poll INTERVAL rescans instead (macOS, NFS, SMB): a file counts as complete when
               its size and mtime are unchanged across two scans.
+              --once applies the same rule: a file still open for writing is waited for (up to
+              --writer-wait, default 30s) or left for the next run with a warning. A file that
+              changes while it is read is abandoned (load drops its rows) and read again whole.
 
             WHICH FILES
               Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~,
@@ -59,6 +81,14 @@ struct Watch: ParsableCommand {
               (each skip is logged). A file that cannot be read gets one error line on stderr
               (watch: DIR/x.csv: Permission denied) and the stream goes on; with --once or FILE
               arguments watch then exits 1 at the end.
+
+            MANY PIPELINES, ONE FOLDER
+              --shared: several pipelines (on one machine or several sharing DIR over NFS) split
+              the files. Before reading a file, watch claims it by creating DIR/.claims/FILE
+              (O_EXCL: one pipeline wins); load removes the claim when it archives the file. Each
+              pipeline marks itself alive in DIR/.claims/.pipelines/NAME; a claim whose pipeline
+              was silent for --lease (default 30s) is taken over, so a killed pipeline's files
+              are read by another. Give watch and load the same --name.
 
             RESTARTS
               Normally load archives committed files to data/processed/, so DIR holds only
@@ -95,6 +125,7 @@ struct Watch: ParsableCommand {
 
     @OptionGroup var follow: FollowOptions
     @OptionGroup var journalOptions: JournalOptions
+    @OptionGroup var share: ShareOptions
 
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
@@ -117,6 +148,15 @@ struct Watch: ParsableCommand {
         }
         if journalOptions.noJournal && journalOptions.journal != nil {
             throw ValidationError("--journal and --no-journal cannot be used together.")
+        }
+        guard Self.milliseconds(follow.writerWait) != nil else {
+            throw ValidationError("--writer-wait: '\(follow.writerWait)' is not an interval (30s, 500ms).")
+        }
+        guard let lease = Self.milliseconds(share.lease), lease >= 100 else {
+            throw ValidationError("--lease: '\(share.lease)' is not an interval of at least 100ms (30s, 5s).")
+        }
+        if share.name != nil && !share.shared {
+            throw ValidationError("--name only applies with --shared.")
         }
         if let interval = follow.pollInterval {
             guard Self.milliseconds(interval) != nil else {
@@ -179,9 +219,15 @@ struct Watch: ParsableCommand {
                         logger.info("Journal \(journalPath): \(journal.count) committed files")
                     }
                 }
-                try FolderFollower(
-                    folder: folder, feed: feed, journal: journal, mode: mode, stop: stop, logger: logger
-                ).run()
+                if share.shared {
+                    feed.claims = FileClaims(
+                        folder: folder.path, pipeline: share.name ?? defaultPipelineName(),
+                        leaseMilliseconds: Int64(Self.milliseconds(share.lease) ?? 30_000))
+                }
+                let follower = FolderFollower(
+                    folder: folder, feed: feed, journal: journal, mode: mode, stop: stop, logger: logger)
+                follower.writerWaitMilliseconds = Self.milliseconds(follow.writerWait) ?? 30_000
+                try follower.run()
             }
         } catch is BrokenPipe {
             return

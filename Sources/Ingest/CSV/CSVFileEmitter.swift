@@ -111,11 +111,16 @@ public struct CSVFileEmitter {
             name: name, bytes: reader.byteCount, sha256: reader.sha256Hex(), inode: opened.inode,
             modifiedNanoseconds: opened.modifiedNanoseconds)
         let marker = FileMarker(fingerprint: fingerprint, rows: rows, seen: seen)
-        LineEncoder.appendMarker(marker, into: &output.bytes)
         var emitted = EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem, version: opened)
         if let closing = try? FileVersion.of(fd: fd, path: name) {
             emitted.changedWhileReading =
                 closing.size != reader.byteCount || closing.modifiedNanoseconds != opened.modifiedNanoseconds
+        }
+        if emitted.changedWhileReading {
+            // A torn read: its rows must not be committed. `abandon` tells load to drop them.
+            LineEncoder.appendAbandon(file: name, reason: "changed while being read", into: &output.bytes)
+        } else {
+            LineEncoder.appendMarker(marker, into: &output.bytes)
         }
         return emitted
     }

@@ -183,6 +183,21 @@ public enum LineEncoder {
         w.endLine(&out)
     }
 
+    /// `{"kind":"abandon","file":…,"reason":…}`: the lines sent for `file` since its last
+    /// marker are not a complete file (it changed while being read); `load` drops them, and
+    /// the file is read again whole.
+    public static func appendAbandon(file: String, reason: String, into out: inout [UInt8]) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("kind", &out)
+        w.string("abandon", &out)
+        w.key("file", &out)
+        w.string(file, &out)
+        w.key("reason", &out)
+        w.string(reason, &out)
+        w.endLine(&out)
+    }
+
     public static func appendReasons(_ reasons: [RejectReason], _ out: inout [UInt8]) {
         out.append(UInt8(ascii: "["))
         for (i, reason) in reasons.enumerated() {
