@@ -215,6 +215,8 @@ final class Pipeline: @unchecked Sendable {
             if count != file.invalid { deadLetterMismatch.append("\(file.name): \(count) of \(file.invalid)") }
         }
 
+        let takeovers = running.map { $0.log("watch").components(separatedBy: "taken over from pipeline").count - 1 }.reduce(0, +)
+        if count > 1 { print("torture: \(takeovers) claims taken over from killed pipelines (last run of each)") }
         print("""
             torture: seed \(seed), \(count) pipelines: \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
             \(stalls) stalls; \(files.count) files, \(validIDs.count + invalidTotal) rows checked: \(lost) lost, \(doubled + badDoubled) doubled, \
