@@ -22,8 +22,6 @@ public final class FileFeed {
     public private(set) var failures = 0
     /// With `--shared`: a file is read only once this pipeline holds its claim.
     public var claims: FileClaims?
-    /// Files left to another pipeline that holds them (counted once per name).
-    public private(set) var heldElsewhere: Set<String> = []
     /// Reads abandoned because the file changed under them.
     public private(set) var abandoned = 0
 
@@ -64,9 +62,7 @@ public final class FileFeed {
                 do {
                     switch try claims.claim(name, version: identity) {
                     case .heldBy(let other):
-                        if heldElsewhere.insert(name).inserted {
-                            logger.debug("\(folder.path(of: name)): claimed by pipeline \(other)")
-                        }
+                        logger.debug("\(folder.path(of: name)): claimed by pipeline \(other)")
                         return true
                     case .claimed(let previous?):
                         logger.warning("\(folder.path(of: name)): taken over from pipeline \(previous) (its lease expired)")
@@ -78,7 +74,6 @@ public final class FileFeed {
                     // duplicate work (load's checkpoint keeps it exactly once), never a loss.
                     logger.warning("watch: cannot claim \(folder.path(of: name)): \(error); reading it anyway")
                 }
-                heldElsewhere.remove(name)
             }
             sent[name] = identity
             if try !send(path: folder.path(of: name), name: name) {
