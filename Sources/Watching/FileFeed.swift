@@ -76,6 +76,7 @@ public final class FileFeed {
                 }
             }
             sent[name] = identity
+            defer { beatIfDue() }
             if try !send(path: folder.path(of: name), name: name) {
                 sent[name] = nil
                 return false
@@ -113,6 +114,18 @@ public final class FileFeed {
             report(error, path: path)
         }
         return true
+    }
+
+    private var lastBeat: Int64 = 0
+
+    /// Between files too, not only when the follower is idle: a long catch-up must not look
+    /// like a dead pipeline to the others.
+    private func beatIfDue() {
+        guard let claims else { return }
+        let now = monotonicMilliseconds()
+        guard now - lastBeat >= claims.leaseMilliseconds / 3 else { return }
+        lastBeat = now
+        try? claims.beat()
     }
 
     private func report(_ error: SystemError, path: String) {

@@ -216,7 +216,7 @@ final class Pipeline: @unchecked Sendable {
         }
 
         let takeovers = running.map { $0.log("watch").components(separatedBy: "taken over from pipeline").count - 1 }.reduce(0, +)
-        if count > 1 { print("torture: \(takeovers) claims taken over from killed pipelines (last run of each)") }
+        if count > 1 { print("torture: \(takeovers) claims taken over (all runs; a killed or stalled pipeline looks dead after the 1 s lease)") }
         print("""
             torture: seed \(seed), \(count) pipelines: \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
             \(stalls) stalls; \(files.count) files, \(validIDs.count + invalidTotal) rows checked: \(lost) lost, \(doubled + badDoubled) doubled, \
