@@ -242,6 +242,25 @@ final class SharedFolder: @unchecked Sendable {
         }
     }
 
+    /// The lines of a torn read, then `abandon`, then the whole file: `validate | load` commit
+    /// the file once, its rows neither doubled nor taken for duplicates.
+    @Test func anAbandonedReadIsDroppedAndTheWholeFileLoadsOnce() throws {
+        try TestDatabase.with { db in
+            let f = try LoadFixture()
+            let whole = try f.file("torn.csv", valid: 40, rejects: 2)
+            let torn = Array(whole.prefix(25))
+            let abandon = #"{"kind":"abandon","file":"torn.csv","reason":"changed while being read"}"#
+            let validated = try runTool(Executables.url("validate"), [], stdin: stdinData(torn + [abandon] + whole))
+            #expect(validated.status == 0)
+            let loaded = try runTool(Executables.url("load"), f.arguments(db), stdin: Data(validated.stdout.utf8))
+            #expect(loaded.status == 0, "\(loaded.stderr)")
+            #expect(loaded.stderr.contains("torn.csv: the reader abandoned it (it changed while being read); 25 rows dropped"))
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 40)
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 2)
+            #expect(try count(db, "SELECT rows_loaded FROM ingest_checkpoints WHERE source_file = 'torn.csv'") == 40)
+        }
+    }
+
     /// Two `load`s given the same file at the same instant: one commits it, the other skips it
     /// as already committed; neither dies on the checkpoint's unique key.
     @Test func twoLoadsOfTheSameFileNeitherDies() throws {
