@@ -71,9 +71,10 @@ struct Watch: ParsableCommand {
               replaced by a new version (load's checkpoint drops identical content).
               --poll INTERVAL rescans instead (macOS, NFS, SMB): a file counts as complete when
               its size and mtime are unchanged across two scans.
-              --once applies the same rule: a file still open for writing is waited for (up to
-              --writer-wait, default 30s) or left for the next run with a warning. A file that
-              changes while it is read is abandoned (load drops its rows) and read again whole.
+              --once applies the same rule: a file still open for writing is waited
+              for (up to --writer-wait, default 30s) or left for the next run with a
+              warning. A file that changes while it is read is abandoned (load drops
+              its rows) and read again whole.
 
             WHICH FILES
               Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~,
@@ -83,12 +84,13 @@ struct Watch: ParsableCommand {
               arguments watch then exits 1 at the end.
 
             MANY PIPELINES, ONE FOLDER
-              --shared: several pipelines (on one machine or several sharing DIR over NFS) split
-              the files. Before reading a file, watch claims it by creating DIR/.claims/FILE
-              (O_EXCL: one pipeline wins); load removes the claim when it archives the file. Each
-              pipeline marks itself alive in DIR/.claims/.pipelines/NAME; a claim whose pipeline
-              was silent for --lease (default 30s) is taken over, so a killed pipeline's files
-              are read by another. Give watch and load the same --name.
+              --shared: several pipelines (on one machine, or several sharing DIR
+              over NFS) split the files. Before reading a file, watch claims it in
+              DIR/.claims/FILE (one pipeline wins); load removes the claim when it
+              archives the file. Each pipeline marks itself alive in
+              DIR/.claims/.pipelines/NAME; the files of a pipeline silent for
+              --lease (default 30s) are taken over by the others. Give watch and
+              load the same --name.
 
             RESTARTS
               Normally load archives committed files to data/processed/, so DIR holds only
