@@ -30,6 +30,7 @@ struct LoaderSQL {
     let insertCheckpoints: String
     let existingIDs: String
     let lockNames: String
+    let countLoadedIDs: String
     let committedVersions: String
 
     init(config: LoaderConfiguration) {
@@ -64,6 +65,7 @@ struct LoaderSQL {
             JOIN \(checkpoints) c ON c.source_file = f.name ORDER BY c.committed_at
             """
         existingIDs = "SELECT event_id::text FROM \(table) WHERE event_id = ANY($1::uuid[])"
+        countLoadedIDs = "SELECT count(*) FROM \(table) WHERE event_id = ANY($1::uuid[])"
     }
 
     /// Fails with a permanent error (42P01, 42501) when a table is missing or not readable.
@@ -144,8 +146,14 @@ struct BatchCommit {
                 let committed = CommittedVersion(
                     bytes: bytes, sha256: sha, committedAt: result.value(row: row, column: 3) ?? "?",
                     rows: result.value(row: row, column: 4).flatMap { Int($0) } ?? 0)
-                let source = config.incoming.child(files[i].fingerprint!.name)
-                if let found = ChangedFile.quarantine(files[i], source: source, committed: committed) {
+                var alreadyLoaded = 0
+                if files[i].records > 0 {
+                    let ids = try ChangedFile.firstIDs(files[i])
+                    if !ids.isEmpty {
+                        alreadyLoaded = Int(try conn.execute(sql.countLoadedIDs, [arrayLiteral(ids)]).value(row: 0, column: 0) ?? "") ?? 0
+                    }
+                }
+                if let found = ChangedFile.quarantine(files[i], committed: committed, alreadyLoaded: alreadyLoaded) {
                     quarantine[i] = found
                     skip[i] = true
                 }

@@ -221,8 +221,24 @@ public final class Loader {
     /// Commits every complete file and the records without provenance, retrying through
     /// connection loss; nothing is dropped from memory until the commit succeeded.
     func commit() throws {
-        guard hasCommittable else { return }
-        var batch = ready
+        while hasCommittable { try commitBatch() }
+    }
+
+    /// One batch. Two versions of one name (a file appended to between two reads) never share
+    /// a batch: the later one waits for the next, where it is judged against the committed one.
+    private func commitBatch() throws {
+        var now: [PendingFile] = []
+        var later: [PendingFile] = []
+        var versions: [String: FileFingerprint] = [:]
+        for file in ready {
+            if let fingerprint = file.fingerprint, let first = versions[fingerprint.name], first != fingerprint {
+                later.append(file)
+            } else {
+                if let fingerprint = file.fingerprint, versions[fingerprint.name] == nil { versions[fingerprint.name] = fingerprint }
+                now.append(file)
+            }
+        }
+        var batch = now
         if let loose { batch.append(loose) }
         let started = monotonicSeconds()
         let token = randomToken()
@@ -252,10 +268,10 @@ public final class Loader {
         let elapsed = monotonicSeconds() - started
         afterCommit(outcome)
         report(outcome, elapsed: elapsed, committedAt: committedAt)
-        ready.removeAll()
+        ready = later
         loose = nil
-        readyRows = 0
-        oldestReadyAt = nil
+        readyRows = later.reduce(0) { $0 + $1.rowCount }
+        oldestReadyAt = later.map(\.firstLineAt).min()
     }
 
     /// A live connection, made with retries and backoff while the server is unreachable.

@@ -261,6 +261,42 @@ final class SharedFolder: @unchecked Sendable {
         }
     }
 
+    /// Two versions of one name in one stream (read, appended to, read again before the first
+    /// commit): the first is loaded, the second is judged against it and quarantined, never
+    /// loaded into the same batch with its repeated rows dead-lettered.
+    @Test func twoVersionsOfANameInOneStreamAreNeverSplit() throws {
+        try TestDatabase.with { db in
+            let f = try LoadFixture()
+            let first = try f.file("twice.csv", valid: 30, rejects: 0)
+            let path = f.incoming.appendingPathComponent("twice.csv").path
+            var more = ""
+            var extra: [String] = []
+            for n in 0..<20 {
+                let id = UUID().uuidString.lowercased()
+                more += "\(id),\(100 + n),7,purchase,12.50,2024-01-30T10:15:23.123Z\n"
+                extra.append(
+                    #"{"kind":"record","file":"twice.csv","line":\#(32 + n),"event_id":"\#(id)","user_id":\#(100 + n),"product_id":7,"event_type":"purchase","price":"12.50","event_timestamp":"2024-01-30T10:15:23.123Z"}"#)
+            }
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(more.utf8))
+            try handle.close()
+            let digest = try FileDigest.of(path: path)
+            let second = Array(first.dropLast()) + extra + [
+                #"{"kind":"eof","file":"twice.csv","rows":50,"bytes":\#(digest.bytes),"sha256":"\#(digest.sha256)"}"#
+            ]
+            let loaded = try runTool(
+                Executables.url("load"), f.arguments(db, ["--quarantine", f.root.appendingPathComponent("quarantine").path]),
+                stdin: stdinData(first + second))
+            #expect(loaded.status == 0, "\(loaded.stderr)")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 30, "\(loaded.stderr)")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 0, "\(loaded.stderr)")
+            #expect(loaded.stderr.contains("30 of its first rows are already loaded"), "\(loaded.stderr)")
+            let quarantined = try FileManager.default.contentsOfDirectory(atPath: f.root.appendingPathComponent("quarantine").path)
+            #expect(quarantined.sorted() == ["twice.csv", "twice.csv.reason.json"])
+        }
+    }
+
     /// Two `load`s given the same file at the same instant: one commits it, the other skips it
     /// as already committed; neither dies on the checkpoint's unique key.
     @Test func twoLoadsOfTheSameFileNeitherDies() throws {

@@ -45,9 +45,8 @@ public struct FileDigest: Hashable, Sendable {
 
     /// Reads the regular file at `path` once, in 64 KiB chunks. A final symlink is refused
     /// (`ELOOP`) unless `followingSymlink`: `load` only ever moves the file it read, while
-    /// `watch` may stream a link inside its folder. With `limit`, only the first `limit` bytes
-    /// are read (is a committed version a prefix of the file now?).
-    public static func of(path: String, followingSymlink: Bool = false, limit: Int64? = nil) throws -> FileDigest {
+    /// `watch` may stream a link inside its folder.
+    public static func of(path: String, followingSymlink: Bool = false) throws -> FileDigest {
         let fd = open(path, O_RDONLY | O_CLOEXEC | (followingSymlink ? 0 : O_NOFOLLOW))
         guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
         defer { close(fd) }
@@ -60,10 +59,8 @@ public struct FileDigest: Hashable, Sendable {
         var hasher = SHA256Hasher()
         var total: Int64 = 0
         while true {
-            let want = limit.map { Int(min(Int64(size), $0 - total)) } ?? size
-            if want <= 0 { break }
             let n: Int
-            do { n = try readRetrying(fd, buffer, want) } catch let error as SystemError {
+            do { n = try readRetrying(fd, buffer, size) } catch let error as SystemError {
                 throw SystemError(error.call, errno: error.errno, path: path)
             }
             if n == 0 { break }
