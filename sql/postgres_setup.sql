@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS public.ingest_checkpoints (
         CHECK (source_file IS NULL OR (file_bytes IS NOT NULL AND file_sha256 IS NOT NULL))
 );
 
+-- Which pipeline (load --name, default host:pid) committed the file, when several share a folder.
+ALTER TABLE public.ingest_checkpoints ADD COLUMN IF NOT EXISTS pipeline text;
+
 -- The same file (name, size, hash) is checkpointed once. Partial, so stdin batches never collide.
 -- load looks the files up in its transaction and skips those already here, then INSERTs plainly
 -- (no ON CONFLICT): a concurrent second commit of one file fails on this index (23505) and rolls

@@ -5,13 +5,15 @@ import Logging
 /// What one committed batch did, per file.
 struct BatchOutcome {
     struct File {
-        var identity: FileIdentity?
+        var fingerprint: FileFingerprint?
         var skipped: Bool
         var loaded: Int
         var rejected: Int
-        var seen: String?
-        /// Why the file was refused as a whole (now or, when skipped, earlier); nil: loaded.
+        var seen: UTCTimestamp?
+        /// Why the file was refused as a whole by the reject threshold (now or, when skipped, earlier); nil: not refused.
         var quarantined: String?
+        /// Not loaded: a changed version of a committed file, to be moved to quarantine.
+        var quarantine: QuarantinedFile? = nil
     }
     var files: [File] = []
     /// Dead letters committed, by reason text (for the metrics).
@@ -31,6 +33,9 @@ struct LoaderSQL {
     let committedBatch: String
     let insertCheckpoints: String
     let existingIDs: String
+    let lockNames: String
+    let countLoadedIDs: String
+    let committedVersions: String
 
     init(config: LoaderConfiguration) {
         table = quoteIdentifier(config.table)
@@ -48,11 +53,23 @@ struct LoaderSQL {
         // committed_at = clock_timestamp(): the end of the batch, not now() (its start), so
         // arrival-to-commit delays include the COPY.
         insertCheckpoints = """
-            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, status, committed_at)
-            SELECT *, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
+            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, status, pipeline, committed_at)
+            SELECT *, $8::text, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
             RETURNING id, source_file, file_sha256
             """
+        // Pipelines sharing a folder serialise on each file name until COMMIT, so the second
+        // one sees the first one's checkpoint instead of failing on its unique key. Sorted, so
+        // two batches never wait for each other in a cycle.
+        lockNames = """
+            SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(n, 7263) AS k FROM unnest($1::text[]) AS n ORDER BY k) AS s
+            """
+        committedVersions = """
+            SELECT f.i, c.file_bytes, c.file_sha256, c.committed_at::text, c.rows_loaded + c.rows_rejected
+            FROM unnest($1::text[]) WITH ORDINALITY AS f(name, i)
+            JOIN \(checkpoints) c ON c.source_file = f.name ORDER BY c.committed_at
+            """
         existingIDs = "SELECT event_id::text FROM \(table) WHERE event_id = ANY($1::uuid[])"
+        countLoadedIDs = "SELECT count(*) FROM \(table) WHERE event_id = ANY($1::uuid[])"
     }
 
     /// Fails with a permanent error (42P01, 42501) when a table is missing or not readable.
@@ -98,10 +115,10 @@ struct BatchCommit {
         // 1. Files already committed (seen again) and duplicates within this batch are skipped.
         var skip = [Bool](repeating: false, count: files.count)
         var quarantinedEarlier = [Bool](repeating: false, count: files.count)
-        var seenIdentities: Set<FileIdentity> = []
+        var seenIdentities: Set<FileFingerprint> = []
         var named: [Int] = []
         for (i, file) in files.enumerated() {
-            guard let identity = file.identity else { continue }
+            guard let identity = file.fingerprint else { continue }
             if !seenIdentities.insert(identity).inserted {
                 skip[i] = true
                 continue
@@ -109,15 +126,44 @@ struct BatchCommit {
             named.append(i)
         }
         if !named.isEmpty {
+            _ = try conn.execute(sql.lockNames, [arrayLiteral(named.map { files[$0].fingerprint!.name })])
             let result = try conn.execute(sql.committedFiles, [
-                arrayLiteral(named.map { files[$0].identity!.name }),
-                arrayLiteral(named.map { String(files[$0].identity!.bytes) }),
-                arrayLiteral(named.map { files[$0].identity!.sha256 }),
+                arrayLiteral(named.map { files[$0].fingerprint!.name }),
+                arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
+                arrayLiteral(named.map { files[$0].fingerprint!.sha256 }),
             ])
             for row in 0..<result.rowCount {
                 if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) {
                     skip[named[ordinal - 1]] = true
                     quarantinedEarlier[named[ordinal - 1]] = result.value(row: row, column: 1) == "quarantined"
+                }
+            }
+        }
+        // A name committed before with other content: quarantined when it is that file changed.
+        var quarantine: [Int: QuarantinedFile] = [:]
+        let fresh = named.filter { !skip[$0] }
+        if !fresh.isEmpty {
+            let result = try conn.execute(sql.committedVersions, [arrayLiteral(fresh.map { files[$0].fingerprint!.name })])
+            for row in 0..<result.rowCount {
+                guard let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }),
+                    let bytes = result.value(row: row, column: 1).flatMap({ Int64($0) }),
+                    let sha = result.value(row: row, column: 2)
+                else { continue }
+                let i = fresh[ordinal - 1]
+                guard quarantine[i] == nil else { continue }
+                let committed = CommittedVersion(
+                    bytes: bytes, sha256: sha, committedAt: result.value(row: row, column: 3) ?? "?",
+                    rows: result.value(row: row, column: 4).flatMap { Int($0) } ?? 0)
+                var alreadyLoaded = 0
+                if files[i].records > 0 {
+                    let ids = try ChangedFile.firstIDs(files[i])
+                    if !ids.isEmpty {
+                        alreadyLoaded = Int(try conn.execute(sql.countLoadedIDs, [arrayLiteral(ids)]).value(row: 0, column: 0) ?? "") ?? 0
+                    }
+                }
+                if let found = ChangedFile.quarantine(files[i], committed: committed, alreadyLoaded: alreadyLoaded) {
+                    quarantine[i] = found
+                    skip[i] = true
                 }
             }
         }
@@ -166,12 +212,12 @@ struct BatchCommit {
             let quarantined = quarantinedEarlier[i] ? "quarantined earlier (same name, size and SHA-256)" : skip[i] ? nil : file.refusal
             outcome.files.append(
                 BatchOutcome.File(
-                    identity: file.identity, skipped: skip[i], loaded: exclude[i] ? 0 : loadedPerFile[i],
-                    rejected: rejected, seen: file.marker?.seen, quarantined: quarantined))
+                    fingerprint: file.fingerprint, skipped: skip[i] && quarantine[i] == nil, loaded: exclude[i] ? 0 : loadedPerFile[i],
+                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen, quarantined: quarantined, quarantine: quarantine[i]))
             guard !skip[i] else { continue }
             let status = file.refusal == nil ? "committed" : "quarantined"
-            if let identity = file.identity {
-                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen, status))
+            if let identity = file.fingerprint {
+                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen?.rfc3339, status))
             } else {
                 checkpointRows.append((i, nil, nil, "batch:\(token)", loadedPerFile[i], rejected, nil, status))
             }
@@ -186,6 +232,7 @@ struct BatchCommit {
                 arrayLiteral(checkpointRows.map { String($0.rejected) }),
                 arrayLiteral(checkpointRows.map(\.seen)),
                 arrayLiteral(checkpointRows.map(\.status)),
+                config.pipeline,
             ])
             for row in 0..<result.rowCount {
                 let name = result.value(row: row, column: 1)

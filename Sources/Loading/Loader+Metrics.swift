@@ -6,12 +6,12 @@ extension Loader {
     func recordMetrics(_ outcome: BatchOutcome, committedAt: UTCTimestamp) {
         let files = outcome.files.map { file in
             LoadMetrics.CommittedFile(
-                skipped: file.skipped, loaded: file.loaded, rejected: file.rejected, bytes: file.identity?.bytes,
-                arrivalToCommit: file.seen.flatMap { UTCTimestamp(rfc3339: $0) }.map {
+                skipped: file.skipped, loaded: file.loaded, rejected: file.rejected, bytes: file.fingerprint?.bytes,
+                arrivalToCommit: file.seen.map {
                     Double(committedAt.millisecondsSinceEpoch - $0.millisecondsSinceEpoch) / 1000
                 })
         }
         config.metrics.committed(files: files, rejectReasons: outcome.rejectReasons)
-        config.metrics.filesFinished(outcome.files.compactMap { $0.identity?.name })
+        config.metrics.filesFinished(outcome.files.compactMap { $0.fingerprint?.name })
     }
 }

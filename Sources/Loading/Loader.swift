@@ -44,6 +44,8 @@ public struct LoaderConfiguration: Sendable {
     public var spoolDirectory: String = Spool.defaultDirectory
     /// Counters and gauges for `--metrics-listen` (always kept; cheap).
     public var metrics = LoadMetrics()
+    /// Recorded in each checkpoint: which pipeline loaded the file (`--name`, default host:pid).
+    public var pipeline: String = defaultPipelineName()
 
     public init(conninfo: String, endpoint: String) {
         self.conninfo = conninfo
@@ -56,10 +58,13 @@ public struct LoaderTotals: Sendable {
     public var batches = 0
     public var filesCommitted = 0
     public var filesSkipped = 0
+    /// Files refused as a whole (reject threshold, or a changed version of a committed file).
     public var filesQuarantined = 0
     public var rowsLoaded = 0
     public var rowsRejected = 0
     public var incompleteFiles = 0
+    /// Files the reader abandoned mid-way (changed while being read).
+    public var abandonedFiles = 0
 }
 
 /// The sink of the pipeline: reads the line protocol, commits complete files to PostgreSQL
@@ -82,11 +87,24 @@ public final class Loader {
     private var warnedKinds: Set<String> = []
     public private(set) var totals = LoaderTotals()
     private let sql: LoaderSQL
+    /// Claims of pipelines sharing the incoming folder (`watch --shared`): released once a file
+    /// has left the folder, and this pipeline marked alive while it works.
+    private let claims: FileClaims
+    private var lastBeat: Double = 0
 
     public init(config: LoaderConfiguration, logger: Logger) {
         self.config = config
         self.logger = logger
         self.sql = LoaderSQL(config: config)
+        self.claims = FileClaims(folder: config.incoming.path, pipeline: config.pipeline)
+    }
+
+    /// Marks the pipeline alive every second or so, when the folder is shared.
+    private func beat() {
+        let now = monotonicSeconds()
+        guard now - lastBeat >= 1 else { return }
+        lastBeat = now
+        if claims.isInUse { try? claims.beat() }
     }
 
     // MARK: - Reading
@@ -101,6 +119,7 @@ public final class Loader {
                 try commit()
             }
             guard let item = try reader.next() else { break }
+            beat()
             switch item {
             case .line(let bytes) where isTruncatedTail(bytes, reader: reader):
                 logger.warning("stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write")
@@ -185,6 +204,12 @@ public final class Loader {
                     filesPending: progress.filesPending, bytesPending: progress.bytesPending,
                     oldestPendingSince: progress.oldestPending.map { Double($0.millisecondsSinceEpoch) / 1000 })
             }
+        case .other("abandon"):
+            // The reader saw the file change under it: its lines so far are not a file.
+            if let name = line.file, let file = open.removeValue(forKey: name) {
+                logger.warning("\(name): the reader abandoned it (it changed while being read); \(file.rowCount) rows dropped, the file is read again whole")
+                totals.abandonedFiles += 1
+            }
         case .other(let kind):
             if warnedKinds.insert(kind).inserted {
                 logger.warning("stdin:\(lineNumber): lines of kind \"\(kind)\" are not loaded (first seen here)")
@@ -215,8 +240,24 @@ public final class Loader {
     /// Commits every complete file and the records without provenance, retrying through
     /// connection loss; nothing is dropped from memory until the commit succeeded.
     func commit() throws {
-        guard hasCommittable else { return }
-        var batch = ready
+        while hasCommittable { try commitBatch() }
+    }
+
+    /// One batch. Two versions of one name (a file appended to between two reads) never share
+    /// a batch: the later one waits for the next, where it is judged against the committed one.
+    private func commitBatch() throws {
+        var now: [PendingFile] = []
+        var later: [PendingFile] = []
+        var versions: [String: FileFingerprint] = [:]
+        for file in ready {
+            if let fingerprint = file.fingerprint, let first = versions[fingerprint.name], first != fingerprint {
+                later.append(file)
+            } else {
+                if let fingerprint = file.fingerprint, versions[fingerprint.name] == nil { versions[fingerprint.name] = fingerprint }
+                now.append(file)
+            }
+        }
+        var batch = now
         if let loose { batch.append(loose) }
         let started = monotonicSeconds()
         let token = randomToken()
@@ -227,6 +268,11 @@ public final class Loader {
                 let conn = try connectedConnection()
                 outcome = try BatchCommit(sql: sql, connection: conn, files: batch, token: token, config: config, logger: logger).run()
                 break
+            } catch let error as PostgresError where error.sqlstate == "23505" && error.description.contains(config.checkpointTable) && attempt < 3 {
+                // Another pipeline committed one of these files first (a loader without the name
+                // locks): the next attempt sees its checkpoint and skips the file.
+                attempt += 1
+                logger.warning("a file of this batch was committed by another pipeline meanwhile; retrying the batch")
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 config.metrics.databaseRetry()
@@ -241,10 +287,10 @@ public final class Loader {
         let elapsed = monotonicSeconds() - started
         afterCommit(outcome)
         report(outcome, elapsed: elapsed, committedAt: committedAt)
-        ready.removeAll()
+        ready = later
         loose = nil
-        readyRows = 0
-        oldestReadyAt = nil
+        readyRows = later.reduce(0) { $0 + $1.rowCount }
+        oldestReadyAt = later.map(\.firstLineAt).min()
     }
 
     /// A live connection, made with retries and backoff while the server is unreachable.
@@ -282,15 +328,31 @@ public final class Loader {
 
     private func afterCommit(_ outcome: BatchOutcome) {
         for file in outcome.files {
-            guard let identity = file.identity else { continue }
+            guard let identity = file.fingerprint else { continue }
+            if let quarantined = file.quarantine {
+                totals.filesQuarantined += 1
+                guard let source = config.incoming.child(identity.name), access(source, F_OK) == 0 else {
+                    logger.warning("\(quarantined.detail) Not loaded (quarantine: \(quarantined.reason); the file is not in \(config.incoming.path), so nothing was moved)")
+                    continue
+                }
+                do {
+                    let moved = try ChangedFile.move(source, quarantined, into: config.quarantine.folder)
+                    claims.release(identity.name)
+                    logger.warning("\(quarantined.detail) Not loaded: moved to \(moved) (\(quarantined.reason))")
+                } catch {
+                    logger.error("\(identity.name): not loaded (\(quarantined.reason)), and not moved to quarantine: \(error)")
+                }
+                continue
+            }
             if file.skipped, file.quarantined == nil, case .keep = config.afterCommit { continue }  // journaled when first committed
             guard let source = config.incoming.child(identity.name) else {
                 logger.warning(
                     "not moving \(quotedForMessage(identity.name)): \(ContainedFolder.problem(with: identity.name) ?? "unsafe name") (load only touches plain names in \(config.incoming.path))")
                 continue
             }
-            guard SourceFile.matches(path: source, bytes: identity.bytes, sha256: identity.sha256) else {
-                // Absent (replayed from elsewhere) or replaced since it was read: not ours to move.
+            guard identity.isStill(at: source) else {
+                // Absent (replayed from elsewhere), or appended to or replaced since it was read:
+                // not the version committed, so not ours to move.
                 continue
             }
             if let refusal = file.quarantined {
@@ -307,11 +369,13 @@ public final class Loader {
                 switch config.afterCommit {
                 case .archive(let folder):
                     let moved = try SourceFile.move(source, into: folder, name: identity.name)
+                    claims.release(identity.name)
                     logger.debug("archived \(source) to \(moved)")
                 case .delete:
                     if unlink(source) != 0 { throw SystemError("unlink", errno: errno, path: source) }
+                    claims.release(identity.name)
                 case .keep:
-                    try SourceFile.appendJournal(folder: config.incoming, identity: identity)
+                    try SourceFile.appendJournal(folder: config.incoming, file: identity)
                 }
             } catch {
                 logger.error("\(identity.name): committed, but \(error)")
@@ -322,21 +386,21 @@ public final class Loader {
     private func report(_ outcome: BatchOutcome, elapsed: Double, committedAt: UTCTimestamp) {
         let n = totals.batches
         totals.batches += 1
-        totals.filesCommitted += outcome.files.filter { $0.identity != nil && !$0.skipped && $0.quarantined == nil }.count
+        totals.filesCommitted += outcome.files.filter { $0.fingerprint != nil && !$0.skipped && $0.quarantine == nil && $0.quarantined == nil }.count
         totals.filesSkipped += outcome.files.filter(\.skipped).count
         totals.filesQuarantined += outcome.files.filter { $0.quarantined != nil && !$0.skipped }.count
         totals.rowsLoaded += outcome.loaded
         totals.rowsRejected += outcome.rejected
         for file in outcome.files where file.skipped {
-            logger.info("\(file.identity?.name ?? "stdin batch"): already \(file.quarantined == nil ? "committed" : "quarantined"), skipped")
+            logger.info("\(file.fingerprint?.name ?? "stdin batch"): already \(file.quarantined == nil ? "committed" : "quarantined"), skipped")
         }
         let processed = outcome.loaded + outcome.rejected
         logger.info("Batch \(n): Processed \(processed) records")
         var line = "Valid: \(outcome.loaded), Invalid: \(outcome.rejected)"
         let rate = elapsed > 0 ? Int(Double(processed) / elapsed) : processed
-        line += "; \(outcome.files.filter { $0.identity != nil }.count) files in \(Int(elapsed * 1000)) ms, \(rate) rows/s"
+        line += "; \(outcome.files.filter { $0.fingerprint != nil }.count) files in \(Int(elapsed * 1000)) ms, \(rate) rows/s"
         let delays = outcome.files.compactMap { file -> Int64? in
-            guard let seen = file.seen, let arrived = UTCTimestamp(rfc3339: seen) else { return nil }
+            guard let arrived = file.seen else { return nil }
             return committedAt.millisecondsSinceEpoch - arrived.millisecondsSinceEpoch
         }
         if let worst = delays.max() { line += ", arrival to commit \(worst) ms" }

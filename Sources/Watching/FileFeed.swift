@@ -15,7 +15,7 @@ public final class FileFeed {
     public let logger: Logger
     /// Per name, the version last sent (or found already committed), so a repeated event for
     /// the same version is not sent twice while a replaced file is.
-    public private(set) var sent: [String: FileIdentity] = [:]
+    public private(set) var sent: [String: FileVersion] = [:]
     /// Counts for the closing log line.
     public private(set) var filesSent = 0
     public private(set) var rowsSent = 0
@@ -24,6 +24,10 @@ public final class FileFeed {
     private var skipsLogged: Set<String> = []
     /// Set (by `watch --progress`) to write a `progress` line before each file sent.
     public var backlog: FolderBacklog?
+    /// With `--shared`: a file is read only once this pipeline holds its claim.
+    public var claims: FileClaims?
+    /// Reads abandoned because the file changed under them.
+    public private(set) var abandoned = 0
 
     public init(output: ByteOutput, emitter: CSVFileEmitter = CSVFileEmitter(), logger: Logger) {
         self.output = output
@@ -32,12 +36,12 @@ public final class FileFeed {
     }
 
     /// True when this exact version of `name` was already sent (or skipped as committed).
-    public func alreadySent(_ name: String, _ identity: FileIdentity) -> Bool {
+    public func alreadySent(_ name: String, _ identity: FileVersion) -> Bool {
         sent[name] == identity
     }
 
     /// Records a version as handled without sending it (already committed downstream).
-    public func markHandled(_ name: String, _ identity: FileIdentity) {
+    public func markHandled(_ name: String, _ identity: FileVersion) {
         sent[name] = identity
         backlog?.remove(name)
     }
@@ -82,8 +86,10 @@ public final class FileFeed {
     /// new version's event does not match it and is sent again (a duplicate that `load`'s
     /// checkpoint drops), never lost.
     /// Only `BrokenPipe` (and write errors on stdout) are thrown; a file that cannot be read
-    /// is an error line and the stream goes on.
-    public func send(name: String, in folder: WatchedFolder, force: Bool = false) throws {
+    /// is an error line and the stream goes on. False when the file changed while being read
+    /// (its lines were abandoned): the caller sends it again once its writer is done.
+    @discardableResult
+    public func send(name: String, in folder: WatchedFolder, force: Bool = false) throws -> Bool {
         switch folder.inspect(name) {
         case .skip(let why):
             backlog?.remove(name)
@@ -92,24 +98,53 @@ public final class FileFeed {
             backlog?.remove(name)
             report(error, path: folder.path(of: name))
         case .file(let identity):
-            if !force && alreadySent(name, identity) { return }
+            if !force && alreadySent(name, identity) { return true }
+            if let claims {
+                do {
+                    switch try claims.claim(name, version: identity) {
+                    case .heldBy(let other):
+                        logger.debug("\(folder.path(of: name)): claimed by pipeline \(other)")
+                        return true
+                    case .claimed(let previous?):
+                        logger.warning("\(folder.path(of: name)): taken over from pipeline \(previous) (its lease expired)")
+                    case .claimed(nil):
+                        break
+                    }
+                } catch let error as SystemError {
+                    // A claim that cannot be written: reading the file anyway risks only
+                    // duplicate work (load's checkpoint keeps it exactly once), never a loss.
+                    logger.warning("watch: cannot claim \(folder.path(of: name)): \(error); reading it anyway")
+                }
+            }
             sent[name] = identity
+            defer { beatIfDue() }
             if let backlog {
                 // Before the file's rows: downstream holds this file itself from its first line on.
                 backlog.remove(name)
                 LineEncoder.appendProgress(backlog.progress, into: &output.bytes)
             }
-            try send(path: folder.path(of: name), name: name)
+            if try !send(path: folder.path(of: name), name: name) {
+                sent[name] = nil
+                return false
+            }
         }
+        return true
     }
 
     /// Sends a file named on the command line (no de-duplication: the user asked for it).
-    public func send(path: String, name: String) throws {
+    /// False when it changed while being read (an `abandon` line went out instead of its marker).
+    @discardableResult
+    public func send(path: String, name: String) throws -> Bool {
         let started = monotonicMilliseconds()
-        let seen = UTCTimestamp.now().rfc3339
+        let seen = UTCTimestamp.now()
         do {
             let result = try emitter.emit(path: path, name: name, seen: seen, into: output)
             try output.flush()
+            if result.changedWhileReading {
+                abandoned += 1
+                logger.warning("\(path) changed while being read (a writer is still at it): its rows are abandoned and it is read again whole")
+                return false
+            }
             filesSent += 1
             rowsSent += result.marker.rows
             let ms = monotonicMilliseconds() - started
@@ -124,6 +159,19 @@ public final class FileFeed {
             try output.flush()
             report(error, path: path)
         }
+        return true
+    }
+
+    private var lastBeat: Int64 = 0
+
+    /// Between files too, not only when the follower is idle: a long catch-up must not look
+    /// like a dead pipeline to the others.
+    private func beatIfDue() {
+        guard let claims else { return }
+        let now = monotonicMilliseconds()
+        guard now - lastBeat >= claims.leaseMilliseconds / 3 else { return }
+        lastBeat = now
+        try? claims.beat()
     }
 
     private func report(_ error: SystemError, path: String) {
@@ -138,7 +186,7 @@ public final class FileFeed {
 struct CatchUp {
     let folder: WatchedFolder
     let feed: FileFeed
-    let journal: [String: (bytes: Int64, sha256: String)]
+    let journal: [String: FileFingerprint]
     let stop: StopSignal?
     let logger: Logger
     /// Linux only: wait for the writer of a file still open for writing (its IN_CLOSE_WRITE follows).

@@ -10,8 +10,8 @@ public final class FolderBacklog {
 
     public init() {}
 
-    public func add(_ name: String, _ identity: FileIdentity) {
-        files[name] = (identity.size, identity.modifiedSeconds * 1000 + identity.modifiedNanoseconds / 1_000_000)
+    public func add(_ name: String, _ identity: FileVersion) {
+        files[name] = (identity.size, identity.modifiedNanoseconds / 1_000_000)
     }
 
     public func remove(_ name: String) {

@@ -28,13 +28,16 @@ public enum FollowMode: Sendable, Equatable {
 public final class FolderFollower {
     public let folder: WatchedFolder
     public let feed: FileFeed
-    public let journal: [String: (bytes: Int64, sha256: String)]
+    public let journal: [String: FileFingerprint]
     public let stop: StopSignal?
     public let logger: Logger
     public let mode: FollowMode
+    /// `.once`: how long to wait for the writer of a file still open for writing (or changing
+    /// while read) before leaving it for the next run.
+    public var writerWaitMilliseconds = 30_000
 
     public init(
-        folder: WatchedFolder, feed: FileFeed, journal: [String: (bytes: Int64, sha256: String)] = [:],
+        folder: WatchedFolder, feed: FileFeed, journal: [String: FileFingerprint] = [:],
         mode: FollowMode, stop: StopSignal?, logger: Logger
     ) {
         self.folder = folder
@@ -56,10 +59,12 @@ public final class FolderFollower {
     public func run() throws {
         switch mode {
         case .once:
+            try feed.claims?.prepare()
             let names = try listing()
             logger.info("Reading \(folder.path) once: \(names.count) files")
             var deferred = Set<String>()
-            _ = try catchUp(deferOpenFiles: false).run(names: names, deferred: &deferred)
+            guard try catchUp(deferOpenFiles: true).run(names: names, deferred: &deferred) else { return }
+            try waitForWriters(&deferred)
         case .poll(let interval):
             try PollingFollower(follower: self, intervalMilliseconds: interval).run()
         case .events:
@@ -78,6 +83,31 @@ public final class FolderFollower {
         }
     }
 
+    /// `--once`: the completeness rule of follow mode, bounded in time. A file still open for
+    /// writing is sent once its writer closes it; one still open (or changing) after the wait
+    /// is left in the folder for the next run, with a warning.
+    private func waitForWriters(_ deferred: inout Set<String>) throws {
+        let started = monotonicMilliseconds()
+        while !deferred.isEmpty {
+            for name in deferred.sorted() {
+                if stop?.isRequested == true { return }
+                if isOpenForWriting(path: folder.path(of: name)) == true { continue }
+                if try feed.send(name: name, in: folder) { deferred.remove(name) }
+            }
+            if deferred.isEmpty || monotonicMilliseconds() - started >= Int64(writerWaitMilliseconds) { break }
+            try? feed.claims?.beat()
+            if let stop {
+                if stop.wait(milliseconds: 100) { return }
+            } else {
+                usleep(100_000)
+            }
+        }
+        for name in deferred.sorted() {
+            logger.warning(
+                "Left \(folder.path(of: name)) for the next run: still being written after \(writerWaitMilliseconds / 1000) s")
+        }
+    }
+
     func catchUp(deferOpenFiles: Bool) -> CatchUp {
         CatchUp(folder: folder, feed: feed, journal: journal, stop: stop, logger: logger, deferOpenFiles: deferOpenFiles)
     }
@@ -86,6 +116,7 @@ public final class FolderFollower {
     private func followEvents() throws {
         // The watch goes in before the listing: a file arriving in between is in one or the other.
         let events = try DirectoryEvents(path: folder.path)
+        try feed.claims?.prepare()
         let names = try listing()
         logger.info("Watching \(folder.path) (inotify): \(names.count) files pending")
         var deferred = Set<String>()
@@ -95,13 +126,30 @@ public final class FolderFollower {
             pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
             pollfd(fd: stop?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
         ]
+        // Shared folder: beat well within the lease, and rescan once per lease for files
+        // another pipeline claimed and then stopped holding (killed: its lease expired).
+        let lease = feed.claims?.leaseMilliseconds
+        var lastBeat = monotonicMilliseconds()
+        var lastRescan = lastBeat
         while stop?.isRequested != true {
             fds[0].revents = 0
             fds[1].revents = 0
-            let n = poll(&fds, nfds_t(fds.count), -1)
+            let n = poll(&fds, nfds_t(fds.count), lease.map { Int32(clamping: max(10, $0 / 3)) } ?? -1)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("poll", errno: errno)
+            }
+            if let lease, let claims = feed.claims {
+                let now = monotonicMilliseconds()
+                if now - lastBeat >= lease / 3 {
+                    try? claims.beat()
+                    lastBeat = now
+                }
+                if now - lastRescan >= lease {
+                    lastRescan = now
+                    guard try catchUp(deferOpenFiles: true).run(names: try listing(), deferred: &deferred)
+                    else { return }
+                }
             }
             let batch = try events.read()
             try feed.announce(
@@ -116,13 +164,14 @@ public final class FolderFollower {
                         feed.logNotSelected(name, in: folder)
                         continue
                     }
-                    try feed.send(name: name, in: folder)
+                    // Changed while read: its writer's next close brings another event.
+                    if try !feed.send(name: name, in: folder) { deferred.insert(name) }
                 case .directoryCreated(let name):
                     guard folder.selection.matches(name) else {
                         feed.logNotSelected(name, in: folder, isDirectory: true)
                         continue
                     }
-                    try feed.send(name: name, in: folder)  // logs why a directory is skipped
+                    _ = try feed.send(name: name, in: folder)  // logs why a directory is skipped
                 case .created(let name):
                     guard folder.selection.matches(name) else {
                         feed.logNotSelected(name, in: folder)
@@ -159,10 +208,11 @@ struct PollingFollower {
         follower.logger.info(
             "Watching \(folder.path) (polling every \(intervalMilliseconds) ms): \(names.count) files pending")
         var deferred = Set<String>()
+        try feed.claims?.prepare()
         guard try follower.catchUp(deferOpenFiles: false).run(names: names, deferred: &deferred) else { return }
 
         // What each not-yet-sent name looked like at the previous scan.
-        var previous: [String: FileIdentity] = [:]
+        var previous: [String: FileVersion] = [:]
         // Names already reported as skipped or unreadable, so each scan does not repeat them.
         var reported = Set<String>()
         while true {
@@ -171,7 +221,8 @@ struct PollingFollower {
             } else {
                 usleep(useconds_t(clamping: intervalMilliseconds * 1000))
             }
-            var scanned: [String: FileIdentity] = [:]
+            try? feed.claims?.beat()
+            var scanned: [String: FileVersion] = [:]
             let names: [String]
             do {
                 names = try follower.listing()

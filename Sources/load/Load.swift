@@ -108,8 +108,11 @@ struct Load: ToolCommand {
         help: ArgumentHelp("Refuse a file with more rejected rows than this, likewise.", valueName: "n"))
     var maxRejects: Int?
 
-    @Option(help: ArgumentHelp("Folder for refused files, each with <file>.reason.json.", valueName: "dir"))
+    @Option(help: ArgumentHelp("Folder for refused files (reject threshold, or a changed version of a committed file), each with <file>.reason.json.", valueName: "dir"))
     var quarantine = "data/quarantine"
+
+    @Option(help: ArgumentHelp("This pipeline's name, recorded in each checkpoint (default: host:pid).", valueName: "name"))
+    var name: String?
 
     @Option(
         name: .customLong("max-retries"),
@@ -190,6 +193,7 @@ struct Load: ToolCommand {
             }
         }
         defer { endpoint?.stop() }
+        if let name { config.pipeline = name }
 
         let loader = Loader(config: config, logger: logger)
         logger.info("load: connecting to \(settings.redactedDescription) (\(hints.source))")

@@ -27,6 +27,25 @@ struct FollowOptions: ParsableArguments {
     @Flag(help: ArgumentHelp(
         "Before each file, write a progress line: files and bytes still pending in the folder, and the oldest one's time (load reports them as metrics)."))
     var progress = false
+
+    @Option(
+        name: .customLong("writer-wait"), help: ArgumentHelp(
+            "With --once: how long to wait for a file still open for writing before leaving it for the next run.",
+            valueName: "duration"))
+    var writerWait = DurationArgument(milliseconds: 30_000)
+}
+
+struct ShareOptions: ParsableArguments {
+    @Flag(help: "Several pipelines follow this folder: claim each file (in DIR/.claims) before reading it.")
+    var shared = false
+
+    @Option(help: ArgumentHelp("This pipeline's name, for claims; give load the same one (default: host:pid).", valueName: "name"))
+    var name: String?
+
+    @Option(help: ArgumentHelp(
+        "With --shared: a pipeline silent this long is presumed dead and its claimed files are taken over.",
+        valueName: "duration"))
+    var lease = DurationArgument(milliseconds: 30_000)
 }
 
 struct JournalOptions: ParsableArguments {
@@ -57,7 +76,10 @@ struct Watch: ToolCommand {
             is listed, so no file slips in between. A name is sent again only when it is \
             replaced by a new version (load's checkpoint drops identical content). \
             --poll DURATION rescans instead (macOS, NFS, SMB): a file counts as complete when \
-            its size and mtime are unchanged across two scans.
+            its size and mtime are unchanged across two scans. \
+            --once applies the same rule: a file still open for writing is waited for (up to \
+            --writer-wait, default 30s) or left for the next run with a warning. A file that \
+            changes while it is read is abandoned (load drops its rows) and read again whole.
 
             WHICH FILES
             Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~, \
@@ -73,6 +95,15 @@ struct Watch: ToolCommand {
             one's modification time, as {"kind":"progress","files_pending":2,"bytes_pending":8100,…}. \
             validate passes it through; load turns it into its backlog and lag metrics \
             (docs/protocol.md, docs/operations.md).
+
+            MANY PIPELINES, ONE FOLDER
+              --shared: several pipelines (on one machine, or several sharing DIR
+              over NFS) split the files. Before reading a file, watch claims it in
+              DIR/.claims/FILE (one pipeline wins); load removes the claim when it
+              archives the file. Each pipeline marks itself alive in
+              DIR/.claims/.pipelines/NAME; the files of a pipeline silent for
+              --lease (default 30s) are taken over by the others. Give watch and
+              load the same --name.
 
             RESTARTS
             Normally load archives committed files to data/processed/, so DIR holds only \
@@ -109,6 +140,7 @@ struct Watch: ToolCommand {
 
     @OptionGroup var follow: FollowOptions
     @OptionGroup var journalOptions: JournalOptions
+    @OptionGroup var share: ShareOptions
 
     @OptionGroup var log: LogOptions
 
@@ -127,6 +159,12 @@ struct Watch: ToolCommand {
         }
         if journalOptions.noJournal && journalOptions.journal != nil {
             throw ValidationError("--journal and --no-journal cannot be used together.")
+        }
+        guard share.lease.milliseconds >= 100 else {
+            throw ValidationError("--lease: '\(share.lease)' is shorter than 100ms.")
+        }
+        if share.name != nil && !share.shared {
+            throw ValidationError("--name only applies with --shared.")
         }
         if let interval = follow.pollInterval {
             guard interval.milliseconds > 0 else { throw ValidationError("--poll must be longer than 0.") }
@@ -164,7 +202,7 @@ struct Watch: ToolCommand {
             for path in folders {
                 if stop.isRequested { break }
                 let folder = try WatchedFolder(path: path, selection: FileSelection(glob: follow.glob))
-                var journal: [String: (bytes: Int64, sha256: String)] = [:]
+                var journal: [String: FileFingerprint] = [:]
                 if !journalOptions.noJournal {
                     let journalPath = journalOptions.journal ?? folder.path(of: CommittedJournal.defaultName)
                     journal = try CommittedJournal(path: journalPath).load()
@@ -172,9 +210,15 @@ struct Watch: ToolCommand {
                         logger.info("Journal \(journalPath): \(journal.count) committed files")
                     }
                 }
-                try FolderFollower(
-                    folder: folder, feed: feed, journal: journal, mode: mode, stop: stop, logger: logger
-                ).run()
+                if share.shared {
+                    feed.claims = FileClaims(
+                        folder: folder.path, pipeline: share.name ?? defaultPipelineName(),
+                        leaseMilliseconds: share.lease.milliseconds)
+                }
+                let follower = FolderFollower(
+                    folder: folder, feed: feed, journal: journal, mode: mode, stop: stop, logger: logger)
+                follower.writerWaitMilliseconds = Int(follow.writerWait.milliseconds)
+                try follower.run()
             }
         } catch is BrokenPipe {
             return

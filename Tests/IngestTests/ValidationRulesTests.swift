@@ -216,6 +216,16 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         #expect(out[2].hasPrefix(#"{"kind":"record""#))
     }
 
+    /// A file abandoned mid-read is read again whole: its ids are not duplicates the second time.
+    @Test func abandonForgetsTheFilesIDs() {
+        let a = recordJSON([:])
+        let abandon = #"{"kind":"abandon","file":"a.csv","reason":"changed while being read"}"#
+        let out = runValidator([a, abandon, a, a])
+        #expect(out[1] == abandon)
+        #expect(out[2].hasPrefix(#"{"kind":"record""#))
+        #expect(out[3].contains("duplicate event_id"))
+    }
+
     @Test func rejectedFirstRowDoesNotClaimTheID() {
         let bad = recordJSON(["price": "\"-1\""])
         let good = recordJSON([:])

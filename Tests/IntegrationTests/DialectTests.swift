@@ -307,7 +307,11 @@ let pinnedHelp: [String: String] = [
     up before DIR is listed, so no file slips in between. A name is sent again only
     when it is replaced by a new version (load's checkpoint drops identical
     content). --poll DURATION rescans instead (macOS, NFS, SMB): a file counts as
-    complete when its size and mtime are unchanged across two scans.
+    complete when its size and mtime are unchanged across two scans. --once applies
+    the same rule: a file still open for writing is waited for (up to
+    --writer-wait, default 30s) or left for the next run with a warning. A file
+    that changes while it is read is abandoned (load drops its rows) and read again
+    whole.
 
     WHICH FILES
     Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part,
@@ -324,6 +328,15 @@ let pinnedHelp: [String: String] = [
     {"kind":"progress","files_pending":2,"bytes_pending":8100,…}. validate passes
     it through; load turns it into its backlog and lag metrics (docs/protocol.md,
     docs/operations.md).
+
+    MANY PIPELINES, ONE FOLDER
+      --shared: several pipelines (on one machine, or several sharing DIR
+      over NFS) split the files. Before reading a file, watch claims it in
+      DIR/.claims/FILE (one pipeline wins); load removes the claim when it
+      archives the file. Each pipeline marks itself alive in
+      DIR/.claims/.pipelines/NAME; the files of a pipeline silent for
+      --lease (default 30s) are taken over by the others. Give watch and
+      load the same --name.
 
     RESTARTS
     Normally load archives committed files to data/processed/, so DIR holds only
@@ -353,7 +366,7 @@ let pinnedHelp: [String: String] = [
       watch --poll 2s /mnt/share/incoming | validate | load
       watch --glob 'orders_*.csv' --no-journal data/incoming
 
-    USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--progress] [--journal <path>] [--no-journal] [--log-level <level>]
+    USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--progress] [--writer-wait <duration>] [--journal <path>] [--no-journal] [--shared] [--name <name>] [--lease <duration>] [--log-level <level>]
 
     ARGUMENTS:
       <dir-or-file>           Folders to follow, or CSV files to replay in the
@@ -370,10 +383,21 @@ let pinnedHelp: [String: String] = [
       --progress              Before each file, write a progress line: files and
                               bytes still pending in the folder, and the oldest
                               one's time (load reports them as metrics).
+      --writer-wait <duration>
+                              With --once: how long to wait for a file still open
+                              for writing before leaving it for the next run.
+                              (default: 30s)
       --journal <path>        Journal of files already committed by `load --keep`
                               (default: DIR/.ingest-committed).
       --no-journal            Do not read the committed-files journal: send every
                               file in the folder.
+      --shared                Several pipelines follow this folder: claim each file
+                              (in DIR/.claims) before reading it.
+      --name <name>           This pipeline's name, for claims; give load the same
+                              one (default: host:pid).
+      --lease <duration>      With --shared: a pipeline silent this long is
+                              presumed dead and its claimed files are taken over.
+                              (default: 30s)
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
@@ -505,8 +529,11 @@ let pinnedHelp: [String: String] = [
                               --quarantine.
       --max-rejects <n>       Refuse a file with more rejected rows than this,
                               likewise.
-      --quarantine <dir>      Folder for refused files, each with
+      --quarantine <dir>      Folder for refused files (reject threshold, or a
+                              changed version of a committed file), each with
                               <file>.reason.json. (default: data/quarantine)
+      --name <name>           This pipeline's name, recorded in each checkpoint
+                              (default: host:pid).
       --max-retries <n>       Give up after this many failed attempts to reach the
                               server (default: keep trying).
       --metrics-listen <host:port>

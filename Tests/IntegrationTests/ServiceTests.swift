@@ -45,7 +45,7 @@ import Testing
             #expect(reason["file"] == "garbage.csv")
             #expect(reason["reason"] == "too many rejects")
             #expect(reason["detail"] == "8 of 10 rows rejected (80.0%), over --max-reject-rate 0.5")
-            #expect(reason["at"].flatMap { UTCTimestamp(rfc3339: $0) } != nil)
+            #expect(reason["at"].flatMap { UTCTimestamp(parsing: $0) } != nil)
 
             // The same bytes put back are not loaded by accident: skipped, back to quarantine.
             try FileManager.default.copyItem(at: quarantine.appendingPathComponent("garbage.csv"),

@@ -9,23 +9,29 @@ import Testing
 final class Pipeline: @unchecked Sendable {
     let shell: SpawnedProcess
     let folder: URL
+    /// Prefix of the stages' pid and log files, so several pipelines can share `folder`.
+    let tag: String
 
-    /// `launcher` runs the pipeline through another command (`ip netns exec NAME`).
-    init(folder: URL, incoming: URL, processed: URL, bad: URL, environment: [String: String], launcher: [String] = []) throws {
+    init(
+        /// `launcher` runs the pipeline through another command (`ip netns exec NAME`).
+        folder: URL, incoming: URL, processed: URL, bad: URL, environment: [String: String], tag: String = "",
+        watchArguments: [String] = [], loadArguments: [String] = [], launcher: [String] = []
+    ) throws {
         self.folder = folder
+        self.tag = tag
         func stage(_ name: String, _ command: [String]) -> String {
             let quoted = command.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-            return "sh -c 'echo $$ > \(folder.path)/\(name).pid; exec \"$@\"' \(name) \(quoted) 2>>\(folder.path)/\(name).log"
+            return "sh -c 'echo $$ > \(folder.path)/\(tag)\(name).pid; exec \"$@\"' \(name) \(quoted) 2>>\(folder.path)/\(tag)\(name).log"
         }
         let script = [
-            stage("watch", [Executables.url("watch").path, incoming.path]),
+            stage("watch", [Executables.url("watch").path, incoming.path] + watchArguments),
             stage("validate", [Executables.url("validate").path]),
             stage("load", [
                 Executables.url("load").path, "--incoming", incoming.path, "--archive", processed.path,
                 "--bad-records", bad.path, "--batch-rows", "2000",
-            ]),
+            ] + loadArguments),
         ].joined(separator: " | ")
-        for name in ["watch", "validate", "load"] { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(name).pid")) }
+        for name in ["watch", "validate", "load"] { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(tag)\(name).pid")) }
         // Close descriptors inherited from the test process, so the stages hold only their own pipes.
         shell = try SpawnedProcess(
             launcher + ["/bin/bash", "-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"],
@@ -33,7 +39,7 @@ final class Pipeline: @unchecked Sendable {
         _ = eventually(timeout: 10) { ["watch", "validate", "load"].allSatisfy { pid($0) != nil } }
     }
 
-    func pidFile(_ stage: String) -> URL { folder.appendingPathComponent("\(stage).pid") }
+    func pidFile(_ stage: String) -> URL { folder.appendingPathComponent("\(tag)\(stage).pid") }
 
     func pid(_ stage: String) -> Int32? {
         (try? String(contentsOf: pidFile(stage), encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
@@ -66,7 +72,7 @@ final class Pipeline: @unchecked Sendable {
     }
 
     func log(_ stage: String) -> String {
-        (try? String(contentsOf: folder.appendingPathComponent("\(stage).log"), encoding: .utf8)) ?? ""
+        (try? String(contentsOf: folder.appendingPathComponent("\(tag)\(stage).log"), encoding: .utf8)) ?? ""
     }
 }
 
@@ -80,8 +86,18 @@ final class Pipeline: @unchecked Sendable {
 /// Short by default (CI); `bin/torture --seconds N --seed S` runs it long (TORTURE_SECONDS, TORTURE_SEED).
 @Suite(.serialized) struct TortureTests {
     @Test func crashesAndFaultsNeverLoseOrDoubleARow() throws {
+        try torture(pipelines: 1)
+    }
+
+    /// Three pipelines share the folder (`watch --shared`), each killed at random and restarted
+    /// under its name; a killed one's claims are taken over once its lease expires.
+    @Test func manyPipelinesOnOneFolderNeverLoseOrDoubleARow() throws {
+        try torture(pipelines: 3)
+    }
+
+    func torture(pipelines count: Int) throws {
         let env = ProcessInfo.processInfo.environment
-        let seconds = Double(env["TORTURE_SECONDS"] ?? "") ?? 25
+        let seconds = Double(env["TORTURE_SECONDS"] ?? "") ?? (count > 1 ? 20 : 25)
         let seed = UInt64(env["TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...999_999)
         print("torture: seed \(seed), \(Int(seconds)) s (replay with bin/torture --seed \(seed) --seconds \(Int(seconds)))")
         var rng = SplitMix64(seed: seed)
@@ -104,23 +120,36 @@ final class Pipeline: @unchecked Sendable {
             "--invalid-rate", "0.05", "--seed", String(seed), "--manifest", manifest.path,
         ])
 
-        var pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment, launcher: faults.launcher)
+        func start(_ n: Int) throws -> Pipeline {
+            guard count > 1 else {
+                return try Pipeline(
+                    folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment, launcher: faults.launcher)
+            }
+            return try Pipeline(
+                folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment, tag: "p\(n)-",
+                watchArguments: ["--shared", "--name", "p\(n)", "--lease", "1s"], loadArguments: ["--name", "p\(n)"],
+                launcher: faults.launcher)
+        }
+        var running = try (0..<count).map { try start($0) }
         var kills = 0, restarts = 0, serverRestarts = 0, stalls = 0, maxRSS = 0
         var events: [String] = []
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             usleep(UInt32(200_000 + rng.next() % 1_000_000))
-            maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
-            switch rng.next() % 9 {
+            let victim = Int(rng.next() % UInt64(count))
+            let pipeline = running[victim]
+            maxRSS = max(maxRSS, running.flatMap { p in ["watch", "validate", "load"].map { p.rss($0) } }.max() ?? 0)
+            // The faults of TortureFaults strike one pipeline's server and disk: drawn with one pipeline.
+            switch rng.next() % (count == 1 ? 9 : 6) {
             case 0, 1, 2:
                 let victims = [["watch"], ["validate"], ["load"]][Int(rng.next() % 3)]
                 for v in victims { pipeline.signal(v, SIGKILL) }
                 kills += 1
-                events.append("kill -9 \(victims[0])")
+                events.append("kill -9 \(pipeline.tag)\(victims[0])")
             case 3:
                 for v in ["watch", "validate", "load"] { pipeline.signal(v, SIGKILL) }
                 kills += 1
-                events.append("kill -9 all")
+                events.append("kill -9 \(pipeline.tag)all")
             case 4:
                 let mode = rng.next() % 2 == 0 ? "fast" : "immediate"
                 try cluster.stop(mode: mode)
@@ -132,7 +161,7 @@ final class Pipeline: @unchecked Sendable {
                 continue
             case 6, 7, 8:
                 events.append(try faults.draw(&rng, pipeline: pipeline, cluster: cluster) {
-                    maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
+                    maxRSS = max(maxRSS, running.flatMap { p in ["watch", "validate", "load"].map { p.rss($0) } }.max() ?? 0)
                 })
                 progress("torture: \(events.last ?? "")")
                 continue
@@ -141,7 +170,7 @@ final class Pipeline: @unchecked Sendable {
                 pipeline.signal("load", SIGSTOP)
                 for _ in 0..<10 {
                     usleep(200_000)
-                    maxRSS = max(maxRSS, ["watch", "validate", "load"].map { pipeline.rss($0) }.max() ?? 0)
+                    maxRSS = max(maxRSS, running.flatMap { p in ["watch", "validate", "load"].map { p.rss($0) } }.max() ?? 0)
                 }
                 pipeline.signal("load", SIGCONT)
                 stalls += 1
@@ -152,7 +181,7 @@ final class Pipeline: @unchecked Sendable {
             // The surviving stages see EOF or EPIPE and exit by themselves.
             let byItself = pipeline.waitForExit(timeout: 30)
             #expect(byItself, "pipeline did not wind down after \(events.last ?? "")")
-            pipeline = try Pipeline(folder: root, incoming: incoming, processed: processed, bad: bad, environment: environment, launcher: faults.launcher)
+            running[victim] = try start(victim)
             restarts += 1
         }
 
@@ -162,10 +191,12 @@ final class Pipeline: @unchecked Sendable {
         #expect(gen.exitCode == 0)
         try faults.reloadWhatRestoresLost(processed: processed, incoming: incoming)
         let drained = drainsWhileProgressing(incoming)
-        #expect(drained, "files left in incoming; load log:\n\(pipeline.log("load").suffix(3000))")
-        pipeline.signal("watch", SIGINT)
-        #expect(pipeline.waitForExit(timeout: 30))
-        #expect(pipeline.shell.exitCode == 0, "last pipeline exit status; load log:\n\(pipeline.log("load").suffix(2000))")
+        #expect(drained, "files left in incoming; load log:\n\(running[0].log("load").suffix(3000))")
+        for pipeline in running { pipeline.signal("watch", SIGINT) }
+        for pipeline in running {
+            #expect(pipeline.waitForExit(timeout: 30))
+            #expect(pipeline.shell.exitCode == 0, "last pipeline exit status; load log:\n\(pipeline.log("load").suffix(2000))")
+        }
 
         // Ground truth from gen's manifest.
         var validIDs: Set<String> = []
@@ -197,10 +228,12 @@ final class Pipeline: @unchecked Sendable {
             if count != file.invalid { deadLetterMismatch.append("\(file.name): \(count) of \(file.invalid)") }
         }
 
+        let takeovers = running.map { $0.log("watch").components(separatedBy: "taken over from pipeline").count - 1 }.reduce(0, +)
+        if count > 1 { print("torture: \(takeovers) claims taken over (all runs; a killed or stalled pipeline looks dead after the 1 s lease)") }
         print("""
-            torture: seed \(seed): \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
+            torture: seed \(seed), \(count) pipelines: \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
             \(stalls) stalls; \(files.count) files, \(validIDs.count + invalidTotal) rows checked: \(lost) lost, \(doubled + badDoubled) doubled, \
-            \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB; \(faults.summary(loadLog: pipeline.log("load")))
+            \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB; \(faults.summary(loadLog: running[0].log("load")))
             torture: events: \(events.joined(separator: ", "))
             """)
         #expect(files.count > 0)

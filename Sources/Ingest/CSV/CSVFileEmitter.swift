@@ -11,6 +11,11 @@ public struct EmittedFile: Sendable {
     public var rejects: Int
     /// A problem with the file as a whole (not UTF-8, unusable header), worth a stderr line.
     public var fileProblem: String?
+    /// The file's version when it was opened (its inode and mtime are in the marker).
+    public var version: FileVersion?
+    /// True when the file was written to while being read (its size or mtime at the end differ
+    /// from the bytes read or from the start): the marker describes a torn read.
+    public var changedWhileReading = false
 }
 
 /// Turns a CSV file of events into protocol lines: one record per row with provenance,
@@ -28,7 +33,7 @@ public struct CSVFileEmitter {
     ///
     /// Throws `SystemError` when the file cannot be opened or read. Lines already written for
     /// a file that fails mid-way have no marker, so `load` never commits them.
-    public func emit(path: String, name: String, seen: String?, into output: ByteOutput) throws -> EmittedFile {
+    public func emit(path: String, name: String, seen: UTCTimestamp?, into output: ByteOutput) throws -> EmittedFile {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
         defer { close(fd) }
@@ -36,6 +41,7 @@ public struct CSVFileEmitter {
         if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
             throw SystemError("read", errno: EISDIR, path: path)
         }
+        let opened = try FileVersion.of(fd: fd, path: path)
         let reader = CSVReader(fd: fd, maxRowBytes: maxRowBytes)
         var rows = 0
         var records = 0
@@ -45,7 +51,7 @@ public struct CSVFileEmitter {
         do {
             guard let header = try reader.nextRow() else {
                 // Empty file (or only blank lines): nothing to load, but still a complete file.
-                return finish(reader, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
+                return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
             }
             let layout = HeaderLayout(reader: reader, header: header)
             if let problem = layout.fileProblem {
@@ -59,7 +65,7 @@ public struct CSVFileEmitter {
                         reasons: [problem], into: &output.bytes)
                 }
                 while try reader.nextRow() != nil {}
-                return finish(reader, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
+                return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
             }
             var fields: [(EventField, UnsafeRawBufferPointer)] = []
             fields.reserveCapacity(EventField.allCases.count)
@@ -94,16 +100,29 @@ public struct CSVFileEmitter {
         } catch let error as SystemError {
             throw SystemError(error.call, errno: error.errno, path: path)
         }
-        return finish(reader, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
+        return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
     }
 
     private func finish(
-        _ reader: CSVReader, name: String, seen: String?, rows: Int, records: Int, rejects: Int, problem: String?,
-        _ output: ByteOutput
+        _ reader: CSVReader, fd: Int32, opened: FileVersion, name: String, seen: UTCTimestamp?, rows: Int, records: Int,
+        rejects: Int, problem: String?, _ output: ByteOutput
     ) -> EmittedFile {
-        let marker = FileMarker(file: name, rows: rows, bytes: reader.byteCount, sha256: reader.sha256Hex(), seen: seen)
-        LineEncoder.appendMarker(marker, into: &output.bytes)
-        return EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem)
+        let fingerprint = FileFingerprint(
+            name: name, bytes: reader.byteCount, sha256: reader.sha256Hex(), inode: opened.inode,
+            modifiedNanoseconds: opened.modifiedNanoseconds)
+        let marker = FileMarker(fingerprint: fingerprint, rows: rows, seen: seen)
+        var emitted = EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem, version: opened)
+        if let closing = try? FileVersion.of(fd: fd, path: name) {
+            emitted.changedWhileReading =
+                closing.size != reader.byteCount || closing.modifiedNanoseconds != opened.modifiedNanoseconds
+        }
+        if emitted.changedWhileReading {
+            // A torn read: its rows must not be committed. `abandon` tells load to drop them.
+            LineEncoder.appendAbandon(file: name, reason: "changed while being read", into: &output.bytes)
+        } else {
+            LineEncoder.appendMarker(marker, into: &output.bytes)
+        }
+        return emitted
     }
 }
 

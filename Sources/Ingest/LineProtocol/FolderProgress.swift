@@ -33,7 +33,7 @@ public struct FolderProgress: Equatable, Sendable {
             switch (key, m.kind) {
             case ("files_pending", .number): files = Int(text)
             case ("bytes_pending", .number): bytes = Int64(text) ?? 0
-            case ("oldest_pending", .string): oldest = UTCTimestamp(rfc3339: String(text.dropFirst().dropLast()))
+            case ("oldest_pending", .string): oldest = UTCTimestamp(parsing: String(text.dropFirst().dropLast()))
             default: break
             }
         }

@@ -101,7 +101,10 @@ public struct StreamValidator {
             validator.endOfFile(line)
             if !rejectsOnly { passThrough(bytes, &out) }
             return .endOfFile
-        case .other:
+        case .other(let kind):
+            // An abandoned file is read again whole: forget its ids, as at a marker, or the
+            // re-read rows would be taken for duplicates.
+            if kind == "abandon" { validator.endOfFile(line) }
             if !rejectsOnly { passThrough(bytes, &out) }
             return .other
         }
