@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "watch", targets: ["watch"]),
         .executable(name: "validate", targets: ["validate"]),
         .executable(name: "load", targets: ["load"]),
+        .executable(name: "consume", targets: ["consume"]),
+        .executable(name: "kafka-mock", targets: ["kafka-mock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -80,6 +82,33 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // librdkafka, the Kafka C client (Debian librdkafka-dev, Homebrew librdkafka).
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
+        // librdkafka in Swift: a group consumer with caller-chosen start offsets, watermarks,
+        // the mock cluster. Knows nothing of events.
+        .target(
+            name: "Kafka",
+            dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The Kafka source stage: messages to protocol lines, start offsets from PostgreSQL, lag.
+        .target(
+            name: "Consuming",
+            dependencies: ["Kafka", "Ingest", "Postgres", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "consume",
+            dependencies: [
+                "Consuming", "Kafka", "Ingest", "Postgres",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // A Kafka cluster for tests (librdkafka's mock): prints its address, runs until stdin closes.
+        .executableTarget(name: "kafka-mock", dependencies: ["Kafka"]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest"]),
         // Shared by the test targets: a fresh database per test on the server named by PG* variables.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
@@ -88,6 +117,11 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["Ingest", "Postgres", "TestSupport", "gen", "watch", "validate", "load"]
+        ),
+        // consume | validate | load against librdkafka's mock cluster, as real processes.
+        .testTarget(
+            name: "KafkaTests",
+            dependencies: ["Ingest", "Postgres", "TestSupport", "gen", "validate", "load", "consume", "kafka-mock"]
         ),
     ]
 )

@@ -90,6 +90,7 @@ struct BatchCommit {
     }
 
     private func transaction(_ conn: PostgresConnection) throws -> BatchOutcome {
+        try storeKafkaOffsets(conn)
         // 1. Files already committed (seen again) and duplicates within this batch are skipped.
         var skip = [Bool](repeating: false, count: files.count)
         var seenIdentities: Set<FileIdentity> = []
@@ -112,7 +113,7 @@ struct BatchCommit {
                 if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) { skip[named[ordinal - 1]] = true }
             }
         }
-        if let looseIndex = files.firstIndex(where: { $0.name == nil }) {
+        if let looseIndex = files.firstIndex(where: { $0.name == nil && $0.kafka == nil }) {
             if try conn.execute(sql.committedBatch, ["batch:\(token)"]).rowCount > 0 { skip[looseIndex] = true }
         }
 
@@ -158,7 +159,7 @@ struct BatchCommit {
             if let identity = file.identity {
                 checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen))
             } else {
-                checkpointRows.append((i, nil, nil, "batch:\(token)", loadedPerFile[i], rejected, nil))
+                checkpointRows.append((i, nil, nil, file.kafka?.checkpointKey ?? "batch:\(token)", loadedPerFile[i], rejected, nil))
             }
         }
         var checkpointID: [Int: String] = [:]
@@ -312,6 +313,7 @@ struct BatchCommit {
     /// `<source file>.ndjson`; records without provenance get `stdin_<token>.ndjson`; a name that
     /// is not a plain file name never becomes a path.
     private func deadLetterName(for file: PendingFile) -> String {
+        if let span = file.kafka { return span.deadLetterName }
         guard let name = file.name else { return "stdin_\(UTCTimestamp.now().compactStamp)_\(token.prefix(8)).ndjson" }
         if ContainedFolder.problem(with: name + ".ndjson") == nil && !name.hasPrefix(".") { return name + ".ndjson" }
         // Deterministic, so a replay rewrites the same dead-letter file.

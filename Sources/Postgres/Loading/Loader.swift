@@ -24,6 +24,8 @@ public struct LoaderConfiguration: Sendable {
     public var table: String = "ecommerce_events"
     public var checkpointTable: String = "ingest_checkpoints"
     public var badRecordsTable: String = "ecommerce_bad_records"
+    /// Each Kafka partition's next offset to load, stored with the rows (see docs/kafka.md).
+    public var kafkaOffsetsTable: String = "ingest_kafka_offsets"
     /// Commit once this many rows of complete files are waiting.
     public var batchRows: Int = 20_000
     /// Commit at the latest this long after the oldest waiting row arrived.
@@ -72,11 +74,13 @@ public final class Loader {
     private var warnedKinds: Set<String> = []
     public private(set) var totals = LoaderTotals()
     private let sql: LoaderSQL
+    private let kafka: KafkaRuns
 
     public init(config: LoaderConfiguration, logger: Logger) {
         self.config = config
         self.logger = logger
         self.sql = LoaderSQL(config: config)
+        self.kafka = KafkaRuns(spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, logger: logger)
     }
 
     // MARK: - Reading
@@ -119,7 +123,7 @@ public final class Loader {
         open.removeAll()
     }
 
-    private var hasCommittable: Bool { !ready.isEmpty || loose != nil }
+    private var hasCommittable: Bool { !ready.isEmpty || loose != nil || kafka.hasLines }
 
     private func accept(_ bytes: UnsafeRawBufferPointer, lineNumber: Int) throws {
         let line: ProtocolLine
@@ -130,6 +134,12 @@ public final class Loader {
             LineEncoder.appendMalformedLine(bytes, lineNumber: lineNumber, problem: error.description, into: &reject)
             logger.warning("stdin:\(lineNumber): malformed JSON (\(error.description)); kept as a reject")
             try addLoose(reject.dropLast())
+            return
+        }
+        // Lines from `consume` (topic, partition, offset) are held per partition.
+        if let rows = try kafka.accept(line, bytes) {
+            readyRows += rows
+            if rows > 0 && oldestReadyAt == nil { oldestReadyAt = monotonicSeconds() }
             return
         }
         switch line.kind {
@@ -195,6 +205,7 @@ public final class Loader {
         guard hasCommittable else { return }
         var batch = ready
         if let loose { batch.append(loose) }
+        var kafkaFiles = kafka.pendingFiles()
         let started = monotonicSeconds()
         let token = randomToken()
         var attempt = 0
@@ -202,8 +213,13 @@ public final class Loader {
         while true {
             do {
                 let conn = try connectedConnection()
-                outcome = try BatchCommit(sql: sql, connection: conn, files: batch, token: token, config: config, logger: logger).run()
+                outcome = try BatchCommit(sql: sql, connection: conn, files: batch + kafkaFiles, token: token, config: config, logger: logger).run()
                 break
+            } catch let fence as KafkaFence {
+                // Rolled back: another commit moved this partition; keep only what is not loaded.
+                try kafka.fenced(fence)
+                kafkaFiles = kafka.pendingFiles()
+                if batch.isEmpty && kafkaFiles.isEmpty { return }
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 connection = nil
@@ -216,6 +232,7 @@ public final class Loader {
         }
         let committedAt = UTCTimestamp.now()
         let elapsed = monotonicSeconds() - started
+        kafka.committed(kafkaFiles)
         afterCommit(outcome)
         report(outcome, elapsed: elapsed, committedAt: committedAt)
         ready.removeAll()

@@ -11,6 +11,8 @@ final class PendingFile {
     var rejects = 0
     /// Set when the end marker arrived: the file is complete and may be committed.
     var marker: FileMarker?
+    /// Set for a Kafka partition's lines: the offsets they cover, for the commit's fencing.
+    var kafka: KafkaSpan?
     /// Monotonic time of the first line, for `--max-delay`.
     let firstLineAt: Double
 
