@@ -16,6 +16,7 @@ public struct MessageLines {
     static let replacedKeys: [StaticString] = ["kind", "topic", "partition", "offset", "file", "line", "input_line"]
 
     /// Appends the line for one message (with its newline); true when it is a record.
+    /// (`topic`, `partition` and `offset` replace any the value has.)
     @discardableResult
     public mutating func append(topic: String, partition: Int32, offset: Int64, value: UnsafeRawBufferPointer?, into out: inout [UInt8]) -> Bool {
         guard let value, value.count > 0 else {
@@ -28,12 +29,18 @@ public struct MessageLines {
             appendReject(topic, partition, offset, raw: value, reason: "message value is not a JSON object: \(error.description)", &out)
             return false
         }
+        let base = value.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        // A producer may send lines already rejected upstream (`gen --stdout` does): they stay rejects.
+        let isReject = scanner.members.contains { m in
+            m.kind == .string && !m.keyEscaped && !m.valueEscaped
+                && UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart).elementsEqual("kind".utf8)
+                && UnsafeRawBufferPointer(start: base + m.valueStart, count: m.valueEnd - m.valueStart).elementsEqual("\"reject\"".utf8)
+        }
         var w = JSONWriter()
         w.beginObject(&out)
         w.key("kind", &out)
-        w.string("record", &out)
+        w.string(isReject ? "reject" : "record", &out)
         appendProvenance(&w, topic, partition, offset, &out)
-        let base = value.baseAddress!.assumingMemoryBound(to: UInt8.self)
         for m in scanner.members {
             if isReplaced(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), escaped: m.keyEscaped) { continue }
             w.rawKey(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), &out)
@@ -46,7 +53,7 @@ public struct MessageLines {
             }
         }
         w.endLine(&out)
-        return true
+        return !isReject
     }
 
     /// `{"kind":"assigned","topic":…,"partition":…,"next_offset":…}`: this partition's messages

@@ -59,9 +59,11 @@ do {
 var line = Array((cluster.bootstrapServers + "\n").utf8)
 _ = write(1, &line, line.count)
 
-// One thread, no handlers: poll stdin (closed: the test that started us died, so end the
-// cluster too) and take blocked signals as they become pending.
-var input = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+// One thread, no handlers: poll stdin when it is a pipe (closed: the test that started us died,
+// so end the cluster too) and take blocked signals as they become pending.
+var status = stat()
+let watchInput = fstat(0, &status) == 0 && (status.st_mode & S_IFMT) == S_IFIFO
+var input = pollfd(fd: watchInput ? 0 : -1, events: Int16(POLLIN), revents: 0)
 var buffer = [UInt8](repeating: 0, count: 4096)
 while true {
     if poll(&input, 1, 100) == 1 {
