@@ -219,7 +219,12 @@ public final class Loader {
                 // Rolled back: another commit moved this partition; keep only what is not loaded.
                 try kafka.fenced(fence)
                 kafkaFiles = kafka.pendingFiles()
-                if batch.isEmpty && kafkaFiles.isEmpty { return }
+                if batch.isEmpty && kafkaFiles.isEmpty {
+                    // Everything held was loaded elsewhere: nothing left to commit.
+                    readyRows = 0
+                    oldestReadyAt = nil
+                    return
+                }
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 connection = nil
