@@ -59,6 +59,23 @@ public final class StoredOffsets {
         }
     }
 
+    /// One attempt, no retries: for periodic work that must not stall the consumer.
+    public func readOnce(topic: String) throws -> [Int32: Int64] {
+        do {
+            let result = try connected().execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
+            var offsets: [Int32: Int64] = [:]
+            for row in 0..<result.rowCount {
+                if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }), let next = result.value(row: row, column: 1).flatMap({ Int64($0) }) {
+                    offsets[p] = next
+                }
+            }
+            return offsets
+        } catch {
+            connection = nil
+            throw error
+        }
+    }
+
     private func connected() throws -> PostgresConnection {
         if let connection, !connection.isConnectionBad { return connection }
         let conn = try PostgresConnection(conninfo: conninfo)

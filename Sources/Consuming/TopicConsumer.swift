@@ -17,6 +17,9 @@ public struct ConsumerConfiguration: Sendable {
     public var settings: [(String, String)] = []
     /// Stop once every assigned partition has been read to its end.
     public var exitAtEnd = false
+    /// How often the stored offsets of the assigned partitions are copied to the group's
+    /// committed offsets in Kafka, for lag tools (seconds; 0: never).
+    public var kafkaCommitInterval: Double = 5
 
     public init(brokers: String, topic: String, group: String) {
         self.brokers = brokers
@@ -98,7 +101,12 @@ public final class TopicConsumer {
 
         var lines = MessageLines()
         var lastFlush = monotonicMilliseconds()
+        var lastKafkaCommit = monotonicMilliseconds()
         while Interrupts.received == 0 {
+            if config.kafkaCommitInterval > 0 && Double(monotonicMilliseconds() - lastKafkaCommit) >= config.kafkaCommitInterval * 1000 {
+                lastKafkaCommit = monotonicMilliseconds()
+                commitStoredOffsets(consumer)
+            }
             guard let message = try consumer.poll(timeoutMilliseconds: 100) else {
                 try output.flush()
                 lastFlush = monotonicMilliseconds()
@@ -138,6 +146,23 @@ public final class TopicConsumer {
             }
         }
         try output.flush()
+    }
+
+    /// Copies what PostgreSQL says is loaded to Kafka's committed offsets, so the usual lag
+    /// tools (kafka-consumer-groups.sh, Burrow) show the loading lag. Best effort: a failure
+    /// is logged at debug level and tried again next time.
+    private func commitStoredOffsets(_ consumer: KafkaConsumer) {
+        guard !assigned.isEmpty else { return }
+        do {
+            let stored = try offsets.readOnce(topic: config.topic)
+            var commit: [TopicPartition: Int64] = [:]
+            for p in assigned where p.topic == config.topic {
+                if let next = stored[p.partition] { commit[p] = next }
+            }
+            try consumer.commit(commit)
+        } catch {
+            logger.debug("copying stored offsets to Kafka: \(error)")
+        }
     }
 
     /// True when `fd` is a pipe whose reader has closed it: an idle consumer would otherwise

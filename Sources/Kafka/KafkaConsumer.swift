@@ -73,6 +73,19 @@ public final class KafkaConsumer {
         return err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError("consumer", message: String(cString: text), code: err.rawValue)
     }
 
+    /// Commits `offsets` (the next offset to read, per partition) to the group in Kafka,
+    /// asynchronously: for the usual lag tools only, never read back by us.
+    public func commit(_ offsets: [TopicPartition: Int64]) throws {
+        guard !offsets.isEmpty else { return }
+        let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for (partition, offset) in offsets {
+            rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition).pointee.offset = offset
+        }
+        let err = rd_kafka_commit(handle, list, 1)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError("committing offsets", err) }
+    }
+
     /// Leaves the group at once (its partitions are revoked and reassigned to the others).
     public func close() {
         guard !closed else { return }

@@ -25,7 +25,9 @@ struct Consume: ParsableCommand {
             ingest_kafka_offsets) in the same transaction as the rows. At every partition \
             assignment consume starts the partition at that stored offset — never at Kafka's \
             committed offset — and first writes a line {"kind":"assigned","topic":…, \
-            "partition":…,"next_offset":…} so `load` can fence stale batches (see docs/kafka.md).
+            "partition":…,"next_offset":…} so `load` can fence stale batches (see docs/kafka.md). \
+            Every --kafka-commit-interval the stored offsets are also committed to the group in \
+            Kafka, for the usual lag tools; they are never read back.
 
             Scale out: start N pipelines with the same --group; Kafka splits the partitions \
             among them and moves them when one joins, leaves or dies.
@@ -76,6 +78,9 @@ struct Consume: ParsableCommand {
     @Flag(help: "Print each partition's stored offset, watermarks and lag as JSON lines, then exit (does not join the group).")
     var lag = false
 
+    @Option(name: .customLong("kafka-commit-interval"), help: ArgumentHelp("Copy the stored offsets to the group's committed offsets in Kafka this often, for lag tools (0: never).", valueName: "duration"))
+    var kafkaCommitInterval = "5s"
+
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach PostgreSQL (default: keep trying).")
     var maxRetries: Int?
 
@@ -83,6 +88,7 @@ struct Consume: ParsableCommand {
     var logLevel = "info"
 
     func validate() throws {
+        if parseSeconds(kafkaCommitInterval) == nil { throw ValidationError("--kafka-commit-interval: not a duration: \(kafkaCommitInterval) (try 5s, 0)") }
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level: not a level: \(logLevel) (try info, debug, warning)") }
         for property in properties where !property.contains("=") || property.hasPrefix("=") {
             throw ValidationError("-X \(property): expected key=value")
@@ -105,6 +111,7 @@ struct Consume: ParsableCommand {
         }
         var config = ConsumerConfiguration(brokers: brokers, topic: topic, group: group)
         config.exitAtEnd = exitAtEnd
+        config.kafkaCommitInterval = parseSeconds(kafkaCommitInterval) ?? 5
         config.settings = properties.map { property in
             let equals = property.firstIndex(of: "=")!
             return (String(property[..<equals]), String(property[property.index(after: equals)...]))
@@ -136,4 +143,13 @@ struct Consume: ParsableCommand {
             throw ExitCode.failure
         }
     }
+}
+
+/// Parses `500ms`, `2s`, `1m`, `0`; nil when not a duration.
+func parseSeconds(_ text: String) -> Double? {
+    for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0)] where text.hasSuffix(suffix) {
+        if let v = Double(text.dropLast(suffix.count)), v >= 0 { return v * scale }
+    }
+    if let v = Double(text), v >= 0 { return v }
+    return nil
 }

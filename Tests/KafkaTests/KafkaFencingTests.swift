@@ -87,6 +87,18 @@ import Testing
         }
     }
 
+    @Test func offsetsKafkaNoLongerHasAreReported() throws {
+        try TestDatabase.with { database in
+            let bad = try temporaryFolder("kafka-gap")
+            defer { try? FileManager.default.removeItem(at: bad) }
+            // Retention deleted 2–4 before they were loaded: 0, 1, 5 load; the gap is logged.
+            let result = try Self.load([Self.assigned(nil)] + [0, 1, 5].map { Self.record($0) }, database, bad: bad)
+            #expect(result.stderr.contains("events/0: offsets 2–4 were not delivered (3 messages"))
+            #expect(try database.scalar("SELECT count(*) FROM ecommerce_events") == "3")
+            #expect(try database.scalar("SELECT next_offset FROM ingest_kafka_offsets WHERE partition = 0") == "6")
+        }
+    }
+
     @Test func twoLoadsCommittingOnePartitionAtOnceNeverDouble() throws {
         try TestDatabase.with { database in
             let bad = try temporaryFolder("kafka-race")

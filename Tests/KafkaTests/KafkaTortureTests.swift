@@ -4,7 +4,7 @@ import Testing
 
 /// The promise for Kafka, checked against ground truth: two `consume | validate | load`
 /// pipelines in one consumer group share a 3-partition topic on librdkafka's mock cluster while
-/// messages keep arriving; at random instants a random stage of a random pipeline (or the whole
+/// messages keep arriving (6 partitions); at random instants a random stage of a random pipeline (or the whole
 /// pipeline) is killed with SIGKILL and restarted, or the brokers go down for a while. At the
 /// end every valid event is in the table exactly once and every invalid message is exactly one
 /// dead letter.
@@ -22,7 +22,9 @@ import Testing
         let started = Date()
 
         try TestDatabase.with { database in
-            let kafka = try MockKafka(partitions: 3)
+            // 6 partitions: the mock keeps at most ~5 MB per partition (older messages are deleted,
+            // as retention would), and 100,000 messages are ~21 MB.
+            let kafka = try MockKafka(partitions: 6)
             defer { kafka.stop() }
             let folder = try temporaryFolder("kafka-torture-\(seed)")
             defer { try? FileManager.default.removeItem(at: folder) }
@@ -118,6 +120,44 @@ import Testing
                 \(Int(Date().timeIntervalSince(started))) s
                 kafka torture: events: \(events.joined(separator: ", "))
                 """)
+            if lost > 0 || doubled > 0 {
+                // Where the lost messages were: contiguous offset ranges per partition.
+                let dump = try runTool(
+                    URL(fileURLWithPath: "/usr/bin/env"),
+                    ["kcat", "-C", "-b", kafka.bootstrap, "-t", "events", "-o", "beginning", "-e", "-q", "-f", "%p %o %s\\n"], timeout: 120)
+                var position: [String: (Int, Int)] = [:]
+                for line in dump.lines {
+                    let parts = line.split(separator: " ", maxSplits: 2)
+                    guard parts.count == 3, let p = Int(parts[0]), let o = Int(parts[1]),
+                        let object = try? JSONSerialization.jsonObject(with: Data(parts[2].utf8)) as? [String: Any],
+                        let id = (object["event_id"] as? String)?.lowercased()
+                    else { continue }
+                    position[id] = (p, o)
+                }
+                var missing: [Int: [Int]] = [:]
+                for id in validIDs.subtracting(loadedSet) { if let (p, o) = position[id] { missing[p, default: []].append(o) } }
+                for (p, offsets) in missing.sorted(by: { $0.key < $1.key }) {
+                    var ranges: [String] = []
+                    var start = -1, previous = -2
+                    for o in offsets.sorted() {
+                        if o != previous + 1 {
+                            if start >= 0 { ranges.append("\(start)-\(previous)") }
+                            start = o
+                        }
+                        previous = o
+                    }
+                    ranges.append("\(start)-\(previous)")
+                    progress("kafka torture: partition \(p) lost valid messages at offsets \(ranges.prefix(12).joined(separator: ", "))")
+                }
+                for p in pipelines {
+                    for stage in ["consume", "load"] {
+                        let interesting = p.log(stage).split(separator: "\n").filter {
+                            $0.contains("assigned") || $0.contains("revoked") || $0.contains("fenced") || $0.contains("dropping") || $0.contains("before any") || $0.contains("ERROR") || $0.contains("WARNING") || $0.contains("not delivered")
+                        }
+                        progress("kafka torture: \(p.name)-\(stage):\n" + interesting.suffix(60).joined(separator: "\n"))
+                    }
+                }
+            }
             #expect(lost == 0)
             #expect(doubled == 0)
             #expect(unexpected == 0)

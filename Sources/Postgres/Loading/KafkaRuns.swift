@@ -89,6 +89,11 @@ final class KafkaRuns {
                 redelivered += 1
                 return 0
             }
+            if let expected = run.last.map({ $0 + 1 }) ?? run.from, offset > expected {
+                // Kafka has no messages there any more (retention deleted them before they were
+                // loaded, compaction, transaction markers): nothing to load, but say so.
+                logger.warning("\(topic)/\(partition): offsets \(expected)–\(offset - 1) were not delivered (\(offset - expected) messages: deleted by retention before loading, compacted, or transaction markers)")
+            }
             let file = run.pending ?? PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory)
             run.pending = file
             try file.lines.appendLine(bytes)
