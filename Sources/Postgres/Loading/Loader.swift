@@ -90,7 +90,9 @@ public final class Loader {
         _ = try connectedConnection()
         let reader = LineReader(fd: fd)
         while true {
-            if hasCommittable && !reader.hasBufferedLine && !reader.inputReady(timeoutMilliseconds: 0) {
+            // Kafka lines arrive as one continuous stream through a 64 KiB pipe: an empty pipe for
+            // an instant is back-pressure, not quiet; waiting briefly keeps batches large.
+            if hasCommittable && !reader.hasBufferedLine && !reader.inputReady(timeoutMilliseconds: kafka.hasLines ? 50 : 0) {
                 // A quiet stream: commit now rather than hold rows back.
                 try commit()
             }
