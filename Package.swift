@@ -1,14 +1,21 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds drop Swift's dynamic exclusivity checks: in the row loops (class-held buffers
-// touched per byte) they cost ~38% of `watch`'s instructions (callgrind, 10,000-row file).
-// Debug builds, which the tests use, keep them.
-let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
-
+// Targets follow the pipeline, with no edge pointing back up it:
+//
+//   CLibCrypto ─┐
+//               Ingest (the domain: event, CSV, line protocol, validation, IO)
+//               ├── Generating ── gen
+//               ├── Watching ──── watch
+//               ├──────────────── validate
+//   CLibPQ ── Postgres ─┬── Loading ── load
+//               Ingest ─┘
+//   CRdKafka ── Kafka ──┬── Consuming ── consume      (Kafka ── kafka-mock, for tests)
+//   Ingest, Postgres ───┘
+//
+// Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
 let package = Package(
     name: "ecommerce-ingest",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "gen", targets: ["gen"]),
         .executable(name: "watch", targets: ["watch"]),
@@ -18,70 +25,42 @@ let package = Package(
         .executable(name: "kafka-mock", targets: ["kafka-mock"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Exact pins: Package.resolved is not committed (the offline copies' commit ids differ).
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
     ],
     targets: [
-        // The domain: the event, CSV reading, the line protocol, validation rules.
+        // SHA-256 from the system's libcrypto (libpq-dev already brings libssl-dev).
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // The domain: the event, CSV reading, the line protocol, validation rules, file identity, IO.
         .target(
             name: "Ingest",
-            dependencies: [
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
-            swiftSettings: hotPath
+            dependencies: ["CLibCrypto", .product(name: "Logging", package: "swift-log")]
         ),
-        // libpq, the PostgreSQL C client library (Debian libpq-dev, Homebrew libpq).
-        .systemLibrary(
-            name: "CLibPQ",
-            pkgConfig: "libpq",
-            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        // gen's machinery: synthetic rows (valid and invalid by rule) and batch files.
+        .target(name: "Generating", dependencies: ["Ingest"]),
+        // watch's machinery: inotify or polling, completeness rules, the committed-files journal.
+        .target(
+            name: "Watching",
+            dependencies: ["Ingest", .product(name: "Logging", package: "swift-log")]
         ),
-        // libpq in Swift (queries with parameters, COPY, errors) and the loader built on it.
+        // libpq, the PostgreSQL C client library (Debian libpq-dev).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // libpq in Swift: connections, parameterised queries, COPY, classified errors.
         .target(
             name: "Postgres",
-            dependencies: [
-                "CLibPQ", "Ingest",
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: hotPath
+            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
         ),
-        .executableTarget(
-            name: "gen",
-            dependencies: [
-                "Ingest",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: hotPath
+        // load's machinery: batches, COPY, checkpoints, dead letters, archiving.
+        .target(
+            name: "Loading",
+            dependencies: ["Ingest", "Postgres", .product(name: "Logging", package: "swift-log")]
         ),
-        .executableTarget(
-            name: "watch",
-            dependencies: [
-                "Ingest",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: hotPath
-        ),
-        .executableTarget(
-            name: "validate",
-            dependencies: [
-                "Ingest",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: hotPath
-        ),
-        .executableTarget(
-            name: "load",
-            dependencies: [
-                "Ingest", "Postgres",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
+        .executableTarget(name: "gen", dependencies: ["Ingest", "Generating"] + cli),
+        .executableTarget(name: "watch", dependencies: ["Ingest", "Watching"] + cli),
+        .executableTarget(name: "validate", dependencies: ["Ingest"] + cli),
+        .executableTarget(name: "load", dependencies: ["Ingest", "Postgres", "Loading"] + cli),
+
         // librdkafka, the Kafka C client (Debian librdkafka-dev, Homebrew librdkafka).
         .systemLibrary(
             name: "CRdKafka",
@@ -99,24 +78,21 @@ let package = Package(
             name: "Consuming",
             dependencies: ["Kafka", "Ingest", "Postgres", .product(name: "Logging", package: "swift-log")]
         ),
-        .executableTarget(
-            name: "consume",
-            dependencies: [
-                "Consuming", "Kafka", "Ingest", "Postgres",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
+        .executableTarget(name: "consume", dependencies: ["Consuming", "Kafka", "Ingest", "Postgres"] + cli),
         // A Kafka cluster for tests (librdkafka's mock): prints its address, runs until stdin closes.
         .executableTarget(name: "kafka-mock", dependencies: ["Kafka"]),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest"]),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Generating"]),  // Generating: its seeded random source
+        .testTarget(name: "GeneratingTests", dependencies: ["Ingest", "Generating"]),
+        .testTarget(name: "WatchingTests", dependencies: ["Ingest", "Watching"]),
         // Shared by the test targets: a fresh database per test on the server named by PG* variables.
         .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
-        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "Ingest", "TestSupport"]),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         // Runs the built executables as real processes joined by real pipes.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Ingest", "Postgres", "TestSupport", "gen", "watch", "validate", "load"]
+            dependencies: [
+                "Ingest", "Generating", "Loading", "Postgres", "TestSupport", "gen", "watch", "validate", "load",
+            ]
         ),
         // consume | validate | load against librdkafka's mock cluster, as real processes.
         .testTarget(
@@ -125,3 +101,10 @@ let package = Package(
         ),
     ]
 )
+
+var cli: [Target.Dependency] {
+    [
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+    ]
+}

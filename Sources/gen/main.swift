@@ -1,3 +1,4 @@
+import Generating
 import ArgumentParser
 import Ingest
 import Logging

@@ -1,3 +1,4 @@
+import Loading
 import ArgumentParser
 import Ingest
 import Logging

@@ -1,3 +1,4 @@
+import Watching
 import ArgumentParser
 import Ingest
 import Logging

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Ingest
+import Generating
 
 /// Writes `bytes` to a temp file and reads every row, feeding the reader `chunkSize` bytes at a time.
 func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 << 20) throws -> [(line: Int, fields: [String], problem: String?, raw: String)] {

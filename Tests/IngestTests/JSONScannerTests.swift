@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Ingest
+import Generating
 
 /// Scans `text` and returns (key, raw value) pairs, or the syntax error.
 private func scan(_ text: String) -> Result<[(String, String)], JSONSyntaxError> {

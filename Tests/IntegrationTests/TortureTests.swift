@@ -1,5 +1,6 @@
 import Foundation
 import Ingest
+import Generating
 import TestSupport
 import Testing
 

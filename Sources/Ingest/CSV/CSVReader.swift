@@ -1,5 +1,3 @@
-import Crypto
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -41,7 +39,7 @@ public final class CSVReader {
     public private(set) var rawRow: [UInt8] = []
 
     private var physicalLine = 1
-    private var hasher = SHA256()
+    private var hasher = SHA256Hasher()
     public private(set) var byteCount: Int64 = 0
 
     public init(fd: Int32, chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 << 20) {
@@ -70,7 +68,7 @@ public final class CSVReader {
 
     /// Lowercase hex SHA-256 of all bytes read so far (the whole file once `nextRow` returned nil).
     public func sha256Hex() -> String {
-        FileDigest.hex(hasher.finalize())
+        hasher.finalizeHex()
     }
 
     private enum State { case fieldStart, unquoted, quoted, quoteSeen }
@@ -245,7 +243,7 @@ public final class CSVReader {
             eof = true
             return false
         }
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: chunk, count: n))
+        hasher.update(UnsafeRawBufferPointer(start: chunk, count: n))
         byteCount += Int64(n)
         chunkStart = 0
         chunkEnd = n

@@ -1,5 +1,3 @@
-import Crypto
-
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -83,33 +81,4 @@ public struct CommittedJournal: Sendable {
         }
         return entries
     }
-}
-
-/// Size and lowercase hex SHA-256 of a file's bytes, read in 64 KiB chunks.
-public func fileSHA256(path: String) throws -> (bytes: Int64, sha256: String) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
-    defer { close(fd) }
-    let size = 1 << 16
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-    defer { buffer.deallocate() }
-    var hasher = SHA256()
-    var total: Int64 = 0
-    while true {
-        let n: Int
-        do { n = try readRetrying(fd, buffer, size) } catch let error as SystemError {
-            throw SystemError(error.call, errno: error.errno, path: path)
-        }
-        if n == 0 { break }
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: buffer, count: n))
-        total += Int64(n)
-    }
-    let hex = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
-    for b in hasher.finalize() {
-        out.append(hex[Int(b >> 4)])
-        out.append(hex[Int(b & 0xF)])
-    }
-    return (total, String(decoding: out, as: UTF8.self))
 }

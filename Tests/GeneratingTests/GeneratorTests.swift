@@ -1,3 +1,4 @@
+@testable import Generating
 #if canImport(Glibc)
 import Glibc
 #endif

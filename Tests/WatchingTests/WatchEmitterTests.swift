@@ -1,3 +1,4 @@
+@testable import Watching
 import Foundation
 import Testing
 

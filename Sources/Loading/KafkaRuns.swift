@@ -1,4 +1,5 @@
 import Ingest
+import Postgres
 import Logging
 
 /// Where a batch's lines of one Kafka partition sit among its offsets: the commit stores

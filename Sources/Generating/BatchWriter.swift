@@ -1,3 +1,4 @@
+import Ingest
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,3 +1,5 @@
+import Ingest
+
 /// A small seeded generator (SplitMix64): same seed, same sequence, on every platform.
 ///
 /// `SystemRandomNumberGenerator` cannot be seeded, and the standard library's `random(in:)`

@@ -1,3 +1,4 @@
+import Ingest
 import Logging
 
 #if canImport(Glibc)

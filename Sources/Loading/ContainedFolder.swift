@@ -1,3 +1,5 @@
+import Ingest
+import Postgres
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

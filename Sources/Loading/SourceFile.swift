@@ -1,3 +1,4 @@
+import Postgres
 import Ingest
 
 #if canImport(Glibc)
@@ -13,7 +14,7 @@ enum SourceFile {
     static func matches(path: String, bytes: Int64, sha256: String) -> Bool {
         var st = stat()
         guard lstat(path, &st) == 0, Int64(st.st_size) == bytes else { return false }
-        guard let digest = FileDigest.of(path: path) else { return false }
+        guard let digest = try? FileDigest.of(path: path) else { return false }
         return digest.bytes == bytes && digest.sha256 == sha256
     }
 

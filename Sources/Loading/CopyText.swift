@@ -1,3 +1,4 @@
+import Postgres
 import Ingest
 
 /// Writes records as rows of PostgreSQL's COPY text format.

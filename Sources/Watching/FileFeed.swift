@@ -1,3 +1,4 @@
+import Ingest
 import Logging
 
 #if canImport(Glibc)
@@ -108,7 +109,7 @@ struct CatchUp {
             }
             if feed.alreadySent(name, identity) { continue }
             if let entry = journal[name], entry.bytes == identity.size,
-                let hashed = try? fileSHA256(path: folder.path(of: name)),
+                let hashed = try? FileDigest.of(path: folder.path(of: name), followingSymlink: true),
                 hashed.bytes == entry.bytes, hashed.sha256 == entry.sha256
             {
                 feed.markHandled(name, identity)

@@ -1,3 +1,4 @@
+import Ingest
 #if os(Linux)
 import Glibc
 

@@ -1,3 +1,4 @@
+@testable import Watching
 import Foundation
 import Testing
 
@@ -60,7 +61,7 @@ private func temporaryFolder() throws -> String {
         let output = ByteOutput(fd: open("/dev/null", O_WRONLY))
         defer { close(output.fd) }
         let emitted = try CSVFileEmitter().emit(path: path, name: "a.csv", seen: nil, into: output)
-        let hashed = try fileSHA256(path: path)
+        let hashed = try FileDigest.of(path: path)
         #expect(hashed.bytes == emitted.marker.bytes)
         #expect(hashed.sha256 == emitted.marker.sha256)
         #expect(hashed.bytes == Int64(body.utf8.count))

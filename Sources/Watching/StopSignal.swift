@@ -1,3 +1,5 @@
+import Ingest
+
 /// `watch`'s view of SIGINT/SIGTERM: the first asks it to stop after the file it is on, a second
 /// exits at once (130). A thin face on `Interrupts`, which every tool shares.
 public final class StopSignal: @unchecked Sendable {

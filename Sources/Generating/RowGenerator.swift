@@ -1,3 +1,5 @@
+import Ingest
+
 /// The rule an invalid generated row breaks: exactly one each.
 public enum InvalidRule: String, CaseIterable, Sendable {
     case eventID = "event_id"

@@ -1,3 +1,4 @@
+import Postgres
 import Ingest
 
 /// The lines received for one source file (or for records without provenance), waiting for
