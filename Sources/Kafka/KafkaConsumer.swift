@@ -34,7 +34,7 @@ public final class KafkaConsumer {
         var errorText = [CChar](repeating: 0, count: 512)
         guard let rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errorText, errorText.count) else {
             rd_kafka_conf_destroy(conf)
-            throw KafkaError("creating the consumer", message: String(cString: errorText))
+            throw KafkaError("creating the consumer", message: text(of: errorText))
         }
         handle = rk
         // Rebalances and errors are served by consumer_poll, on the polling thread.
@@ -68,9 +68,9 @@ public final class KafkaConsumer {
 
     /// A fatal client error (the consumer cannot go on), if one happened.
     public var fatalError: KafkaError? {
-        var text = [CChar](repeating: 0, count: 512)
-        let err = rd_kafka_fatal_error(handle, &text, text.count)
-        return err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError("consumer", message: String(cString: text), code: err.rawValue)
+        var buffer = [CChar](repeating: 0, count: 512)
+        let err = rd_kafka_fatal_error(handle, &buffer, buffer.count)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError("consumer", message: text(of: buffer), code: err.rawValue)
     }
 
     /// Commits `offsets` (the next offset to read, per partition) to the group in Kafka,

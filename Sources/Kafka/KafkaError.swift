@@ -27,8 +27,13 @@ func makeConfiguration(_ settings: [(String, String)]) throws(KafkaError) -> Opa
     for (key, value) in settings {
         if rd_kafka_conf_set(conf, key, value, &errorText, errorText.count) != RD_KAFKA_CONF_OK {
             rd_kafka_conf_destroy(conf)
-            throw KafkaError("setting \(key)", message: String(cString: errorText))
+            throw KafkaError("setting \(key)", message: text(of: errorText))
         }
     }
     return conf
+}
+
+/// The NUL-terminated text librdkafka wrote into `buffer` (its error-string out-parameters).
+func text(of buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -13,7 +13,7 @@ public final class KafkaMockCluster {
         var errorText = [CChar](repeating: 0, count: 512)
         guard let rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errorText, errorText.count) else {
             rd_kafka_conf_destroy(conf)
-            throw KafkaError("creating the mock cluster's client", message: String(cString: errorText))
+            throw KafkaError("creating the mock cluster's client", message: text(of: errorText))
         }
         guard let mc = rd_kafka_mock_cluster_new(rk, Int32(brokers)) else {
             rd_kafka_destroy(rk)
