@@ -11,6 +11,8 @@ import PackageDescription
 //   CLibPQ ── Postgres ─┬── Loading ── load
 //               Ingest ─┤
 //            Telemetry ─┘  (metrics and their Prometheus endpoint; knows nothing of events)
+//   CRdKafka ── Kafka ──┬── Consuming ── consume      (Kafka ── kafka-mock, for tests)
+//   Ingest, Postgres ───┘
 //
 // Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
 // CommandLineDialect (over Ingest and swift-argument-parser) is what the four executables
@@ -22,6 +24,8 @@ let package = Package(
         .executable(name: "watch", targets: ["watch"]),
         .executable(name: "validate", targets: ["validate"]),
         .executable(name: "load", targets: ["load"]),
+        .executable(name: "consume", targets: ["consume"]),
+        .executable(name: "kafka-mock", targets: ["kafka-mock"]),
     ],
     dependencies: [
         // Exact pins: Package.resolved is not committed (the offline copies' commit ids differ).
@@ -84,6 +88,26 @@ let package = Package(
         .executableTarget(name: "validate", dependencies: ["Ingest"] + cli),
         .executableTarget(name: "load", dependencies: ["Ingest", "Postgres", "Loading", "Telemetry"] + cli),
 
+        // librdkafka, the Kafka C client (Debian librdkafka-dev, Homebrew librdkafka).
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
+        // librdkafka in Swift: a group consumer with caller-chosen start offsets, watermarks,
+        // the mock cluster. Knows nothing of events.
+        .target(
+            name: "Kafka",
+            dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The Kafka source stage: messages to protocol lines, start offsets from PostgreSQL, lag.
+        .target(
+            name: "Consuming",
+            dependencies: ["Kafka", "Ingest", "Postgres", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(name: "consume", dependencies: ["Consuming", "Kafka", "Ingest", "Postgres"] + cli),
+        // A Kafka cluster for tests (librdkafka's mock): prints its address, runs until stdin closes.
+        .executableTarget(name: "kafka-mock", dependencies: ["Kafka"]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Generating"]),  // Generating: its seeded random source
         .testTarget(name: "GeneratingTests", dependencies: ["Ingest", "Generating"]),
         .testTarget(name: "WatchingTests", dependencies: ["Ingest", "Watching"]),
@@ -98,6 +122,11 @@ let package = Package(
                 "Ingest", "Generating", "Loading", "Postgres", "Telemetry", "TestSupport", "CommandLineDialect",
                 "gen", "watch", "validate", "load",
             ]
+        ),
+        // consume | validate | load against librdkafka's mock cluster, as real processes.
+        .testTarget(
+            name: "KafkaTests",
+            dependencies: ["Ingest", "Postgres", "TestSupport", "gen", "validate", "load", "consume", "kafka-mock"]
         ),
     ]
 )

@@ -80,6 +80,18 @@ CREATE TABLE IF NOT EXISTS public.ecommerce_bad_records (
 CREATE INDEX IF NOT EXISTS ecommerce_bad_records_source_file_idx
     ON public.ecommerce_bad_records (source_file);
 
+-- Kafka: each partition's next offset to load (the external offset store, docs/kafka.md).
+-- load moves it in the same transaction as the partition's rows and dead letters, and only from
+-- the value its lines continue from (UPDATE … WHERE next_offset = $from): a stale pipeline's
+-- batch is fenced. consume starts every assigned partition here.
+CREATE TABLE IF NOT EXISTS public.ingest_kafka_offsets (
+    topic       text        NOT NULL,
+    partition   integer     NOT NULL CHECK (partition >= 0),
+    next_offset bigint      NOT NULL CHECK (next_offset >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, partition)
+);
+
 -- The loader's privileges, and nothing more. NOLOGIN: it is a group role. Deployments either
 -- grant it to a login role (CREATE ROLE loader LOGIN PASSWORD '…' IN ROLE ingest_loader) or
 -- make it log in itself (ALTER ROLE ingest_loader LOGIN PASSWORD '…').
@@ -100,11 +112,14 @@ REVOKE ALL ON public.ecommerce_events, public.ingest_checkpoints, public.ecommer
     FROM ingest_loader;
 REVOKE ALL ON SEQUENCE public.ingest_checkpoints_id_seq, public.ecommerce_bad_records_id_seq
     FROM ingest_loader;
+REVOKE ALL ON public.ingest_kafka_offsets FROM ingest_loader;
 REVOKE ALL ON SCHEMA public FROM ingest_loader;
 
 GRANT USAGE ON SCHEMA public TO ingest_loader;
 GRANT SELECT, INSERT ON public.ecommerce_events, public.ingest_checkpoints, public.ecommerce_bad_records
     TO ingest_loader;
+-- Offsets only move forward through load's conditional UPDATE; never deleted by the loader.
+GRANT SELECT, INSERT, UPDATE (next_offset, updated_at) ON public.ingest_kafka_offsets TO ingest_loader;
 -- bigserial defaults call nextval(), which needs USAGE.
 GRANT USAGE ON SEQUENCE public.ingest_checkpoints_id_seq, public.ecommerce_bad_records_id_seq
     TO ingest_loader;

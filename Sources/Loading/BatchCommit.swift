@@ -112,6 +112,7 @@ struct BatchCommit {
     }
 
     private func transaction(_ conn: PostgresConnection) throws -> BatchOutcome {
+        try storeKafkaOffsets(conn)
         // 1. Files already committed (seen again) and duplicates within this batch are skipped.
         var skip = [Bool](repeating: false, count: files.count)
         var quarantinedEarlier = [Bool](repeating: false, count: files.count)
@@ -167,7 +168,7 @@ struct BatchCommit {
                 }
             }
         }
-        if let looseIndex = files.firstIndex(where: { $0.name == nil }) {
+        if let looseIndex = files.firstIndex(where: { $0.name == nil && $0.kafka == nil }) {
             if try conn.execute(sql.committedBatch, ["batch:\(token)"]).rowCount > 0 { skip[looseIndex] = true }
         }
 
@@ -219,7 +220,7 @@ struct BatchCommit {
             if let identity = file.fingerprint {
                 checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen?.rfc3339, status))
             } else {
-                checkpointRows.append((i, nil, nil, "batch:\(token)", loadedPerFile[i], rejected, nil, status))
+                checkpointRows.append((i, nil, nil, file.kafka?.checkpointKey ?? "batch:\(token)", loadedPerFile[i], rejected, nil, status))
             }
         }
         var checkpointID: [Int: String] = [:]
@@ -381,6 +382,7 @@ struct BatchCommit {
     /// `<source file>.ndjson`; records without provenance get `stdin_<token>.ndjson`; a name that
     /// is not a plain file name never becomes a path.
     private func deadLetterName(for file: PendingFile) -> String {
+        if let span = file.kafka { return span.deadLetterName }
         guard let name = file.name else { return "stdin_\(UTCTimestamp.now().compactStamp)_\(token.prefix(8)).ndjson" }
         if ContainedFolder.problem(with: name + ".ndjson") == nil && !name.hasPrefix(".") { return name + ".ndjson" }
         // Deterministic, so a replay rewrites the same dead-letter file.

@@ -26,6 +26,8 @@ public struct LoaderConfiguration: Sendable {
     public var table: String = "ecommerce_events"
     public var checkpointTable: String = "ingest_checkpoints"
     public var badRecordsTable: String = "ecommerce_bad_records"
+    /// Each Kafka partition's next offset to load, stored with the rows (see docs/kafka.md).
+    public var kafkaOffsetsTable: String = "ingest_kafka_offsets"
     /// Commit once this many rows of complete files are waiting.
     public var batchRows: Int = 20_000
     /// Commit at the latest this long after the oldest waiting row arrived.
@@ -91,12 +93,14 @@ public final class Loader {
     /// has left the folder, and this pipeline marked alive while it works.
     private let claims: FileClaims
     private var lastBeat: Double = 0
+    private let kafka: KafkaRuns
 
     public init(config: LoaderConfiguration, logger: Logger) {
         self.config = config
         self.logger = logger
         self.sql = LoaderSQL(config: config)
         self.claims = FileClaims(folder: config.incoming.path, pipeline: config.pipeline)
+        self.kafka = KafkaRuns(spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, logger: logger)
     }
 
     /// Marks the pipeline alive every second or so, when the folder is shared.
@@ -114,7 +118,9 @@ public final class Loader {
         _ = try connectedConnection()
         let reader = LineReader(fd: fd)
         while true {
-            if hasCommittable && !reader.hasBufferedLine && !reader.inputReady(timeoutMilliseconds: 0) {
+            // Kafka lines arrive as one continuous stream through a 64 KiB pipe: an empty pipe for
+            // an instant is back-pressure, not quiet; waiting briefly keeps batches large.
+            if hasCommittable && !reader.hasBufferedLine && !reader.inputReady(timeoutMilliseconds: kafka.hasLines ? 50 : 0) {
                 // A quiet stream: commit now rather than hold rows back.
                 try commit()
             }
@@ -149,7 +155,7 @@ public final class Loader {
         open.removeAll()
     }
 
-    private var hasCommittable: Bool { !ready.isEmpty || loose != nil }
+    private var hasCommittable: Bool { !ready.isEmpty || loose != nil || kafka.hasLines }
     /// Rows read and not committed yet.
     private var holdsRows: Bool { hasCommittable || !open.isEmpty }
 
@@ -162,6 +168,12 @@ public final class Loader {
             LineEncoder.appendMalformedLine(bytes, lineNumber: lineNumber, problem: error.description, into: &reject)
             logger.warning("stdin:\(lineNumber): malformed JSON (\(error.description)); kept as a reject")
             try addLoose(reject.dropLast())
+            return
+        }
+        // Lines from `consume` (topic, partition, offset) are held per partition.
+        if let rows = try kafka.accept(line, bytes) {
+            readyRows += rows
+            if rows > 0 && oldestReadyAt == nil { oldestReadyAt = monotonicSeconds() }
             return
         }
         switch line.kind {
@@ -259,6 +271,7 @@ public final class Loader {
         }
         var batch = now
         if let loose { batch.append(loose) }
+        var kafkaFiles = kafka.pendingFiles()
         let started = monotonicSeconds()
         let token = randomToken()
         var attempt = 0
@@ -266,13 +279,23 @@ public final class Loader {
         while true {
             do {
                 let conn = try connectedConnection()
-                outcome = try BatchCommit(sql: sql, connection: conn, files: batch, token: token, config: config, logger: logger).run()
+                outcome = try BatchCommit(sql: sql, connection: conn, files: batch + kafkaFiles, token: token, config: config, logger: logger).run()
                 break
             } catch let error as PostgresError where error.sqlstate == "23505" && error.description.contains(config.checkpointTable) && attempt < 3 {
                 // Another pipeline committed one of these files first (a loader without the name
                 // locks): the next attempt sees its checkpoint and skips the file.
                 attempt += 1
                 logger.warning("a file of this batch was committed by another pipeline meanwhile; retrying the batch")
+            } catch let fence as KafkaFence {
+                // Rolled back: another commit moved this partition; keep only what is not loaded.
+                try kafka.fenced(fence)
+                kafkaFiles = kafka.pendingFiles()
+                if batch.isEmpty && kafkaFiles.isEmpty {
+                    // Everything held was loaded elsewhere: nothing left to commit.
+                    readyRows = 0
+                    oldestReadyAt = nil
+                    return
+                }
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 config.metrics.databaseRetry()
@@ -285,6 +308,7 @@ public final class Loader {
         }
         let committedAt = UTCTimestamp.now()
         let elapsed = monotonicSeconds() - started
+        kafka.committed(kafkaFiles)
         afterCommit(outcome)
         report(outcome, elapsed: elapsed, committedAt: committedAt)
         ready = later

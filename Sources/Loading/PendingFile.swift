@@ -14,6 +14,8 @@ final class PendingFile {
     var marker: FileMarker?
     /// Why the complete file is refused as a whole (over the reject threshold); nil: it loads.
     var refusal: String?
+    /// Set for a Kafka partition's lines: the offsets they cover, for the commit's fencing.
+    var kafka: KafkaSpan?
     /// Monotonic time of the first line, for `--max-delay`.
     let firstLineAt: Double
 

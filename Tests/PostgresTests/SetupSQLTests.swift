@@ -11,7 +11,7 @@ import Testing
                 SELECT relname FROM pg_class
                 WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname
                 """).map { $0[0] }
-            #expect(tables == ["ecommerce_bad_records", "ecommerce_events", "ingest_checkpoints"])
+            #expect(tables == ["ecommerce_bad_records", "ecommerce_events", "ingest_checkpoints", "ingest_kafka_offsets"])
             let indexes = try database.query(
                 "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname"
             ).map { $0[0] }
@@ -105,6 +105,9 @@ import Testing
                 "CREATE TABLE public.sneaky (v int)",
                 "DELETE FROM ingest_checkpoints",
                 "UPDATE ecommerce_bad_records SET raw = ''",
+                // Offsets move forward through load's UPDATE of next_offset only.
+                "DELETE FROM ingest_kafka_offsets",
+                "UPDATE ingest_kafka_offsets SET topic = 'other'",
             ]
             for sql in forbidden {
                 let error = try #require(throws: PostgresError.self, "\(sql)") { try connection.execute(sql) }

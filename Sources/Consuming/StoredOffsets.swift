@@ -1,0 +1,98 @@
+import Kafka
+import Logging
+import Postgres
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads the offsets `load` stored in PostgreSQL: for each partition, the next offset to load.
+/// They are the only truth about what is loaded; Kafka's committed offsets are not consulted.
+public final class StoredOffsets {
+    let conninfo: String
+    let endpoint: String
+    let table: String
+    let logger: Logger
+    /// Give up after this many failed attempts to reach the server (nil: never).
+    let maxRetries: Int?
+    private var connection: PostgresConnection?
+
+    public init(conninfo: String, endpoint: String, table: String = "ingest_kafka_offsets", maxRetries: Int? = nil, logger: Logger) {
+        self.conninfo = conninfo
+        self.endpoint = endpoint
+        self.table = quoteIdentifier(table)
+        self.maxRetries = maxRetries
+        self.logger = logger
+    }
+
+    /// The stored next offset of each of `topic`'s partitions that has one. Retries with
+    /// backoff while the server is unreachable; throws on anything permanent.
+    public func read(topic: String) throws -> [Int32: Int64] {
+        var attempt = 0
+        while true {
+            do {
+                let conn = try connected()
+                let result = try conn.execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
+                var offsets: [Int32: Int64] = [:]
+                for row in 0..<result.rowCount {
+                    if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }),
+                        let next = result.value(row: row, column: 1).flatMap({ Int64($0) })
+                    {
+                        offsets[p] = next
+                    }
+                }
+                return offsets
+            } catch let error as PostgresError where error.category == .connection || error.category == .retry {
+                connection = nil
+                attempt += 1
+                if let limit = maxRetries, attempt > limit { throw ConsumeError.database(endpoint, error) }
+                let wait = min(30, 0.25 * Double(1 << min(attempt, 8)))
+                logger.warning("reading stored offsets, \(endpoint): \(error.description); retrying in \(Int(wait * 1000)) ms (attempt \(attempt))")
+                var request = timespec(tv_sec: Int(wait), tv_nsec: Int((wait - Double(Int(wait))) * 1e9))
+                var remaining = timespec()
+                while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+            } catch let error as PostgresError {
+                throw ConsumeError.database(endpoint, error)
+            }
+        }
+    }
+
+    /// One attempt, no retries: for periodic work that must not stall the consumer.
+    public func readOnce(topic: String) throws -> [Int32: Int64] {
+        do {
+            let result = try connected().execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
+            var offsets: [Int32: Int64] = [:]
+            for row in 0..<result.rowCount {
+                if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }), let next = result.value(row: row, column: 1).flatMap({ Int64($0) }) {
+                    offsets[p] = next
+                }
+            }
+            return offsets
+        } catch {
+            connection = nil
+            throw error
+        }
+    }
+
+    private func connected() throws -> PostgresConnection {
+        if let connection, !connection.isConnectionBad { return connection }
+        let conn = try PostgresConnection(conninfo: conninfo)
+        connection = conn
+        return conn
+    }
+}
+
+/// Why `consume` stopped.
+public enum ConsumeError: Error, CustomStringConvertible {
+    case database(String, PostgresError)
+    case kafka(KafkaError)
+
+    public var description: String {
+        switch self {
+        case .database(let endpoint, let error): "\(endpoint): \(error.description)"
+        case .kafka(let error): error.description
+        }
+    }
+}

@@ -1,0 +1,215 @@
+import Ingest
+import Kafka
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What `consume` reads and how.
+public struct ConsumerConfiguration: Sendable {
+    public var brokers: String
+    public var topic: String
+    public var group: String
+    /// librdkafka properties from `-X key=value`, applied last.
+    public var settings: [(String, String)] = []
+    /// Stop once every assigned partition has been read to its end.
+    public var exitAtEnd = false
+    /// How often the stored offsets of the assigned partitions are copied to the group's
+    /// committed offsets in Kafka, for lag tools (seconds; 0: never).
+    public var kafkaCommitInterval: Double = 5
+
+    public init(brokers: String, topic: String, group: String) {
+        self.brokers = brokers
+        self.topic = topic
+        self.group = group
+    }
+
+    /// The librdkafka properties: ours, then the user's.
+    var clientSettings: [(String, String)] {
+        var all = [("bootstrap.servers", brokers), ("group.id", group)]
+        if exitAtEnd { all.append(("enable.partition.eof", "true")) }
+        return all + settings
+    }
+}
+
+/// Totals over a run, for the final log line.
+public struct ConsumerTotals: Sendable {
+    public var messages = 0
+    public var records = 0
+    public var rejects = 0
+    public var assignments = 0
+}
+
+/// The source stage for Kafka: joins the consumer group, starts each assigned partition at the
+/// offset stored in PostgreSQL, and writes every message as a protocol line to `fd`.
+///
+/// Before a partition's first message after each assignment it writes an `assigned` line with
+/// the stored offset, so `load` knows where the run of offsets it receives begins.
+public final class TopicConsumer {
+    let config: ConsumerConfiguration
+    let offsets: StoredOffsets
+    let logger: Logger
+    public private(set) var totals = ConsumerTotals()
+    private var assigned: Set<TopicPartition> = []
+    private var atEnd: Set<TopicPartition> = []
+
+    public init(config: ConsumerConfiguration, offsets: StoredOffsets, logger: Logger) {
+        self.config = config
+        self.offsets = offsets
+        self.logger = logger
+    }
+
+    /// Consumes until the first SIGINT/SIGTERM (see `Interrupts`), the reader of `fd` goes away,
+    /// or (with `exitAtEnd`) every assigned partition is read to its end. Leaves the group
+    /// cleanly before returning, so its partitions move to the other pipelines at once.
+    public func run(fd: Int32) throws {
+        let output = ByteOutput(fd: fd)
+        let topic = config.topic
+        let consumer = try KafkaConsumer(
+            settings: config.clientSettings, logger: logger,
+            onAssign: { [unowned self] partitions in
+                let stored = try offsets.read(topic: topic)
+                var starts: [TopicPartition: Int64] = [:]
+                var described: [String] = []
+                for p in partitions.sorted(by: { $0.partition < $1.partition }) {
+                    let next = p.topic == topic ? stored[p.partition] : nil
+                    MessageLines.appendAssigned(p, nextOffset: next, into: &output.bytes)
+                    if let next { starts[p] = next }
+                    described.append(next.map { "\(p) at \($0)" } ?? "\(p) from the beginning (no stored offset)")
+                    assigned.insert(p)
+                    atEnd.remove(p)
+                }
+                totals.assignments += 1
+                try output.flush()
+                logger.info("assigned \(described.joined(separator: ", "))")
+                return starts
+            },
+            onRevoke: { [unowned self] partitions in
+                try? output.flush()
+                for p in partitions {
+                    assigned.remove(p)
+                    atEnd.remove(p)
+                }
+                logger.info("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
+            })
+        defer { consumer.close() }
+        try consumer.subscribe([topic])
+        logger.info("consume: group \(config.group), topic \(topic), brokers \(config.brokers)")
+
+        var lines = MessageLines()
+        var lastFlush = monotonicMilliseconds()
+        var lastKafkaCommit = monotonicMilliseconds()
+        while Interrupts.received == 0 {
+            if config.kafkaCommitInterval > 0 && Double(monotonicMilliseconds() - lastKafkaCommit) >= config.kafkaCommitInterval * 1000 {
+                lastKafkaCommit = monotonicMilliseconds()
+                commitStoredOffsets(consumer)
+            }
+            guard let message = try consumer.poll(timeoutMilliseconds: 100) else {
+                try output.flush()
+                lastFlush = monotonicMilliseconds()
+                if readerIsGone(fd) {
+                    logger.info("consume: the reader of stdout went away; leaving the group")
+                    return
+                }
+                if config.exitAtEnd && !assigned.isEmpty && atEnd == assigned {
+                    logger.info("consume: every assigned partition read to its end")
+                    break
+                }
+                continue
+            }
+            let partition = TopicPartition(topic: message.topic, partition: message.partition)
+            if message.isPartitionEnd {
+                atEnd.insert(partition)
+                continue
+            }
+            if let error = message.error {
+                if let fatal = consumer.fatalError { throw ConsumeError.kafka(fatal) }
+                // Brokers down, leaders moving: librdkafka retries on its own.
+                logger.warning("\(error.description)")
+                continue
+            }
+            atEnd.remove(partition)
+            totals.messages += 1
+            if lines.append(topic: message.topic, partition: message.partition, offset: message.offset, value: message.value, into: &output.bytes) {
+                totals.records += 1
+            } else {
+                totals.rejects += 1
+                logger.debug("\(partition)@\(message.offset): message value is not a JSON object; written as a reject")
+            }
+            let now = monotonicMilliseconds()
+            if output.bytes.count >= output.flushThreshold || now - lastFlush >= 100 {
+                try output.flush()
+                lastFlush = now
+            }
+        }
+        try output.flush()
+    }
+
+    /// Copies what PostgreSQL says is loaded to Kafka's committed offsets, so the usual lag
+    /// tools (kafka-consumer-groups.sh, Burrow) show the loading lag. Best effort: a failure
+    /// is logged at debug level and tried again next time.
+    private func commitStoredOffsets(_ consumer: KafkaConsumer) {
+        guard !assigned.isEmpty else { return }
+        do {
+            let stored = try offsets.readOnce(topic: config.topic)
+            var commit: [TopicPartition: Int64] = [:]
+            for p in assigned where p.topic == config.topic {
+                if let next = stored[p.partition] { commit[p] = next }
+            }
+            try consumer.commit(commit)
+        } catch {
+            logger.debug("copying stored offsets to Kafka: \(error)")
+        }
+    }
+
+    /// True when `fd` is a pipe whose reader has closed it: an idle consumer would otherwise
+    /// hold its partitions forever after the rest of its pipeline died.
+    private func readerIsGone(_ fd: Int32) -> Bool {
+        var entry = pollfd(fd: fd, events: 0, revents: 0)
+        return poll(&entry, 1, 0) == 1 && (entry.revents & Int16(POLLERR | POLLHUP)) != 0
+    }
+}
+
+/// One partition's lag: how far the stored offset is behind the partition's high watermark.
+public struct PartitionLag: Sendable {
+    public var partition: TopicPartition
+    public var nextOffset: Int64?
+    public var lowWatermark: Int64
+    public var highWatermark: Int64
+    /// Messages not loaded yet.
+    public var lag: Int64 { highWatermark - max(nextOffset ?? lowWatermark, lowWatermark) }
+
+    /// Measures every partition of `config.topic` without joining the group.
+    public static func measure(config: ConsumerConfiguration, offsets: StoredOffsets, logger: Logger) throws -> [PartitionLag] {
+        let consumer = try KafkaConsumer(settings: config.clientSettings, logger: logger, onAssign: { _ in [:] }, onRevoke: { _ in })
+        let count = try consumer.partitionCount(config.topic)
+        let stored = try offsets.read(topic: config.topic)
+        return try (0..<Int32(count)).map { p in
+            let partition = TopicPartition(topic: config.topic, partition: p)
+            let marks = try consumer.watermarks(partition)
+            return PartitionLag(partition: partition, nextOffset: stored[p], lowWatermark: marks.low, highWatermark: marks.high)
+        }
+    }
+
+    /// `{"topic":…,"partition":…,"next_offset":…,"low_watermark":…,"high_watermark":…,"lag":…}`
+    public func appendLine(into out: inout [UInt8]) {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key("topic", &out)
+        w.string(partition.topic, &out)
+        w.key("partition", &out)
+        w.int(Int(partition.partition), &out)
+        w.key("next_offset", &out)
+        if let nextOffset { w.int(Int(nextOffset), &out) } else { w.null(&out) }
+        w.key("low_watermark", &out)
+        w.int(Int(lowWatermark), &out)
+        w.key("high_watermark", &out)
+        w.int(Int(highWatermark), &out)
+        w.key("lag", &out)
+        w.int(Int(lag), &out)
+        w.endLine(&out)
+    }
+}

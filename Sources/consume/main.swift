@@ -1,0 +1,146 @@
+import ArgumentParser
+import CommandLineDialect
+import Consuming
+import Ingest
+import Kafka
+import Logging
+import Postgres
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct Consume: ToolCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read a Kafka topic as a consumer group member and write its messages as protocol lines.",
+        discussion: """
+            Each message value is one JSON object with the event's fields (what `gen --stdout` \
+            writes). It becomes a record carrying its provenance: "topic", "partition", "offset". \
+            A value that is not a JSON object becomes a reject holding the value as "raw"; \
+            consume never stops on a message.
+
+            Exactly once: `load` stores each partition's next offset in PostgreSQL (table \
+            ingest_kafka_offsets) in the same transaction as the rows. At every partition \
+            assignment consume starts the partition at that stored offset — never at Kafka's \
+            committed offset — and first writes a line {"kind":"assigned","topic":…, \
+            "partition":…,"next_offset":…} so `load` can fence stale batches (see docs/kafka.md). \
+            Every --kafka-commit-interval the stored offsets are also committed to the group in \
+            Kafka, for the usual lag tools; they are never read back.
+
+            Scale out: start N pipelines with the same --group; Kafka splits the partitions \
+            among them and moves them when one joins, leaves or dies.
+
+            Connection to PostgreSQL (to read stored offsets), highest precedence first: --db (a \
+            conninfo or postgresql:// URI); PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD…; \
+            POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD from the \
+            environment or the --env-file (default ./.env when present). The password is never \
+            printed.
+
+            Signals: the first SIGINT/SIGTERM leaves the group and exits 0 (the rest of the \
+            pipeline drains and commits); a second one exits at once (130). A closed stdout \
+            exits 0 quietly. Exit status 1: a permanent database or Kafka error.
+
+            Examples:
+              consume --brokers localhost:9092 --topic events --group ingest | validate | load
+              gen --stdout --files 10 | kcat -P -b localhost:9092 -t events
+              consume --brokers localhost:9092 --topic events --group ingest --lag
+              consume --brokers b1:9092,b2:9092 --topic events --group ingest \\
+                -X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN
+            """
+    )
+
+    @Option(help: ArgumentHelp("Bootstrap brokers, comma separated.", valueName: "host:port[,…]"))
+    var brokers: String
+
+    @Option(help: ArgumentHelp("The topic to read.", valueName: "name"))
+    var topic: String
+
+    @Option(help: ArgumentHelp("The consumer group: pipelines with the same group split the partitions.", valueName: "id"))
+    var group: String
+
+    @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable), e.g. -X session.timeout.ms=6000.", valueName: "key=value"))
+    var properties: [String] = []
+
+    @Option(help: ArgumentHelp("Connection string (conninfo or URI); overrides PG* and POSTGRES_* settings.", valueName: "conninfo"))
+    var db: String?
+
+    @Option(name: .customLong("env-file"), help: ArgumentHelp("Read POSTGRES_* keys from this file (default: ./.env if it exists).", valueName: "path"))
+    var envFile: String?
+
+    @Option(name: .customLong("offsets-table"), help: ArgumentHelp("The table of stored offsets.", valueName: "name"))
+    var offsetsTable = "ingest_kafka_offsets"
+
+    @Flag(name: .customLong("exit-at-end"), help: "Exit once every assigned partition is read to its end (for batch runs and tests).")
+    var exitAtEnd = false
+
+    @Flag(help: "Print each partition's stored offset, watermarks and lag as JSON lines, then exit (does not join the group).")
+    var lag = false
+
+    @Option(name: .customLong("kafka-commit-interval"), help: ArgumentHelp("Copy the stored offsets to the group's committed offsets in Kafka this often, for lag tools (0: never).", valueName: "duration"))
+    var kafkaCommitInterval = DurationArgument(milliseconds: 5000)
+
+    @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach PostgreSQL (default: keep trying).")
+    var maxRetries: Int?
+
+    @OptionGroup var log: LogOptions
+
+    func validate() throws {
+        for property in properties where !property.contains("=") || property.hasPrefix("=") {
+            throw ValidationError("-X \(property): expected key=value")
+        }
+        if brokers.isEmpty || topic.isEmpty || group.isEmpty { throw ValidationError("--brokers, --topic and --group must not be empty") }
+    }
+
+    func run() throws {
+        if let db, let password = ConnectionSettings.password(in: db) {
+            ArgumentVector.hide(password, inValueOf: "--db")
+        }
+        signal(SIGPIPE, SIG_IGN)
+        let logger = log.bootstrap(stage: "consume")
+
+        var env = envFile
+        if env == nil && access(".env", R_OK) == 0 { env = ".env" }
+        let settings: ConnectionSettings
+        do {
+            settings = try ConnectionSettings(db: db, envFile: env)
+        } catch {
+            throw RuntimeError("\(error)")
+        }
+        var config = ConsumerConfiguration(brokers: brokers, topic: topic, group: group)
+        config.exitAtEnd = exitAtEnd
+        config.kafkaCommitInterval = kafkaCommitInterval.seconds
+        config.settings = properties.map { property in
+            let equals = property.firstIndex(of: "=")!
+            return (String(property[..<equals]), String(property[property.index(after: equals)...]))
+        }
+        let offsets = StoredOffsets(
+            conninfo: settings.conninfo, endpoint: settings.redactedDescription, table: offsetsTable, maxRetries: maxRetries, logger: logger)
+
+        do {
+            if lag {
+                var out: [UInt8] = []
+                for partition in try PartitionLag.measure(config: config, offsets: offsets, logger: logger) { partition.appendLine(into: &out) }
+                try out.withUnsafeBytes { try writeAll(1, $0) }
+                return
+            }
+            // The source stage: the first signal stops reading and leaves the group; the rest of
+            // the pipeline drains and commits.
+            Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue))
+            let consumer = TopicConsumer(config: config, offsets: offsets, logger: logger)
+            try consumer.run(fd: 1)
+            let t = consumer.totals
+            logger.info("consume: done: \(t.messages) messages, \(t.records) records, \(t.rejects) rejects, \(t.assignments) assignments")
+        } catch is BrokenPipe {
+            throw ExitCode.success
+        } catch let error as ConsumeError {
+            logger.critical("\(error.description)")
+            throw ExitCode.failure
+        } catch let error as KafkaError {
+            logger.critical("\(error.description)")
+            throw ExitCode.failure
+        }
+    }
+}
