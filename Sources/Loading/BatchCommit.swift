@@ -10,6 +10,8 @@ struct BatchOutcome {
         var loaded: Int
         var rejected: Int
         var seen: String?
+        /// Inode and mtime from the end marker, when it carried them.
+        var version: (inode: UInt64, mtimeNanoseconds: Int64)?
     }
     var files: [File] = []
     var loaded: Int { files.reduce(0) { $0 + $1.loaded } }
@@ -122,21 +124,11 @@ struct BatchCommit {
         var loadedPerFile = [Int](repeating: 0, count: files.count)
         _ = try conn.execute("SAVEPOINT rows")
         do {
+            // The rows were made when they arrived: this only streams them.
             _ = try conn.copyIn(sql.copyRows) { copy in
-                var decoder = LineDecoder()
-                var buffer: [UInt8] = []
-                buffer.reserveCapacity(1 << 18)
                 for (i, file) in files.enumerated() where !skip[i] {
-                    try file.lines.forEachLine { bytes in
-                        guard let line = try? decoder.decode(bytes), line.kind == .record else { return }
-                        CopyText.appendRow(from: line, into: &buffer)
-                        if buffer.count >= 1 << 18 {
-                            try copy.send(buffer)
-                            buffer.removeAll(keepingCapacity: true)
-                        }
-                    }
+                    try file.copyRows.forEachChunk { try copy.send($0) }
                 }
-                if !buffer.isEmpty { try copy.send(buffer) }
             }
             _ = try conn.execute("RELEASE SAVEPOINT rows")
             for (i, file) in files.enumerated() where !skip[i] { loadedPerFile[i] = file.records }
@@ -154,7 +146,8 @@ struct BatchCommit {
             outcome.files.append(
                 BatchOutcome.File(
                     identity: file.identity, skipped: skip[i], loaded: skip[i] ? 0 : loadedPerFile[i],
-                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen))
+                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen,
+                    version: file.marker.flatMap { m in m.inode.flatMap { i in m.mtimeNanoseconds.map { (i, $0) } } }))
             guard !skip[i] else { continue }
             if let identity = file.identity {
                 checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen))
@@ -227,8 +220,7 @@ struct BatchCommit {
             chunk.removeAll(keepingCapacity: true)
         }
         for (i, file) in files.enumerated() where !skip[i] {
-            try file.lines.forEachLine { bytes in
-                guard let line = try? decoder.decode(bytes), line.kind == .record else { return }
+            try file.recordLines.forEachLine { bytes in
                 chunk.append(Row(file: i, line: Array(bytes)))
                 if chunk.count >= 5_000 { try flush() }
             }
@@ -288,10 +280,7 @@ struct BatchCommit {
                 guard let line = try? decoder.decode(rejectLine) else { return }
                 appendBadRecordRow(line, file: file.name, checkpoint: checkpointID[i], into: &rows)
             }
-            try file.lines.forEachLine { bytes in
-                guard let line = try? decoder.decode(bytes), line.kind == .reject else { return }
-                add(bytes)
-            }
+            try file.rejectLines.forEachLine { add($0) }
             for (record, reason) in refused[i] ?? [] {
                 var reject: [UInt8] = []
                 record.withUnsafeBytes { raw in

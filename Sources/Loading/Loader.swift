@@ -70,6 +70,8 @@ public final class Loader {
     private var readyRows = 0
     private var oldestReadyAt: Double?
     private var decoder = LineDecoder()
+    /// The batch committing while the next one fills (see `CommitThread`).
+    private var inFlight: CommitThread?
     private var warnedKinds: Set<String> = []
     public private(set) var totals = LoaderTotals()
     private let sql: LoaderSQL
@@ -112,6 +114,7 @@ public final class Loader {
             }
         }
         try commit()
+        try awaitCommit()
         for (name, file) in open {
             totals.incompleteFiles += 1
             logger.warning(
@@ -142,10 +145,12 @@ public final class Loader {
                     open[name] = created
                     return created
                 }()
-                try file.lines.appendLine(bytes)
-                if isReject { file.rejects += 1 } else { file.records += 1 }
+                try file.add(line, isReject: isReject)
             } else {
-                try addLoose(bytes, isReject: isReject)
+                let file = looseFile()
+                try file.add(line, isReject: isReject)
+                readyRows += 1
+                if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
             }
         case .endOfFile:
             guard var marker = FileMarker(line) else {
@@ -170,32 +175,48 @@ public final class Loader {
         }
     }
 
-    private func addLoose(_ bytes: some Collection<UInt8>, isReject: Bool = true) throws {
+    private func looseFile() -> PendingFile {
         let file = loose ?? PendingFile(name: nil, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
         loose = file
-        try Array(bytes).withUnsafeBytes { try file.lines.appendLine($0) }
-        if isReject { file.rejects += 1 } else { file.records += 1 }
-        readyRows += 1
-        if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
+        return file
     }
 
-    private func addLoose(_ bytes: UnsafeRawBufferPointer, isReject: Bool) throws {
-        let file = loose ?? PendingFile(name: nil, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
-        loose = file
-        try file.lines.appendLine(bytes)
-        if isReject { file.rejects += 1 } else { file.records += 1 }
+    /// A reject made here (malformed JSON, overlong line), without provenance.
+    private func addLoose(_ bytes: some Collection<UInt8>) throws {
+        let file = looseFile()
+        try Array(bytes).withUnsafeBytes { try file.rejectLines.appendLine($0) }
+        file.rejects += 1
         readyRows += 1
         if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
     }
 
     // MARK: - Committing
 
-    /// Commits every complete file and the records without provenance, retrying through
-    /// connection loss; nothing is dropped from memory until the commit succeeded.
+    /// Starts committing every complete file and the records without provenance on the commit
+    /// thread, after the batch before it has committed; reading goes on meanwhile.
     func commit() throws {
         guard hasCommittable else { return }
+        try awaitCommit()
         var batch = ready
         if let loose { batch.append(loose) }
+        ready.removeAll()
+        loose = nil
+        readyRows = 0
+        oldestReadyAt = nil
+        inFlight = try CommitThread { [self] in try commitBatch(batch) }
+    }
+
+    /// Waits for the batch in flight, if any; rethrows its permanent error.
+    func awaitCommit() throws {
+        guard let thread = inFlight else { return }
+        inFlight = nil
+        try thread.wait()
+    }
+
+    /// Commits `batch`, retrying through connection loss; its rows stay in memory (or the
+    /// spool) until the commit succeeded. Runs on the commit thread, which alone uses the
+    /// connection and the totals while it runs.
+    private func commitBatch(_ batch: [PendingFile]) throws {
         let started = monotonicSeconds()
         let token = randomToken()
         var attempt = 0
@@ -219,10 +240,6 @@ public final class Loader {
         let elapsed = monotonicSeconds() - started
         afterCommit(outcome)
         report(outcome, elapsed: elapsed, committedAt: committedAt)
-        ready.removeAll()
-        loose = nil
-        readyRows = 0
-        oldestReadyAt = nil
     }
 
     /// A live connection, made with retries and backoff while the server is unreachable.
@@ -259,7 +276,11 @@ public final class Loader {
                     "not moving \(quotedForMessage(identity.name)): \(ContainedFolder.problem(with: identity.name) ?? "unsafe name") (load only touches plain names in \(config.incoming.path))")
                 continue
             }
-            guard SourceFile.matches(path: source, bytes: identity.bytes, sha256: identity.sha256) else {
+            guard
+                SourceFile.matches(
+                    path: source, bytes: identity.bytes, sha256: identity.sha256, inode: file.version?.inode,
+                    mtimeNanoseconds: file.version?.mtimeNanoseconds)
+            else {
                 // Absent (replayed from elsewhere) or replaced since it was read: not ours to move.
                 continue
             }

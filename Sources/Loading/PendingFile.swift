@@ -6,8 +6,12 @@ import Ingest
 final class PendingFile {
     /// The source file name as the stream gave it; nil for records without provenance.
     let name: String?
-    /// Records and rejects as received, in arrival order.
-    let lines: Spool
+    /// Each record's COPY row, built once when the record arrived: the commit only streams it.
+    let copyRows: Spool
+    /// Records as received, read again only when the server refuses a row (to find it).
+    let recordLines: Spool
+    /// Rejects as received: the dead-letter pass reads these alone, never the records.
+    let rejectLines: Spool
     var records = 0
     var rejects = 0
     /// Set when the end marker arrived: the file is complete and may be committed.
@@ -17,11 +21,27 @@ final class PendingFile {
 
     init(name: String?, spoolLimit: Int, spoolDirectory: String) {
         self.name = name
-        self.lines = Spool(memoryLimit: spoolLimit, directory: spoolDirectory)
+        self.copyRows = Spool(memoryLimit: spoolLimit, directory: spoolDirectory)
+        // Both are rarely read back: a smaller share of memory before they move to disk keeps
+        // a stage's memory flat (a few MB) whatever the file size.
+        self.recordLines = Spool(memoryLimit: min(spoolLimit, 2 << 20), directory: spoolDirectory)
+        self.rejectLines = Spool(memoryLimit: min(spoolLimit, 2 << 20), directory: spoolDirectory)
         self.firstLineAt = monotonicSeconds()
     }
 
     var rowCount: Int { records + rejects }
+
+    /// Keeps a record (its COPY row, made now, and its line) or a reject (its line).
+    func add(_ line: ProtocolLine, isReject: Bool) throws {
+        if isReject {
+            try rejectLines.appendLine(line.bytes)
+            rejects += 1
+        } else {
+            try copyRows.append { CopyText.appendRow(from: line, into: &$0) }
+            try recordLines.appendLine(line.bytes)
+            records += 1
+        }
+    }
 
     /// The checkpoint identity: name, size, content hash.
     var identity: FileIdentity? {

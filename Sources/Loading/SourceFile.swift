@@ -11,9 +11,18 @@ import Darwin
 enum SourceFile {
     /// True when `path` is a regular file with this size and content hash: the version that
     /// was committed, not a newer one that replaced it under the same name.
-    static func matches(path: String, bytes: Int64, sha256: String) -> Bool {
+    ///
+    /// With the inode and mtime the end marker carries, one `lstat` decides (the file was
+    /// hashed once, while it was read); without them, the file is hashed again.
+    static func matches(path: String, bytes: Int64, sha256: String, inode: UInt64? = nil, mtimeNanoseconds: Int64? = nil)
+        -> Bool
+    {
         var st = stat()
-        guard lstat(path, &st) == 0, Int64(st.st_size) == bytes else { return false }
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int64(st.st_size) == bytes else { return false }
+        if let inode, let mtimeNanoseconds {
+            let now = FileVersion(st)
+            return now.inode == inode && now.mtimeNanoseconds == mtimeNanoseconds
+        }
         guard let digest = try? FileDigest.of(path: path) else { return false }
         return digest.bytes == bytes && digest.sha256 == sha256
     }

@@ -33,9 +33,11 @@ public struct CSVFileEmitter {
         guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
         defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+        let statted = fstat(fd, &st) == 0
+        if statted && (st.st_mode & S_IFMT) == S_IFDIR {
             throw SystemError("read", errno: EISDIR, path: path)
         }
+        let before = statted ? FileVersion(st) : nil
         let reader = CSVReader(fd: fd, maxRowBytes: maxRowBytes)
         var rows = 0
         var records = 0
@@ -45,7 +47,7 @@ public struct CSVFileEmitter {
         do {
             guard let header = try reader.nextRow() else {
                 // Empty file (or only blank lines): nothing to load, but still a complete file.
-                return finish(reader, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
+                return finish(reader, fd: fd, before: before, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
             }
             let layout = HeaderLayout(reader: reader, header: header)
             if let problem = layout.fileProblem {
@@ -59,7 +61,7 @@ public struct CSVFileEmitter {
                         reasons: [problem], into: &output.bytes)
                 }
                 while try reader.nextRow() != nil {}
-                return finish(reader, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
+                return finish(reader, fd: fd, before: before, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
             }
             var fields: [(EventField, UnsafeRawBufferPointer)] = []
             fields.reserveCapacity(EventField.allCases.count)
@@ -94,14 +96,21 @@ public struct CSVFileEmitter {
         } catch let error as SystemError {
             throw SystemError(error.call, errno: error.errno, path: path)
         }
-        return finish(reader, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
+        return finish(reader, fd: fd, before: before, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
     }
 
     private func finish(
-        _ reader: CSVReader, name: String, seen: String?, rows: Int, records: Int, rejects: Int, problem: String?,
-        _ output: ByteOutput
+        _ reader: CSVReader, fd: Int32, before: FileVersion?, name: String, seen: String?, rows: Int, records: Int,
+        rejects: Int, problem: String?, _ output: ByteOutput
     ) -> EmittedFile {
-        let marker = FileMarker(file: name, rows: rows, bytes: reader.byteCount, sha256: reader.sha256Hex(), seen: seen)
+        var marker = FileMarker(file: name, rows: rows, bytes: reader.byteCount, sha256: reader.sha256Hex(), seen: seen)
+        // The version is stated only when the file did not change while it was read and its
+        // size is what was hashed; otherwise load falls back to hashing it again.
+        var st = stat()
+        if let before, fstat(fd, &st) == 0, FileVersion(st) == before, before.size == reader.byteCount {
+            marker.inode = before.inode
+            marker.mtimeNanoseconds = before.mtimeNanoseconds
+        }
         LineEncoder.appendMarker(marker, into: &output.bytes)
         return EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem)
     }
@@ -168,5 +177,18 @@ extension String {
         while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
         while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// What `lstat` says of a file version: enough to tell it from a replacement without reading it.
+public struct FileVersion: Equatable, Sendable {
+    public var inode: UInt64
+    public var size: Int64
+    public var mtimeNanoseconds: Int64
+
+    public init(_ st: stat) {
+        inode = UInt64(st.st_ino)
+        size = Int64(st.st_size)
+        mtimeNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
     }
 }

@@ -48,12 +48,23 @@ public struct FileMarker: Equatable, Sendable {
     /// When the reader first saw the file complete, RFC 3339 UTC with milliseconds.
     public var seen: String?
 
-    public init(file: String, rows: Int, bytes: Int64, sha256: String, seen: String?) {
+    /// The file's inode and modification time (ns since the epoch) while it was read, when
+    /// they did not change during the read: `load` recognises the version it committed with
+    /// one `lstat` instead of hashing the file again before archiving it.
+    public var inode: UInt64?
+    public var mtimeNanoseconds: Int64?
+
+    public init(
+        file: String, rows: Int, bytes: Int64, sha256: String, seen: String?, inode: UInt64? = nil,
+        mtimeNanoseconds: Int64? = nil
+    ) {
         self.file = file
         self.rows = rows
         self.bytes = bytes
         self.sha256 = sha256
         self.seen = seen
+        self.inode = inode
+        self.mtimeNanoseconds = mtimeNanoseconds
     }
 
     /// Reads a marker from a scanned `eof` line; nil when a required key is missing.
@@ -62,6 +73,13 @@ public struct FileMarker: Equatable, Sendable {
             let sha = line.string(.sha256)
         else { return nil }
         self.init(file: file, rows: rows, bytes: Int64(bytes), sha256: sha, seen: line.string(.seen))
+        // Optional keys of a rare line: found by name here rather than slotted on every line.
+        for m in line.members where m.kind == .number {
+            let key = String(decoding: line.keySpan(m), as: UTF8.self)
+            let value = String(decoding: line.span(m), as: UTF8.self)
+            if key == "inode" { inode = UInt64(value) }
+            if key == "mtime_ns" { mtimeNanoseconds = Int64(value) }
+        }
     }
 }
 
@@ -155,6 +173,12 @@ public enum LineEncoder {
         if let seen = marker.seen {
             w.key("seen", &out)
             w.string(seen, &out)
+        }
+        if let inode = marker.inode, let mtime = marker.mtimeNanoseconds {
+            w.key("inode", &out)
+            w.int(Int(truncatingIfNeeded: inode), &out)
+            w.key("mtime_ns", &out)
+            w.int(Int(mtime), &out)
         }
         w.endLine(&out)
     }
