@@ -6,8 +6,12 @@ import Ingest
 final class PendingFile {
     /// The source file name as the stream gave it; nil for records without provenance.
     let name: String?
-    /// Each record's COPY row, built once when the record arrived: the commit only streams it.
+    /// Each record's binary COPY tuple, built once when the record arrived: the commit only
+    /// streams it.
     let copyRows: Spool
+    /// True when a record was not in the canonical form the binary tuples need: the file's
+    /// rows then go through the text path (`CopyText`), where the server judges each row.
+    var needsTextPath = false
     /// Records as received, read again only when the server refuses a row (to find it).
     let recordLines: Spool
     /// Rejects as received: the dead-letter pass reads these alone, never the records.
@@ -37,7 +41,11 @@ final class PendingFile {
             try rejectLines.appendLine(line.bytes)
             rejects += 1
         } else {
-            try copyRows.append { CopyText.appendRow(from: line, into: &$0) }
+            if !needsTextPath {
+                try copyRows.append { out in
+                    if !CopyBinary.appendRow(from: line, into: &out) { needsTextPath = true }
+                }
+            }
             try recordLines.appendLine(line.bytes)
             records += 1
         }

@@ -37,7 +37,10 @@ import Testing
         #expect(lines[1].contains(#""event_type":"note\r\nwith, comma and \"quote\"""#))
         #expect(lines[2].contains(#""line":5,"#))  // the quoted newline made row 3 span two lines
         #expect(lines[3].hasPrefix(#"{"kind":"eof","file":"f.csv","rows":3,"bytes":\#(csv.utf8.count),"#))
-        #expect(lines[3].hasSuffix(#""seen":"2024-01-30T10:15:23.456Z"}"#))
+        #expect(lines[3].contains(#""seen":"2024-01-30T10:15:23.456Z","inode":"#))
+        // The version load checks with one lstat, the same as the file's.
+        #expect(result.marker.inode != nil && result.marker.mtimeNanoseconds != nil)
+        #expect(lines[3].hasSuffix(#","mtime_ns":\#(result.marker.mtimeNanoseconds ?? -1)}"#))
     }
 
     @Test func utf16FileIsOneRejectAndAProblem() throws {
