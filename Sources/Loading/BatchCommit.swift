@@ -347,9 +347,17 @@ struct BatchCommit {
 func jsonbSafe(_ json: UnsafeRawBufferPointer) -> String {
     let text = String(decoding: json, as: UTF8.self)
     // A byte search first: String.contains goes through Foundation, ~45,000 instructions a line.
-    let escape = Array("\\u0000".utf8)
-    guard let base = json.baseAddress, memmem(base, json.count, escape, escape.count) != nil else { return text }
-    return text.replacingAll("\\u0000", with: "\\ufffd")
+    guard let base = json.baseAddress else { return text }
+    let escape: StaticString = "\\u0000"
+    var at = 0
+    while at < json.count, let slash = memchr(base + at, 0x5C, json.count - at) {
+        let i = base.distance(to: UnsafeRawPointer(slash))
+        if i + 6 <= json.count && memcmp(base + i, escape.utf8Start, 6) == 0 {
+            return text.replacingAll("\\u0000", with: "\\ufffd")
+        }
+        at = i + 2  // past the escaped character
+    }
+    return text
 }
 
 /// 8-4-4-4-12 hex digits: only such ids are worth a uuid[] probe (others would fail the cast).

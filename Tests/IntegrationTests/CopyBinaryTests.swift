@@ -59,7 +59,8 @@ import Testing
         var decoder = LineDecoder()
         var out: [UInt8] = [1, 2, 3]
         try Array(record.utf8).withUnsafeBytes { raw in
-            #expect(!CopyBinary.appendRow(from: try decoder.decode(raw), into: &out))
+            let line = try decoder.decode(raw)
+            #expect(!CopyBinary.appendRow(from: line, into: &out))
         }
         #expect(out == [1, 2, 3])
     }

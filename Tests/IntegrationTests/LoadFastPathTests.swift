@@ -16,7 +16,7 @@ import Testing
         #expect(lstat(url.path, &st) == 0)
         let version = FileVersion(st)
         var marker = lines.last!
-        if let sha256 { marker = marker.replacingOccurrences(of: #/"sha256":"[0-9a-f]+"/#, with: #""sha256":"\#(sha256)""#) }
+        if let sha256 { marker = marker.replacing(#/"sha256":"[0-9a-f]+"/#, with: #""sha256":"\#(sha256)""#) }
         marker.removeLast()
         marker += #","inode":\#(version.inode),"mtime_ns":\#(version.mtimeNanoseconds)}"#
         return lines.dropLast() + [marker]
