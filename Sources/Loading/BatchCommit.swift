@@ -11,13 +11,11 @@ import Darwin
 /// What one committed batch did, per file.
 struct BatchOutcome {
     struct File {
-        var identity: FileIdentity?
+        var fingerprint: FileFingerprint?
         var skipped: Bool
         var loaded: Int
         var rejected: Int
-        var seen: String?
-        /// Inode and mtime from the end marker, when it carried them.
-        var version: (inode: UInt64, mtimeNanoseconds: Int64)?
+        var seen: UTCTimestamp?
     }
     var files: [File] = []
     var loaded: Int { files.reduce(0) { $0 + $1.loaded } }
@@ -103,10 +101,10 @@ struct BatchCommit {
     private func transaction(_ conn: PostgresConnection) throws -> BatchOutcome {
         // 1. Files already committed (seen again) and duplicates within this batch are skipped.
         var skip = [Bool](repeating: false, count: files.count)
-        var seenIdentities: Set<FileIdentity> = []
+        var seenIdentities: Set<FileFingerprint> = []
         var named: [Int] = []
         for (i, file) in files.enumerated() {
-            guard let identity = file.identity else { continue }
+            guard let identity = file.fingerprint else { continue }
             if !seenIdentities.insert(identity).inserted {
                 skip[i] = true
                 continue
@@ -115,9 +113,9 @@ struct BatchCommit {
         }
         if !named.isEmpty {
             let result = try conn.execute(sql.committedFiles, [
-                arrayLiteral(named.map { files[$0].identity!.name }),
-                arrayLiteral(named.map { String(files[$0].identity!.bytes) }),
-                arrayLiteral(named.map { files[$0].identity!.sha256 }),
+                arrayLiteral(named.map { files[$0].fingerprint!.name }),
+                arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
+                arrayLiteral(named.map { files[$0].fingerprint!.sha256 }),
             ])
             for row in 0..<result.rowCount {
                 if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) { skip[named[ordinal - 1]] = true }
@@ -160,12 +158,11 @@ struct BatchCommit {
             let rejected = file.rejects + (refused[i]?.count ?? 0)
             outcome.files.append(
                 BatchOutcome.File(
-                    identity: file.identity, skipped: skip[i], loaded: skip[i] ? 0 : loadedPerFile[i],
-                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen,
-                    version: file.marker.flatMap { m in m.inode.flatMap { i in m.mtimeNanoseconds.map { (i, $0) } } }))
+                    fingerprint: file.fingerprint, skipped: skip[i], loaded: skip[i] ? 0 : loadedPerFile[i],
+                    rejected: skip[i] ? 0 : rejected, seen: file.marker?.seen))
             guard !skip[i] else { continue }
-            if let identity = file.identity {
-                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen))
+            if let identity = file.fingerprint {
+                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen?.rfc3339))
             } else {
                 checkpointRows.append((i, nil, nil, "batch:\(token)", loadedPerFile[i], rejected, nil))
             }

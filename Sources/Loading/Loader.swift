@@ -269,19 +269,16 @@ public final class Loader {
 
     private func afterCommit(_ outcome: BatchOutcome) {
         for file in outcome.files {
-            guard let identity = file.identity else { continue }
+            guard let identity = file.fingerprint else { continue }
             if file.skipped, case .keep = config.afterCommit { continue }  // journaled when first committed
             guard let source = config.incoming.child(identity.name) else {
                 logger.warning(
                     "not moving \(quotedForMessage(identity.name)): \(ContainedFolder.problem(with: identity.name) ?? "unsafe name") (load only touches plain names in \(config.incoming.path))")
                 continue
             }
-            guard
-                SourceFile.matches(
-                    path: source, bytes: identity.bytes, sha256: identity.sha256, inode: file.version?.inode,
-                    mtimeNanoseconds: file.version?.mtimeNanoseconds)
-            else {
-                // Absent (replayed from elsewhere) or replaced since it was read: not ours to move.
+            guard identity.isStill(at: source) else {
+                // Absent (replayed from elsewhere), or appended to or replaced since it was read:
+                // not the version committed, so not ours to move.
                 continue
             }
             do {
@@ -292,7 +289,7 @@ public final class Loader {
                 case .delete:
                     if unlink(source) != 0 { throw SystemError("unlink", errno: errno, path: source) }
                 case .keep:
-                    try SourceFile.appendJournal(folder: config.incoming, identity: identity)
+                    try SourceFile.appendJournal(folder: config.incoming, file: identity)
                 }
             } catch {
                 logger.error("\(identity.name): committed, but \(error)")
@@ -303,20 +300,20 @@ public final class Loader {
     private func report(_ outcome: BatchOutcome, elapsed: Double, committedAt: UTCTimestamp) {
         let n = totals.batches
         totals.batches += 1
-        totals.filesCommitted += outcome.files.filter { $0.identity != nil && !$0.skipped }.count
+        totals.filesCommitted += outcome.files.filter { $0.fingerprint != nil && !$0.skipped }.count
         totals.filesSkipped += outcome.files.filter(\.skipped).count
         totals.rowsLoaded += outcome.loaded
         totals.rowsRejected += outcome.rejected
         for file in outcome.files where file.skipped {
-            logger.info("\(file.identity?.name ?? "stdin batch"): already committed, skipped")
+            logger.info("\(file.fingerprint?.name ?? "stdin batch"): already committed, skipped")
         }
         let processed = outcome.loaded + outcome.rejected
         logger.info("Batch \(n): Processed \(processed) records")
         var line = "Valid: \(outcome.loaded), Invalid: \(outcome.rejected)"
         let rate = elapsed > 0 ? Int(Double(processed) / elapsed) : processed
-        line += "; \(outcome.files.filter { $0.identity != nil }.count) files in \(Int(elapsed * 1000)) ms, \(rate) rows/s"
+        line += "; \(outcome.files.filter { $0.fingerprint != nil }.count) files in \(Int(elapsed * 1000)) ms, \(rate) rows/s"
         let delays = outcome.files.compactMap { file -> Int64? in
-            guard let seen = file.seen, let arrived = UTCTimestamp(rfc3339: seen) else { return nil }
+            guard let arrived = file.seen else { return nil }
             return committedAt.millisecondsSinceEpoch - arrived.millisecondsSinceEpoch
         }
         if let worst = delays.max() { line += ", arrival to commit \(worst) ms" }

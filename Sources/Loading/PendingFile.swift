@@ -51,18 +51,12 @@ final class PendingFile {
         }
     }
 
-    /// The checkpoint identity: name, size, content hash.
-    var identity: FileIdentity? {
-        guard let name, let marker else { return nil }
-        return FileIdentity(name: name, bytes: marker.bytes, sha256: marker.sha256)
+    /// The file as its marker describes it, under the name its lines carried.
+    var fingerprint: FileFingerprint? {
+        guard let name, var fingerprint = marker?.fingerprint else { return nil }
+        fingerprint.name = name
+        return fingerprint
     }
-}
-
-/// How a committed file is recognised when it is seen again.
-struct FileIdentity: Hashable {
-    var name: String
-    var bytes: Int64
-    var sha256: String
 }
 
 #if canImport(Glibc)

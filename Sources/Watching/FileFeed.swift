@@ -15,7 +15,7 @@ public final class FileFeed {
     public let logger: Logger
     /// Per name, the version last sent (or found already committed), so a repeated event for
     /// the same version is not sent twice while a replaced file is.
-    public private(set) var sent: [String: FileIdentity] = [:]
+    public private(set) var sent: [String: FileVersion] = [:]
     /// Counts for the closing log line.
     public private(set) var filesSent = 0
     public private(set) var rowsSent = 0
@@ -28,12 +28,12 @@ public final class FileFeed {
     }
 
     /// True when this exact version of `name` was already sent (or skipped as committed).
-    public func alreadySent(_ name: String, _ identity: FileIdentity) -> Bool {
+    public func alreadySent(_ name: String, _ identity: FileVersion) -> Bool {
         sent[name] == identity
     }
 
     /// Records a version as handled without sending it (already committed downstream).
-    public func markHandled(_ name: String, _ identity: FileIdentity) {
+    public func markHandled(_ name: String, _ identity: FileVersion) {
         sent[name] = identity
     }
 
@@ -60,7 +60,7 @@ public final class FileFeed {
     /// Sends a file named on the command line (no de-duplication: the user asked for it).
     public func send(path: String, name: String) throws {
         let started = monotonicMilliseconds()
-        let seen = UTCTimestamp.now().rfc3339
+        let seen = UTCTimestamp.now()
         do {
             let result = try emitter.emit(path: path, name: name, seen: seen, into: output)
             try output.flush()
@@ -92,7 +92,7 @@ public final class FileFeed {
 struct CatchUp {
     let folder: WatchedFolder
     let feed: FileFeed
-    let journal: [String: (bytes: Int64, sha256: String)]
+    let journal: [String: FileFingerprint]
     let stop: StopSignal?
     let logger: Logger
     /// Linux only: wait for the writer of a file still open for writing (its IN_CLOSE_WRITE follows).

@@ -31,34 +31,6 @@ public struct FileSelection: Sendable {
     }
 }
 
-/// What a file was when `watch` looked at it: a later version of the same name differs.
-public struct FileIdentity: Equatable, Hashable, Sendable {
-    public var device: UInt64
-    public var inode: UInt64
-    public var size: Int64
-    public var modifiedSeconds: Int64
-    public var modifiedNanoseconds: Int64
-    public var changedSeconds: Int64
-    public var changedNanoseconds: Int64
-
-    init(_ st: stat) {
-        device = UInt64(st.st_dev)
-        inode = UInt64(st.st_ino)
-        size = Int64(st.st_size)
-        #if os(Linux)
-        modifiedSeconds = Int64(st.st_mtim.tv_sec)
-        modifiedNanoseconds = Int64(st.st_mtim.tv_nsec)
-        changedSeconds = Int64(st.st_ctim.tv_sec)
-        changedNanoseconds = Int64(st.st_ctim.tv_nsec)
-        #else
-        modifiedSeconds = Int64(st.st_mtimespec.tv_sec)
-        modifiedNanoseconds = Int64(st.st_mtimespec.tv_nsec)
-        changedSeconds = Int64(st.st_ctimespec.tv_sec)
-        changedNanoseconds = Int64(st.st_ctimespec.tv_nsec)
-        #endif
-    }
-}
-
 /// A folder being watched: lists its candidate files and decides, for each, whether it may be read.
 public struct WatchedFolder: Sendable {
     /// The folder as given (used in messages and paths, so they read as the user typed them).
@@ -107,7 +79,7 @@ public struct WatchedFolder: Sendable {
     /// What to do with a name the selection matched.
     public enum Inspection: Sendable {
         /// A regular file (or a symlink to one inside the folder): read it.
-        case file(FileIdentity)
+        case file(FileVersion)
         /// Not an input file (a directory, a FIFO, a symlink leading outside): say why, move on.
         case skip(String)
         /// The file cannot be looked at (vanished, dangling symlink, permission): an error line.
@@ -132,7 +104,7 @@ public struct WatchedFolder: Sendable {
             guard stat(full, &st) == 0 else { return .failure(SystemError("stat", errno: errno, path: full)) }
         }
         switch st.st_mode & S_IFMT {
-        case S_IFREG: return .file(FileIdentity(st))
+        case S_IFREG: return .file(FileVersion(st))
         case S_IFDIR: return .skip("a directory")
         case S_IFIFO: return .skip("a FIFO, not a regular file")
         case S_IFSOCK: return .skip("a socket, not a regular file")

@@ -28,13 +28,13 @@ public enum FollowMode: Sendable, Equatable {
 public final class FolderFollower {
     public let folder: WatchedFolder
     public let feed: FileFeed
-    public let journal: [String: (bytes: Int64, sha256: String)]
+    public let journal: [String: FileFingerprint]
     public let stop: StopSignal?
     public let logger: Logger
     public let mode: FollowMode
 
     public init(
-        folder: WatchedFolder, feed: FileFeed, journal: [String: (bytes: Int64, sha256: String)] = [:],
+        folder: WatchedFolder, feed: FileFeed, journal: [String: FileFingerprint] = [:],
         mode: FollowMode, stop: StopSignal?, logger: Logger
     ) {
         self.folder = folder
@@ -139,7 +139,7 @@ struct PollingFollower {
         guard try follower.catchUp(deferOpenFiles: false).run(names: names, deferred: &deferred) else { return }
 
         // What each not-yet-sent name looked like at the previous scan.
-        var previous: [String: FileIdentity] = [:]
+        var previous: [String: FileVersion] = [:]
         // Names already reported as skipped or unreadable, so each scan does not repeat them.
         var reported = Set<String>()
         while true {
@@ -148,7 +148,7 @@ struct PollingFollower {
             } else {
                 usleep(useconds_t(clamping: intervalMilliseconds * 1000))
             }
-            var scanned: [String: FileIdentity] = [:]
+            var scanned: [String: FileVersion] = [:]
             let names: [String]
             do {
                 names = try folder.candidateNames()

@@ -160,7 +160,7 @@ struct Validate: ParsableCommand {
             }
         }
         let name = String(path.split(separator: "/").last ?? Substring(path))
-        let emitted = try CSVFileEmitter().emit(path: path, name: name, seen: UTCTimestamp.now().rfc3339, into: lines)
+        let emitted = try CSVFileEmitter().emit(path: path, name: name, seen: UTCTimestamp.now(), into: lines)
         try lines.flush()
         if let problem = emitted.fileProblem {
             Logger(label: "validate").warning("\(path): \(problem)")

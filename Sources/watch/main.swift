@@ -171,7 +171,7 @@ struct Watch: ParsableCommand {
             for path in folders {
                 if stop.isRequested { break }
                 let folder = try WatchedFolder(path: path, selection: FileSelection(glob: follow.glob))
-                var journal: [String: (bytes: Int64, sha256: String)] = [:]
+                var journal: [String: FileFingerprint] = [:]
                 if !journalOptions.noJournal {
                     let journalPath = journalOptions.journal ?? folder.path(of: CommittedJournal.defaultName)
                     journal = try CommittedJournal(path: journalPath).load()

@@ -100,13 +100,27 @@ func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
 
     @Test func markerRoundTrips() throws {
         var out: [UInt8] = []
-        let marker = FileMarker(file: "b.csv", rows: 50, bytes: 4321, sha256: String(repeating: "a", count: 64), seen: "2024-01-30T10:15:23.456Z")
+        let fingerprint = FileFingerprint(
+            name: "b.csv", bytes: 4321, sha256: String(repeating: "a", count: 64), inode: 1_234_567,
+            modifiedNanoseconds: 1_706_609_723_456_789_012)
+        let marker = FileMarker(fingerprint: fingerprint, rows: 50, seen: UTCTimestamp(parsing: "2024-01-30T10:15:23.456Z"))
         LineEncoder.appendMarker(marker, into: &out)
-        let decoded = try withLine(String(decoding: out.dropLast(), as: UTF8.self)) { line in
-            (line.kind, FileMarker(line))
-        }
+        let text = String(decoding: out.dropLast(), as: UTF8.self)
+        #expect(text.hasSuffix(#""seen":"2024-01-30T10:15:23.456Z","inode":1234567,"mtime_ns":1706609723456789012}"#))
+        let decoded = try withLine(text) { line in (line.kind, FileMarker(line)) }
         #expect(decoded.0 == .endOfFile)
         #expect(decoded.1 == marker)
+        #expect(decoded.1?.fingerprint.inode == 1_234_567)
+        #expect(decoded.1?.fingerprint.modifiedNanoseconds == 1_706_609_723_456_789_012)
+    }
+
+    /// Markers written before `inode` and `mtime_ns` existed still close their file.
+    @Test func markerWithoutVersionKeysIsAccepted() throws {
+        let line = #"{"kind":"eof","file":"a.csv","rows":2,"bytes":10,"sha256":"\#(String(repeating: "b", count: 64))","seen":"2024-01-30T10:15:23.456Z"}"#
+        let marker = try #require(try withLine(line) { FileMarker($0) })
+        #expect(marker.file == "a.csv" && marker.bytes == 10 && marker.rows == 2)
+        #expect(marker.fingerprint.inode == nil && marker.fingerprint.modifiedNanoseconds == nil)
+        #expect(marker.seen?.millisecondsSinceEpoch == UTCTimestamp(parsing: "2024-01-30T10:15:23.456Z")?.millisecondsSinceEpoch)
     }
 
     @Test func stringsAreEscapedForJSON() throws {

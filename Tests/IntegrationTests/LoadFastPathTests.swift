@@ -18,7 +18,7 @@ import Testing
         var marker = lines.last!
         if let sha256 { marker = marker.replacing(#/"sha256":"[0-9a-f]+"/#, with: #""sha256":"\#(sha256)""#) }
         marker.removeLast()
-        marker += #","inode":\#(version.inode),"mtime_ns":\#(version.mtimeNanoseconds)}"#
+        marker += #","inode":\#(version.inode),"mtime_ns":\#(version.modifiedNanoseconds)}"#
         return lines.dropLast() + [marker]
     }
 

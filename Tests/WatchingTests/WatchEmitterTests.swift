@@ -15,7 +15,7 @@ import Testing
         let out = folder + "/out"
         let fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         let output = ByteOutput(fd: fd)
-        let result = try CSVFileEmitter().emit(path: path, name: "f.csv", seen: "2024-01-30T10:15:23.456Z", into: output)
+        let result = try CSVFileEmitter().emit(path: path, name: "f.csv", seen: UTCTimestamp(parsing: "2024-01-30T10:15:23.456Z"), into: output)
         try output.flush()
         close(fd)
         let text = try String(contentsOfFile: out, encoding: .utf8)
@@ -38,9 +38,11 @@ import Testing
         #expect(lines[2].contains(#""line":5,"#))  // the quoted newline made row 3 span two lines
         #expect(lines[3].hasPrefix(#"{"kind":"eof","file":"f.csv","rows":3,"bytes":\#(csv.utf8.count),"#))
         #expect(lines[3].contains(#""seen":"2024-01-30T10:15:23.456Z","inode":"#))
-        // The version load checks with one lstat, the same as the file's.
-        #expect(result.marker.inode != nil && result.marker.mtimeNanoseconds != nil)
-        #expect(lines[3].hasSuffix(#","mtime_ns":\#(result.marker.mtimeNanoseconds ?? -1)}"#))
+        // The marker names the version read.
+        let version = try #require(result.version)
+        #expect(result.marker.fingerprint.isVersion(version))
+        #expect(lines[3].hasSuffix(#""mtime_ns":\#(version.modifiedNanoseconds)}"#))
+        #expect(!result.changedWhileReading)
     }
 
     @Test func utf16FileIsOneRejectAndAProblem() throws {

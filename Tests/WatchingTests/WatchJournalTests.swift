@@ -19,8 +19,8 @@ private func temporaryFolder() throws -> String {
 
         let a = String(repeating: "a", count: 64)
         let b = String(repeating: "b", count: 64)
-        try journal.append(FileMarker(file: "batch_1.csv", rows: 3, bytes: 100, sha256: a, seen: nil))
-        try journal.append(FileMarker(file: "batch \"2\".csv", rows: 1, bytes: 7, sha256: b, seen: "2024-01-30T10:15:23.456Z"))
+        try journal.append(FileFingerprint(name: "batch_1.csv", bytes: 100, sha256: a))
+        try journal.append(FileFingerprint(name: "batch \"2\".csv", bytes: 7, sha256: b, inode: 12, modifiedNanoseconds: 34))
         let entries = try journal.load()
         #expect(entries.count == 2)
         #expect(entries["batch_1.csv"]?.bytes == 100)
@@ -35,8 +35,8 @@ private func temporaryFolder() throws -> String {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let journal = CommittedJournal(path: folder + "/j", synchronous: true)
-        try journal.append(FileMarker(file: "x.csv", rows: 1, bytes: 1, sha256: String(repeating: "1", count: 64), seen: nil))
-        try journal.append(FileMarker(file: "x.csv", rows: 2, bytes: 2, sha256: String(repeating: "2", count: 64), seen: nil))
+        try journal.append(FileFingerprint(name: "x.csv", bytes: 1, sha256: String(repeating: "1", count: 64)))
+        try journal.append(FileFingerprint(name: "x.csv", bytes: 2, sha256: String(repeating: "2", count: 64)))
         #expect(try journal.load()["x.csv"]?.bytes == 2)
     }
 

@@ -11,6 +11,11 @@ public struct EmittedFile: Sendable {
     public var rejects: Int
     /// A problem with the file as a whole (not UTF-8, unusable header), worth a stderr line.
     public var fileProblem: String?
+    /// The file's version when it was opened (its inode and mtime are in the marker).
+    public var version: FileVersion?
+    /// True when the file was written to while being read (its size or mtime at the end differ
+    /// from the bytes read or from the start): the marker describes a torn read.
+    public var changedWhileReading = false
 }
 
 /// Turns a CSV file of events into protocol lines: one record per row with provenance,
@@ -28,16 +33,15 @@ public struct CSVFileEmitter {
     ///
     /// Throws `SystemError` when the file cannot be opened or read. Lines already written for
     /// a file that fails mid-way have no marker, so `load` never commits them.
-    public func emit(path: String, name: String, seen: String?, into output: ByteOutput) throws -> EmittedFile {
+    public func emit(path: String, name: String, seen: UTCTimestamp?, into output: ByteOutput) throws -> EmittedFile {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
         defer { close(fd) }
         var st = stat()
-        let statted = fstat(fd, &st) == 0
-        if statted && (st.st_mode & S_IFMT) == S_IFDIR {
+        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
             throw SystemError("read", errno: EISDIR, path: path)
         }
-        let before = statted ? FileVersion(st) : nil
+        let opened = try FileVersion.of(fd: fd, path: path)
         let reader = CSVReader(fd: fd, maxRowBytes: maxRowBytes)
         var rows = 0
         var records = 0
@@ -47,7 +51,7 @@ public struct CSVFileEmitter {
         do {
             guard let header = try reader.nextRow() else {
                 // Empty file (or only blank lines): nothing to load, but still a complete file.
-                return finish(reader, fd: fd, before: before, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
+                return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
             }
             let layout = HeaderLayout(reader: reader, header: header)
             if let problem = layout.fileProblem {
@@ -61,7 +65,7 @@ public struct CSVFileEmitter {
                         reasons: [problem], into: &output.bytes)
                 }
                 while try reader.nextRow() != nil {}
-                return finish(reader, fd: fd, before: before, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
+                return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
             }
             var fields: [(EventField, UnsafeRawBufferPointer)] = []
             fields.reserveCapacity(EventField.allCases.count)
@@ -96,23 +100,24 @@ public struct CSVFileEmitter {
         } catch let error as SystemError {
             throw SystemError(error.call, errno: error.errno, path: path)
         }
-        return finish(reader, fd: fd, before: before, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
+        return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
     }
 
     private func finish(
-        _ reader: CSVReader, fd: Int32, before: FileVersion?, name: String, seen: String?, rows: Int, records: Int,
+        _ reader: CSVReader, fd: Int32, opened: FileVersion, name: String, seen: UTCTimestamp?, rows: Int, records: Int,
         rejects: Int, problem: String?, _ output: ByteOutput
     ) -> EmittedFile {
-        var marker = FileMarker(file: name, rows: rows, bytes: reader.byteCount, sha256: reader.sha256Hex(), seen: seen)
-        // The version is stated only when the file did not change while it was read and its
-        // size is what was hashed; otherwise load falls back to hashing it again.
-        var st = stat()
-        if let before, fstat(fd, &st) == 0, FileVersion(st) == before, before.size == reader.byteCount {
-            marker.inode = before.inode
-            marker.mtimeNanoseconds = before.mtimeNanoseconds
-        }
+        let fingerprint = FileFingerprint(
+            name: name, bytes: reader.byteCount, sha256: reader.sha256Hex(), inode: opened.inode,
+            modifiedNanoseconds: opened.modifiedNanoseconds)
+        let marker = FileMarker(fingerprint: fingerprint, rows: rows, seen: seen)
         LineEncoder.appendMarker(marker, into: &output.bytes)
-        return EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem)
+        var emitted = EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem, version: opened)
+        if let closing = try? FileVersion.of(fd: fd, path: name) {
+            emitted.changedWhileReading =
+                closing.size != reader.byteCount || closing.modifiedNanoseconds != opened.modifiedNanoseconds
+        }
+        return emitted
     }
 }
 
@@ -171,18 +176,5 @@ extension String {
         while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
         while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
         return String(s)
-    }
-}
-
-/// What `lstat` says of a file version: enough to tell it from a replacement without reading it.
-public struct FileVersion: Equatable, Sendable {
-    public var inode: UInt64
-    public var size: Int64
-    public var mtimeNanoseconds: Int64
-
-    public init(_ st: stat) {
-        inode = UInt64(st.st_ino)
-        size = Int64(st.st_size)
-        mtimeNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
     }
 }

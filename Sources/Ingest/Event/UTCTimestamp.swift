@@ -98,28 +98,6 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable {
 }
 
 extension UTCTimestamp {
-    /// Parses the form this project writes, `YYYY-MM-DDTHH:MM:SS.mmmZ`; nil for anything else.
-    public init?(rfc3339 text: String) {
-        let u = Array(text.utf8)
-        guard u.count == 24, u[4] == 0x2D, u[7] == 0x2D, u[10] == UInt8(ascii: "T"), u[13] == 0x3A, u[16] == 0x3A,
-            u[19] == 0x2E, u[23] == UInt8(ascii: "Z")
-        else { return nil }
-        func number(_ from: Int, _ count: Int) -> Int? {
-            var v = 0
-            for i in from..<(from + count) {
-                let d = Int(u[i]) - 0x30
-                guard d >= 0 && d <= 9 else { return nil }
-                v = v * 10 + d
-            }
-            return v
-        }
-        guard let y = number(0, 4), let mo = number(5, 2), let d = number(8, 2), let h = number(11, 2),
-            let mi = number(14, 2), let s = number(17, 2), let ms = number(20, 3)
-        else { return nil }
-        let days = UTCTimestamp.daysFromCivil(year: y, month: mo, day: d)
-        self.init(millisecondsSinceEpoch: Int64(days) * 86_400_000 + Int64(h * 3_600_000 + mi * 60_000 + s * 1000 + ms))
-    }
-
     /// `20240130_101523`, for file names that sort in time order.
     public var compactStamp: String {
         var out: [UInt8] = []

@@ -28,17 +28,17 @@ public struct CommittedJournal: Sendable {
     /// One `write(2)` with `O_APPEND`, so concurrent appenders never interleave a line and a
     /// reader sees whole lines (plus, after a crash, at most one cut-off last line, which
     /// `load()` ignores).
-    public func append(_ marker: FileMarker) throws {
+    public func append(_ file: FileFingerprint) throws {
         var line: [UInt8] = []
         line.reserveCapacity(160)
         var w = JSONWriter()
         w.beginObject(&line)
         w.key("file", &line)
-        w.string(marker.file, &line)
+        w.string(file.name, &line)
         w.key("bytes", &line)
-        w.int(Int(marker.bytes), &line)
+        w.int(Int(file.bytes), &line)
         w.key("sha256", &line)
-        w.string(marker.sha256, &line)
+        w.string(file.sha256, &line)
         w.endLine(&line)
 
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
@@ -57,7 +57,7 @@ public struct CommittedJournal: Sendable {
     ///
     /// A missing journal is empty. Lines that are not entries (a cut-off last line after a
     /// crash, stray text) are skipped: the journal only ever saves work, never loses data.
-    public func load() throws -> [String: (bytes: Int64, sha256: String)] {
+    public func load() throws -> [String: FileFingerprint] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return [:] }
@@ -66,7 +66,7 @@ public struct CommittedJournal: Sendable {
         defer { close(fd) }
         let reader = LineReader(fd: fd, maxLineLength: 1 << 16)
         var decoder = LineDecoder()
-        var entries: [String: (bytes: Int64, sha256: String)] = [:]
+        var entries: [String: FileFingerprint] = [:]
         do {
             while let item = try reader.next() {
                 guard case .line(let bytes) = item,
@@ -74,7 +74,7 @@ public struct CommittedJournal: Sendable {
                     let file = line.file, let size = line.int(.bytes), let sha = line.string(.sha256),
                     sha.utf8.count == 64
                 else { continue }
-                entries[file] = (Int64(size), sha.lowercased())
+                entries[file] = FileFingerprint(name: file, bytes: Int64(size), sha256: sha.lowercased())
             }
         } catch let error as SystemError {
             throw SystemError(error.call, errno: error.errno, path: path)

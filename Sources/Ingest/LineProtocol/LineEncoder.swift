@@ -34,52 +34,52 @@ public func quotedForMessage(_ value: String) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-/// The end-of-file marker: a file was read completely, and this is its identity.
+/// The end-of-file marker: a file was read completely, and this is its fingerprint.
 ///
 /// `load` checkpoints a file by (`file`, `bytes`, `sha256`) in the same transaction as its rows,
-/// so a file seen twice is loaded once.
+/// so a file seen twice is loaded once; `inode` and `mtime_ns` (when present) let it check,
+/// without reading, that the file is still the version read before archiving it.
 public struct FileMarker: Equatable, Sendable {
-    public var file: String
+    public var fingerprint: FileFingerprint
     /// Data rows read (records plus rejects), not counting the header or blank lines.
     public var rows: Int
-    public var bytes: Int64
-    /// Lowercase hex SHA-256 of the file's bytes as read.
-    public var sha256: String
-    /// When the reader first saw the file complete, RFC 3339 UTC with milliseconds.
-    public var seen: String?
+    /// When the reader first saw the file complete.
+    public var seen: UTCTimestamp?
 
-    /// The file's inode and modification time (ns since the epoch) while it was read, when
-    /// they did not change during the read: `load` recognises the version it committed with
-    /// one `lstat` instead of hashing the file again before archiving it.
-    public var inode: UInt64?
-    public var mtimeNanoseconds: Int64?
-
-    public init(
-        file: String, rows: Int, bytes: Int64, sha256: String, seen: String?, inode: UInt64? = nil,
-        mtimeNanoseconds: Int64? = nil
-    ) {
-        self.file = file
+    public init(fingerprint: FileFingerprint, rows: Int, seen: UTCTimestamp?) {
+        self.fingerprint = fingerprint
         self.rows = rows
-        self.bytes = bytes
-        self.sha256 = sha256
         self.seen = seen
-        self.inode = inode
-        self.mtimeNanoseconds = mtimeNanoseconds
     }
 
-    /// Reads a marker from a scanned `eof` line; nil when a required key is missing.
+    public init(file: String, rows: Int, bytes: Int64, sha256: String, seen: UTCTimestamp?) {
+        self.init(fingerprint: FileFingerprint(name: file, bytes: bytes, sha256: sha256), rows: rows, seen: seen)
+    }
+
+    public var file: String {
+        get { fingerprint.name }
+        set { fingerprint.name = newValue }
+    }
+    public var bytes: Int64 { fingerprint.bytes }
+    /// Lowercase hex SHA-256 of the file's bytes as read.
+    public var sha256: String { fingerprint.sha256 }
+
+    /// Reads a marker from a scanned `eof` line; nil when a required key is missing. Markers
+    /// without `inode`/`mtime_ns` (older writers) are accepted; a `seen` that is not a valid
+    /// instant is dropped.
     public init?(_ line: ProtocolLine) {
         guard let file = line.file, let rows = line.int(.rows), let bytes = line.int(.bytes),
             let sha = line.string(.sha256)
         else { return nil }
-        self.init(file: file, rows: rows, bytes: Int64(bytes), sha256: sha, seen: line.string(.seen))
-        // Optional keys of a rare line: found by name here rather than slotted on every line.
-        for m in line.members where m.kind == .number {
-            let key = String(decoding: line.keySpan(m), as: UTF8.self)
-            let value = String(decoding: line.span(m), as: UTF8.self)
-            if key == "inode" { inode = UInt64(value) }
-            if key == "mtime_ns" { mtimeNanoseconds = Int64(value) }
-        }
+        let inode = line.int(.inode).flatMap { $0 >= 0 ? UInt64($0) : nil }
+        let fingerprint = FileFingerprint(
+            name: file, bytes: Int64(bytes), sha256: sha, inode: inode, modifiedNanoseconds: line.int(.mtimeNs).map(Int64.init))
+        self.init(fingerprint: fingerprint, rows: rows, seen: line.string(.seen).flatMap { UTCTimestamp(parsing: $0) })
+    }
+
+    public static func == (a: FileMarker, b: FileMarker) -> Bool {
+        a.fingerprint == b.fingerprint && a.fingerprint.inode == b.fingerprint.inode
+            && a.fingerprint.modifiedNanoseconds == b.fingerprint.modifiedNanoseconds && a.rows == b.rows && a.seen == b.seen
     }
 }
 
@@ -156,7 +156,7 @@ public enum LineEncoder {
         w.endLine(&out)
     }
 
-    /// `{"kind":"eof","file":…,"rows":…,"bytes":…,"sha256":…,"seen":…}`
+    /// `{"kind":"eof","file":…,"rows":…,"bytes":…,"sha256":…,"seen":…,"inode":…,"mtime_ns":…}`
     public static func appendMarker(_ marker: FileMarker, into out: inout [UInt8]) {
         var w = JSONWriter()
         w.beginObject(&out)
@@ -172,9 +172,9 @@ public enum LineEncoder {
         w.string(marker.sha256, &out)
         if let seen = marker.seen {
             w.key("seen", &out)
-            w.string(seen, &out)
+            w.string(seen.rfc3339, &out)
         }
-        if let inode = marker.inode, let mtime = marker.mtimeNanoseconds {
+        if let inode = marker.fingerprint.inode, let mtime = marker.fingerprint.modifiedNanoseconds {
             w.key("inode", &out)
             w.int(Int(truncatingIfNeeded: inode), &out)
             w.key("mtime_ns", &out)

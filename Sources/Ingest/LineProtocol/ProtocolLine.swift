@@ -6,7 +6,7 @@ import Darwin
 
 /// The keys the line protocol gives meaning to. Any other key passes through untouched.
 public enum ProtocolKey: Int, CaseIterable, Sendable {
-    case kind, file, line, reasons, raw, rows, bytes, sha256, seen
+    case kind, file, line, reasons, raw, rows, bytes, sha256, seen, inode, mtimeNs
     case eventID, userID, productID, eventType, price, eventTimestamp
 
     public var name: StaticString {
@@ -20,6 +20,8 @@ public enum ProtocolKey: Int, CaseIterable, Sendable {
         case .bytes: "bytes"
         case .sha256: "sha256"
         case .seen: "seen"
+        case .inode: "inode"
+        case .mtimeNs: "mtime_ns"
         case .eventID, .userID, .productID, .eventType, .price, .eventTimestamp: eventField!.key
         }
     }
@@ -52,13 +54,17 @@ public enum ProtocolKey: Int, CaseIterable, Sendable {
         case 5:
             if eq("bytes") { return .bytes }
             if eq("price") { return .price }
+            if eq("inode") { return .inode }
             return nil
         case 6: return eq("sha256") ? .sha256 : nil
         case 7:
             if eq("reasons") { return .reasons }
             if eq("user_id") { return .userID }
             return nil
-        case 8: return eq("event_id") ? .eventID : nil
+        case 8:
+            if eq("event_id") { return .eventID }
+            if eq("mtime_ns") { return .mtimeNs }
+            return nil
         case 10:
             if eq("product_id") { return .productID }
             if eq("event_type") { return .eventType }
@@ -84,12 +90,12 @@ public struct ProtocolLine {
     public let bytes: UnsafeRawBufferPointer
     public let members: [JSONMember]
     /// For each `ProtocolKey`, the index of its member (the last one if repeated), or -1.
-    private var slots: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int)
+    private var slots: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int)
 
     init(bytes: UnsafeRawBufferPointer, members: [JSONMember]) {
         self.bytes = bytes
         self.members = members
-        slots = (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
+        slots = (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
         let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
         withUnsafeMutableBytes(of: &slots) { raw in
             let s = raw.bindMemory(to: Int.self)
