@@ -1,5 +1,17 @@
 import CLibPQ
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+// FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
+// load's resident memory for nothing this client uses.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where to connect, as libpq conventions and the project's seed-style variables say.
 ///
@@ -70,13 +82,19 @@ public struct ConnectionSettings: Sendable {
     /// Reads `KEY=VALUE` lines: `#` starts a comment line, `export ` is allowed, a value may be
     /// wrapped in single or double quotes (kept verbatim inside), and an unquoted value ends at ` #`.
     public static func readEnvFile(_ path: String) throws -> [String: String] {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw PostgresError(message: "cannot read \(path): \(error.localizedDescription)")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw PostgresError(message: "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw PostgresError(message: "cannot read \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            bytes += chunk[..<n]
         }
-        return parseEnv(text)
+        return parseEnv(String(decoding: bytes, as: UTF8.self))
     }
 
     static func parseEnv(_ text: String) -> [String: String] {
@@ -92,7 +110,7 @@ public struct ConnectionSettings: Sendable {
                 let close = value.dropFirst().firstIndex(of: quote)
             {
                 value = String(value[value.index(after: value.startIndex)..<close])
-            } else if let comment = value.range(of: " #") ?? value.range(of: "\t#") {
+            } else if let comment = firstComment(in: value) {
                 value = value[..<comment.lowerBound].trimmingSpaces()
             }
             if !key.isEmpty { values[key] = value }
@@ -133,4 +151,17 @@ public struct ConnectionSettings: Sendable {
         if pairs.isEmpty { return "(libpq defaults)" }
         return pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
     }
+}
+
+/// Where an unquoted `.env` value's comment starts: the first ` #`, else the first `\t#`.
+func firstComment(in value: String) -> Range<String.Index>? {
+    for separator in [" ", "\t"] as [Character] {
+        var i = value.startIndex
+        while i < value.endIndex {
+            let next = value.index(after: i)
+            if value[i] == separator, next < value.endIndex, value[next] == "#" { return i..<value.index(after: next) }
+            i = next
+        }
+    }
+    return nil
 }
