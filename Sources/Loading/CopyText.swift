@@ -1,10 +1,10 @@
 import Postgres
 import Ingest
 
-/// Writes records as rows of PostgreSQL's COPY text format.
-///
-/// Text, not binary: validated records are already the canonical text of each column, so the
-/// server parses what `validate` wrote, and a row it refuses can be reported with its message.
+/// Writes records as rows of PostgreSQL's COPY text format: the path for isolating a row the
+/// server refuses (and for records not in canonical form), where the server parses what
+/// `validate` wrote and a refused row is reported with its message. Batches that commit
+/// cleanly go as binary tuples (`CopyBinary`).
 enum CopyText {
     /// The table's columns, in the order rows are written.
     static let columns = EventField.allCases.map(\.name)

@@ -97,8 +97,7 @@ final class KafkaRuns {
             }
             let file = run.pending ?? PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory)
             run.pending = file
-            try file.lines.appendLine(bytes)
-            if line.kind == .reject { file.rejects += 1 } else { file.records += 1 }
+            try file.add(line, isReject: line.kind == .reject)
             if run.first == nil { run.first = offset }
             run.last = offset
             return 1
@@ -165,16 +164,18 @@ final class KafkaRuns {
             let file = PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory)
             var decoder = LineDecoder()
             var first: Int64?
-            try old.lines.forEachLine { bytes in
-                guard let line = try? decoder.decode(bytes), let offset = int(line, "offset").map(Int64.init) else { return }
-                guard offset >= stored else {
-                    dropped += 1
-                    return
+            // Records and rejects are held apart, each in offset order.
+            for lines in [old.recordLines, old.rejectLines] {
+                try lines.forEachLine { bytes in
+                    guard let line = try? decoder.decode(bytes), let offset = int(line, "offset").map(Int64.init) else { return }
+                    guard offset >= stored else {
+                        dropped += 1
+                        return
+                    }
+                    try file.add(line, isReject: line.kind == .reject)
+                    first = min(first ?? offset, offset)
+                    kept += 1
                 }
-                try file.lines.appendLine(bytes)
-                if line.kind == .reject { file.rejects += 1 } else { file.records += 1 }
-                if first == nil { first = offset }
-                kept += 1
             }
             run.pending = kept > 0 ? file : nil
             run.first = first

@@ -86,6 +86,8 @@ public final class Loader {
     private var readyRows = 0
     private var oldestReadyAt: Double?
     private var decoder = LineDecoder()
+    /// The batch committing while the next one fills (see `CommitThread`).
+    private var inFlight: CommitThread?
     private var warnedKinds: Set<String> = []
     public private(set) var totals = LoaderTotals()
     private let sql: LoaderSQL
@@ -145,7 +147,8 @@ public final class Loader {
                 try commit()
             }
         }
-        try commit()
+        while hasCommittable { try commit() }
+        try awaitCommit()
         for (name, file) in open {
             totals.incompleteFiles += 1
             logger.warning(
@@ -187,10 +190,12 @@ public final class Loader {
                     open[name] = created
                     return created
                 }()
-                try file.lines.appendLine(bytes)
-                if isReject { file.rejects += 1 } else { file.records += 1 }
+                try file.add(line, isReject: isReject)
             } else {
-                try addLoose(bytes, isReject: isReject)
+                let file = looseFile()
+                try file.add(line, isReject: isReject)
+                readyRows += 1
+                if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
             }
         case .endOfFile:
             guard var marker = FileMarker(line) else {
@@ -229,35 +234,30 @@ public final class Loader {
         }
     }
 
-    private func addLoose(_ bytes: some Collection<UInt8>, isReject: Bool = true) throws {
+    private func looseFile() -> PendingFile {
         let file = loose ?? PendingFile(name: nil, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
         loose = file
-        try Array(bytes).withUnsafeBytes { try file.lines.appendLine($0) }
-        if isReject { file.rejects += 1 } else { file.records += 1 }
-        readyRows += 1
-        if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
+        return file
     }
 
-    private func addLoose(_ bytes: UnsafeRawBufferPointer, isReject: Bool) throws {
-        let file = loose ?? PendingFile(name: nil, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
-        loose = file
-        try file.lines.appendLine(bytes)
-        if isReject { file.rejects += 1 } else { file.records += 1 }
+    /// A reject made here (malformed JSON, overlong line), without provenance.
+    private func addLoose(_ bytes: some Collection<UInt8>) throws {
+        let file = looseFile()
+        try Array(bytes).withUnsafeBytes { try file.rejectLines.appendLine($0) }
+        file.rejects += 1
         readyRows += 1
         if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
     }
 
     // MARK: - Committing
 
-    /// Commits every complete file and the records without provenance, retrying through
-    /// connection loss; nothing is dropped from memory until the commit succeeded.
+    /// Starts committing every complete file and the records without provenance on the commit
+    /// thread, after the batch before it has committed; reading goes on meanwhile.
     func commit() throws {
-        while hasCommittable { try commitBatch() }
-    }
-
-    /// One batch. Two versions of one name (a file appended to between two reads) never share
-    /// a batch: the later one waits for the next, where it is judged against the committed one.
-    private func commitBatch() throws {
+        guard hasCommittable else { return }
+        try awaitCommit()
+        // Two versions of one name (a file appended to between two reads) never share a batch:
+        // the later one waits for the next, where it is judged against the committed one.
         var now: [PendingFile] = []
         var later: [PendingFile] = []
         var versions: [String: FileFingerprint] = [:]
@@ -271,7 +271,32 @@ public final class Loader {
         }
         var batch = now
         if let loose { batch.append(loose) }
-        var kafkaFiles = kafka.pendingFiles()
+        ready = later
+        loose = nil
+        readyRows = later.reduce(0) { $0 + $1.rowCount }
+        oldestReadyAt = later.map(\.firstLineAt).min()
+        let kafkaFiles = kafka.pendingFiles()
+        if kafkaFiles.isEmpty {
+            inFlight = try CommitThread { [self] in try commitBatch(batch, kafkaFiles: []) }
+        } else {
+            // Kafka runs are the reader's state too (a fence trims them): commit them here,
+            // not on the commit thread.
+            try commitBatch(batch, kafkaFiles: kafkaFiles)
+        }
+    }
+
+    /// Waits for the batch in flight, if any; rethrows its permanent error.
+    func awaitCommit() throws {
+        guard let thread = inFlight else { return }
+        inFlight = nil
+        try thread.wait()
+    }
+
+    /// Commits `batch` (and the Kafka runs, when on the reading thread), retrying through
+    /// connection loss; its rows stay in memory (or the spool) until the commit succeeded. Runs
+    /// on the commit thread for files, which alone uses the connection and the totals while it runs.
+    private func commitBatch(_ batch: [PendingFile], kafkaFiles pending: [PendingFile]) throws {
+        var kafkaFiles = pending
         let started = monotonicSeconds()
         let token = randomToken()
         var attempt = 0
@@ -292,8 +317,6 @@ public final class Loader {
                 kafkaFiles = kafka.pendingFiles()
                 if batch.isEmpty && kafkaFiles.isEmpty {
                     // Everything held was loaded elsewhere: nothing left to commit.
-                    readyRows = 0
-                    oldestReadyAt = nil
                     return
                 }
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
@@ -308,13 +331,9 @@ public final class Loader {
         }
         let committedAt = UTCTimestamp.now()
         let elapsed = monotonicSeconds() - started
-        kafka.committed(kafkaFiles)
+        if !kafkaFiles.isEmpty { kafka.committed(kafkaFiles) }
         afterCommit(outcome)
         report(outcome, elapsed: elapsed, committedAt: committedAt)
-        ready = later
-        loose = nil
-        readyRows = later.reduce(0) { $0 + $1.rowCount }
-        oldestReadyAt = later.map(\.firstLineAt).min()
     }
 
     /// A live connection, made with retries and backoff while the server is unreachable.

@@ -122,7 +122,7 @@ enum ChangedFile {
     static func firstIDs(_ file: PendingFile, limit: Int = 1_000) throws -> [String] {
         var decoder = LineDecoder()
         var ids: [String] = []
-        try file.lines.forEachLine { bytes in
+        try file.recordLines.forEachLine { bytes in
             guard ids.count < limit, let line = try? decoder.decode(bytes), line.kind == .record,
                 let id = line.string(.eventID), looksLikeUUID(id)
             else { return }

@@ -39,6 +39,38 @@ public final class Spool {
         if memory.count >= (fd >= 0 ? 1 << 16 : memoryLimit) { try spill() }
     }
 
+    /// Appends whatever `build` writes (raw bytes, not counted as lines): COPY rows made once
+    /// on arrival go straight into the spool, with no intermediate buffer.
+    public func append(_ build: (inout [UInt8]) -> Void) throws {
+        let before = memory.count
+        build(&memory)
+        byteCount += memory.count - before
+        if memory.count >= (fd >= 0 ? 1 << 16 : memoryLimit) { try spill() }
+    }
+
+    /// Calls `body` with the spool's bytes in order, in chunks of up to 256 KiB (disk) or all
+    /// at once (memory); chunk boundaries fall anywhere.
+    public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        if fd >= 0 {
+            let copy = dup(fd)
+            guard copy >= 0 else { throw SystemError("dup", errno: errno) }
+            defer { close(copy) }
+            let size = 1 << 18
+            let chunk = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+            defer { chunk.deallocate() }
+            var offset: off_t = 0
+            let onDisk = off_t(byteCount - memory.count)
+            while offset < onDisk {
+                let n = pread(copy, chunk, min(size, Int(onDisk - offset)), offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw SystemError("pread", errno: n < 0 ? errno : EIO) }
+                try body(UnsafeRawBufferPointer(start: chunk, count: n))
+                offset += off_t(n)
+            }
+        }
+        try memory.withUnsafeBytes { if $0.count > 0 { try body($0) } }
+    }
+
     private func spill() throws {
         let spoolPath = directory + "/.load-spool-XXXXXX"
         if fd < 0 {

@@ -1,5 +1,9 @@
 import CLibPQ
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 extension ConnectionSettings {
     /// libpq settings that bound how long a dead or silent server goes unnoticed, applied when the

@@ -1,5 +1,17 @@
 import CLibPQ
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+// FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
+// load's resident memory for nothing this client uses.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The one owner of a libpq connection (`PGconn*`); closes it when released.
 ///

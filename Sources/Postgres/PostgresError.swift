@@ -1,4 +1,10 @@
+// FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
+// load's resident memory for nothing this client uses.
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import CLibPQ
 
 /// A failure reported by the server or by libpq, with what a caller needs to decide what to do next.
@@ -133,7 +139,7 @@ extension PostgresError {
         var sqlstate: String?
         // The last server error wins: with several hosts, earlier attempts' errors come first.
         for candidate in ["FATAL", "PANIC", "ERROR"] {
-            guard let range = message.range(of: "\(candidate):  ", options: .backwards) else { continue }
+            guard let range = lastRange(of: "\(candidate):  ", in: message) else { continue }
             let rest = message[range.upperBound...]
             let code = rest.prefix(5)
             if code.count == 5, code.allSatisfy({ $0.isASCII && ($0.isNumber || $0.isUppercase) }),
@@ -163,4 +169,15 @@ extension StringProtocol {
         while let last = slice.last, last.isWhitespace { slice.removeLast() }
         return String(slice)
     }
+}
+
+/// The last occurrence of `needle` in `text` (error messages are short: a plain scan will do).
+func lastRange(of needle: String, in text: String) -> Range<String.Index>? {
+    var found: Range<String.Index>?
+    var i = text.startIndex
+    while i < text.endIndex {
+        if text[i...].hasPrefix(needle) { found = i..<text.index(i, offsetBy: needle.count) }
+        i = text.index(after: i)
+    }
+    return found
 }

@@ -139,35 +139,30 @@ struct Validate: ToolCommand {
         }
     }
 
-    /// One CSV file, read the way `watch` reads it, then through the same path as stdin.
-    ///
-    /// The emitted lines go through an unlinked temporary file rather than memory, so a large
-    /// file costs disk, not RAM.
+    /// One CSV file, read the way `watch` reads it, each emitted line validated as it is made:
+    /// the emitter's buffer (whole lines at every flush) is handed straight to the stage, so
+    /// memory stays flat and nothing is encoded to disk and decoded again.
     private func validateFile(_ path: String, _ stage: inout StreamValidator, _ output: ByteOutput) throws {
-        let spool = try temporaryFile()
-        defer { close(spool) }
-        let lines = ByteOutput(fd: spool)
+        var local = stage
+        defer { stage = local }
+        var inputLine = 0
+        let lines = ByteOutput { chunk in
+            guard let base = chunk.baseAddress else { return }
+            var start = 0
+            while start < chunk.count, let nl = memchr(base + start, 0x0A, chunk.count - start) {
+                let end = base.distance(to: UnsafeRawPointer(nl))
+                inputLine += 1
+                _ = local.process(UnsafeRawBufferPointer(rebasing: chunk[start..<end]), inputLine: inputLine, into: &output.bytes)
+                try output.flushIfFull()
+                start = end + 1
+            }
+        }
         let name = String(path.split(separator: "/").last ?? Substring(path))
         let emitted = try CSVFileEmitter().emit(path: path, name: name, seen: UTCTimestamp.now(), into: lines)
         try lines.flush()
         if let problem = emitted.fileProblem {
             Logger(label: "validate").warning("\(path): \(problem)")
         }
-        guard lseek(spool, 0, SEEK_SET) == 0 else { throw SystemError("lseek", errno: errno, path: path) }
-        let reader = LineReader(fd: spool)
-        while case .line(let bytes)? = try reader.next() {
-            _ = stage.process(bytes, inputLine: reader.lineNumber, into: &output.bytes)
-            try output.flushIfFull()
-        }
         try output.flush()
-    }
-
-    private func temporaryFile() throws -> Int32 {
-        let folder = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
-        var template = Array("\(folder)/validate.XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw SystemError("mkstemp", errno: errno, path: folder) }
-        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
-        return fd
     }
 }

@@ -15,7 +15,7 @@ func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 <
     var rows: [(Int, [String], String?, String)] = []
     while let row = try reader.nextRow() {
         let fields = (0..<row.fieldCount).map { reader.fieldString($0) }
-        rows.append((row.line, fields, row.problem?.reason, String(decoding: reader.rawRow, as: UTF8.self)))
+        rows.append((row.line, fields, row.problem?.description, String(decoding: reader.rawRow, as: UTF8.self)))
     }
     return rows
 }
@@ -55,6 +55,21 @@ func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 <
     @Test func nulByteNamesTheField() throws {
         let rows = try readCSV(Array("a,b\nx\0y,z\n".utf8))
         #expect(rows[1].problem == "field 1: NUL byte")
+    }
+
+    @Test func problemsCarryTheirColumnAsAValue() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("csv-\(UUID().uuidString).csv").path
+        _ = FileManager.default.createFile(atPath: path, contents: Data(Array("a,b,c\nx,y\0,z\n".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let reader = CSVReader(fd: fd)
+        _ = try reader.nextRow()
+        let problem = try #require(try reader.nextRow()?.problem)
+        #expect(problem.kind == .nulByte)
+        #expect(problem.column == 1)
+        #expect(problem.rejectReason(columnNames: ["a", "b", "c"]) == RejectReason(field: "b", reason: "NUL byte"))
+        #expect(problem.rejectReason(columnNames: ["a", "", "c"]) == RejectReason(field: nil, reason: "field 2: NUL byte"))
     }
 
     @Test func textAfterClosingQuoteIsAProblem() throws {

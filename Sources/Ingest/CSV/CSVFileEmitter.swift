@@ -137,15 +137,9 @@ struct HeaderLayout {
     /// Every header name, by column, for naming the field of a reader problem.
     var names: [String] = []
 
-    /// `field 4: NUL byte` from the reader becomes `event_type: NUL byte` when column 4 is named.
-    func naming(_ problem: RejectReason) -> RejectReason {
-        guard problem.field == nil, problem.reason.hasPrefix("field "),
-            let colon = problem.reason.firstIndex(of: ":"),
-            let column = Int(problem.reason[problem.reason.index(problem.reason.startIndex, offsetBy: 6)..<colon]),
-            column >= 1, column <= names.count, !names[column - 1].isEmpty
-        else { return problem }
-        let rest = problem.reason[problem.reason.index(after: colon)...].drop(while: { $0 == " " })
-        return RejectReason(field: names[column - 1], reason: String(rest), value: problem.value)
+    /// The reject reason for a reader problem: `event_type: NUL byte` when column 4 is named.
+    func naming(_ problem: CSVProblem) -> RejectReason {
+        problem.rejectReason(columnNames: names)
     }
 
     init(reader: CSVReader, header: CSVRow) {
@@ -155,7 +149,7 @@ struct HeaderLayout {
             if raw.count >= 2 && ((raw[0] == 0xFF && raw[1] == 0xFE) || (raw[0] == 0xFE && raw[1] == 0xFF)) {
                 fileProblem = RejectReason(field: nil, reason: "file is UTF-16, not UTF-8")
             } else {
-                fileProblem = RejectReason(field: nil, reason: "header: \(problem.reason)")
+                fileProblem = RejectReason(field: nil, reason: "header: \(problem.description)")
             }
             return
         }

@@ -19,11 +19,25 @@ public final class ByteOutput {
     public var bytes: [UInt8]
     public let flushThreshold: Int
 
+    /// Takes the bytes instead of `fd` when set.
+    private let sink: ((UnsafeRawBufferPointer) throws -> Void)?
+
     public init(fd: Int32, flushThreshold: Int = 1 << 16) {
         self.fd = fd
         self.flushThreshold = flushThreshold
         self.bytes = []
         self.bytes.reserveCapacity(flushThreshold + 4096)
+        self.sink = nil
+    }
+
+    /// Hands each flushed buffer to `sink` instead of writing it: one stage feeding the next
+    /// in the same process (`validate FILE.csv`) with no file or pipe between them.
+    public init(flushThreshold: Int = 1 << 16, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) {
+        self.fd = -1
+        self.flushThreshold = flushThreshold
+        self.bytes = []
+        self.bytes.reserveCapacity(flushThreshold + 4096)
+        self.sink = sink
     }
 
     /// Writes the buffer out if it has passed the threshold.
@@ -36,7 +50,7 @@ public final class ByteOutput {
     public func flush() throws {
         guard !bytes.isEmpty else { return }
         try bytes.withUnsafeBytes { raw in
-            try writeAll(fd, raw)
+            if let sink { try sink(raw) } else { try writeAll(fd, raw) }
         }
         bytes.removeAll(keepingCapacity: bytes.capacity <= flushThreshold * 4)
     }
