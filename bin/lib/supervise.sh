@@ -39,7 +39,9 @@ job_claim() {
   file=$(job_pidfile)
   mkdir -p -- "$INGEST_INCOMING" || die "cannot create $INGEST_INCOMING (permissions?)"
   exec 9>>"$file" || die "cannot open $file (permissions?)"
-  if ! flock -n 9; then
+  # Wait a moment: job_running (bin/status, bin/stop) probes by taking the lock for an instant,
+  # and a probe must not make a starting job think another one runs. A job holds it for good.
+  if ! flock -w 2 9; then
     _job_read
     die "a job is already running on $INGEST_INCOMING (pid ${job_pid:-?}, ${job_what:-?}, since ${job_since:-?}); stop it with bin/stop"
   fi
