@@ -144,7 +144,8 @@ import Testing
             #expect(big.status == 0, "\(big.stderr)")
             let (process, stderr) = try job.start(script, arguments)
             defer { if process.isRunning { process.signal(SIGKILL) } }
-            #expect(eventually(timeout: 60) { stderr().contains(marker) }, "\(stderr())")
+            // bin/run's own marker comes before its pipeline's stages run: wait for those too.
+            #expect(eventually(timeout: 60) { stderr().contains(marker) && stderr().contains("running (watch") }, "\(stderr())")
             process.signal(SIGINT)
             #expect(eventually(timeout: 10) { stderr().contains("stopping:") })
             process.signal(SIGINT)

@@ -39,9 +39,16 @@ job_claim() {
   file=$(job_pidfile)
   mkdir -p -- "$INGEST_INCOMING" || die "cannot create $INGEST_INCOMING (permissions?)"
   exec 9>>"$file" || die "cannot open $file (permissions?)"
-  # Wait a moment: job_running (bin/status, bin/stop) probes by taking the lock for an instant,
-  # and a probe must not make a starting job think another one runs. A job holds it for good.
-  if ! flock -w 2 9; then
+  # Try for a moment: job_running (bin/status, bin/stop) probes by taking the lock for an
+  # instant, and a probe must not make a starting job think another one runs; a job holds it
+  # for good. A loop, not `flock -w`: its SIGALRM timeout never fires where the caller blocked
+  # signals (a test runner does).
+  local tries=0
+  until flock -n 9; do
+    ((++tries < 20)) || break
+    sleep 0.1
+  done
+  if ((tries >= 20)); then
     _job_read
     die "a job is already running on $INGEST_INCOMING (pid ${job_pid:-?}, ${job_what:-?}, since ${job_since:-?}); stop it with bin/stop"
   fi
