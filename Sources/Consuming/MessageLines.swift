@@ -18,7 +18,9 @@ public struct MessageLines {
     /// Appends the line for one message (with its newline); true when it is a record.
     /// (`topic`, `partition` and `offset` replace any the value has.)
     @discardableResult
-    public mutating func append(topic: String, partition: Int32, offset: Int64, value: UnsafeRawBufferPointer?, into out: inout [UInt8]) -> Bool {
+    public mutating func append(topic: String, partition: Int32, offset: Int64, value: UnsafeRawBufferPointer?, into out: inout [UInt8])
+        -> Bool
+    {
         guard let value, value.count > 0 else {
             appendReject(topic, partition, offset, raw: nil, reason: "message value is empty (null or zero bytes)", &out)
             return false
@@ -42,7 +44,9 @@ public struct MessageLines {
         w.string(isReject ? "reject" : "record", &out)
         appendProvenance(&w, topic, partition, offset, &out)
         for m in scanner.members {
-            if isReplaced(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), escaped: m.keyEscaped) { continue }
+            if isReplaced(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), escaped: m.keyEscaped) {
+                continue
+            }
             w.rawKey(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), &out)
             // A nested value may span lines (pretty-printed JSON); outside strings a newline is
             // only whitespace, and inside strings JSON forbids it raw, so a space is exact.
@@ -109,7 +113,8 @@ public struct MessageLines {
         var plain: [UInt8] = []
         if escaped { unescapeJSONString(key, into: &plain) } else { plain = Array(key) }
         return Self.replacedKeys.contains { name in
-            name.utf8CodeUnitCount == plain.count && plain.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            name.utf8CodeUnitCount == plain.count
+                && plain.elementsEqual(UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
         }
     }
 }

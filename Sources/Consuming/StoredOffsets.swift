@@ -49,7 +49,8 @@ public final class StoredOffsets {
                 attempt += 1
                 if let limit = maxRetries, attempt > limit { throw ConsumeError.database(endpoint, error) }
                 let wait = min(30, 0.25 * Double(1 << min(attempt, 8)))
-                logger.warning("reading stored offsets, \(endpoint): \(error.description); retrying in \(Int(wait * 1000)) ms (attempt \(attempt))")
+                logger.warning(
+                    "reading stored offsets, \(endpoint): \(error.description); retrying in \(Int(wait * 1000)) ms (attempt \(attempt))")
                 var request = timespec(tv_sec: Int(wait), tv_nsec: Int((wait - Double(Int(wait))) * 1e9))
                 var remaining = timespec()
                 while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
@@ -65,7 +66,9 @@ public final class StoredOffsets {
             let result = try connected().execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
             var offsets: [Int32: Int64] = [:]
             for row in 0..<result.rowCount {
-                if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }), let next = result.value(row: row, column: 1).flatMap({ Int64($0) }) {
+                if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }),
+                    let next = result.value(row: row, column: 1).flatMap({ Int64($0) })
+                {
                     offsets[p] = next
                 }
             }

@@ -133,7 +133,9 @@ public final class TopicConsumer {
             }
             atEnd.remove(partition)
             totals.messages += 1
-            if lines.append(topic: message.topic, partition: message.partition, offset: message.offset, value: message.value, into: &output.bytes) {
+            if lines.append(
+                topic: message.topic, partition: message.partition, offset: message.offset, value: message.value, into: &output.bytes)
+            {
                 totals.records += 1
             } else {
                 totals.rejects += 1

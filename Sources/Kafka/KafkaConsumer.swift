@@ -110,7 +110,9 @@ public final class KafkaConsumer {
         let err = rd_kafka_metadata(handle, 0, rkt, &metadata, timeoutMilliseconds)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError("metadata of \(topic)", err) }
         defer { rd_kafka_metadata_destroy(metadata) }
-        guard let m = metadata, m.pointee.topic_cnt > 0 else { throw KafkaError("metadata of \(topic)", message: "topic not in the answer") }
+        guard let m = metadata, m.pointee.topic_cnt > 0 else {
+            throw KafkaError("metadata of \(topic)", message: "topic not in the answer")
+        }
         let entry = m.pointee.topics[0]
         if entry.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError("metadata of \(topic)", entry.err) }
         return Int(entry.partition_cnt)

@@ -1,6 +1,6 @@
-import Postgres
 import Ingest
 import Logging
+import Postgres
 
 #if canImport(Glibc)
 import Glibc
@@ -136,11 +136,13 @@ struct BatchCommit {
         }
         if !named.isEmpty {
             _ = try conn.execute(sql.lockNames, [arrayLiteral(named.map { files[$0].fingerprint!.name })])
-            let result = try conn.execute(sql.committedFiles, [
-                arrayLiteral(named.map { files[$0].fingerprint!.name }),
-                arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
-                arrayLiteral(named.map { files[$0].fingerprint!.sha256 }),
-            ])
+            let result = try conn.execute(
+                sql.committedFiles,
+                [
+                    arrayLiteral(named.map { files[$0].fingerprint!.name }),
+                    arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
+                    arrayLiteral(named.map { files[$0].fingerprint!.sha256 }),
+                ])
             for row in 0..<result.rowCount {
                 if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) {
                     skip[named[ordinal - 1]] = true
@@ -212,7 +214,8 @@ struct BatchCommit {
 
         // 3. Checkpoints, one per file (and one for records without provenance).
         var outcome = BatchOutcome()
-        var checkpointRows: [(file: Int, name: String?, bytes: String?, sha: String, loaded: Int, rejected: Int, seen: String?, status: String)] = []
+        var checkpointRows:
+            [(file: Int, name: String?, bytes: String?, sha: String, loaded: Int, rejected: Int, seen: String?, status: String)] = []
         for (i, file) in files.enumerated() {
             let rejected = exclude[i] ? 0 : file.rejects + (refused[i]?.count ?? 0)
             let quarantined = quarantinedEarlier[i] ? "quarantined earlier (same name, size and SHA-256)" : skip[i] ? nil : file.refusal
@@ -223,23 +226,29 @@ struct BatchCommit {
             guard !skip[i] else { continue }
             let status = file.refusal == nil ? "committed" : "quarantined"
             if let identity = file.fingerprint {
-                checkpointRows.append((i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen?.rfc3339, status))
+                checkpointRows.append(
+                    (
+                        i, identity.name, String(identity.bytes), identity.sha256, loadedPerFile[i], rejected, file.marker?.seen?.rfc3339,
+                        status
+                    ))
             } else {
                 checkpointRows.append((i, nil, nil, file.kafka?.checkpointKey ?? "batch:\(token)", loadedPerFile[i], rejected, nil, status))
             }
         }
         var checkpointID: [Int: String] = [:]
         if !checkpointRows.isEmpty {
-            let result = try conn.execute(sql.insertCheckpoints, [
-                arrayLiteral(checkpointRows.map(\.name)),
-                arrayLiteral(checkpointRows.map(\.bytes)),
-                arrayLiteral(checkpointRows.map(\.sha)),
-                arrayLiteral(checkpointRows.map { String($0.loaded) }),
-                arrayLiteral(checkpointRows.map { String($0.rejected) }),
-                arrayLiteral(checkpointRows.map(\.seen)),
-                arrayLiteral(checkpointRows.map(\.status)),
-                config.pipeline,
-            ])
+            let result = try conn.execute(
+                sql.insertCheckpoints,
+                [
+                    arrayLiteral(checkpointRows.map(\.name)),
+                    arrayLiteral(checkpointRows.map(\.bytes)),
+                    arrayLiteral(checkpointRows.map(\.sha)),
+                    arrayLiteral(checkpointRows.map { String($0.loaded) }),
+                    arrayLiteral(checkpointRows.map { String($0.rejected) }),
+                    arrayLiteral(checkpointRows.map(\.seen)),
+                    arrayLiteral(checkpointRows.map(\.status)),
+                    config.pipeline,
+                ])
             for row in 0..<result.rowCount {
                 let name = result.value(row: row, column: 1)
                 let sha = result.value(row: row, column: 2)
@@ -286,7 +295,8 @@ struct BatchCommit {
             for row in chunk {
                 let id = row.line.withUnsafeBytes { raw in (try? decoder.decode(raw))?.string(.eventID)?.lowercased() }
                 if let id, alreadyLoaded.contains(id) {
-                    refused[row.file, default: []].append((row.line, RejectReason(.eventID, "duplicate event_id (already loaded)", value: id)))
+                    refused[row.file, default: []].append(
+                        (row.line, RejectReason(.eventID, "duplicate event_id (already loaded)", value: id)))
                 } else {
                     candidates.append(row)
                 }

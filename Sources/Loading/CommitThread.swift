@@ -22,12 +22,14 @@ final class CommitThread: @unchecked Sendable {
     init(_ work: @escaping () throws -> Void) throws {
         self.work = work
         let box = Unmanaged.passRetained(self).toOpaque()
-        let started = pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<CommitThread>.fromOpaque(raw!).takeRetainedValue()
-            do { try me.work?() } catch { me.failure = error }
-            me.work = nil
-            return nil
-        }, box)
+        let started = pthread_create(
+            &thread, nil,
+            { raw in
+                let me = Unmanaged<CommitThread>.fromOpaque(raw!).takeRetainedValue()
+                do { try me.work?() } catch { me.failure = error }
+                me.work = nil
+                return nil
+            }, box)
         if started != 0 {
             Unmanaged<CommitThread>.fromOpaque(box).release()
             throw SystemError("pthread_create", errno: started)

@@ -1,5 +1,6 @@
 import Ingest
 import Postgres
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,5 +1,5 @@
-import Postgres
 import Ingest
+import Postgres
 
 /// Writes records as rows of PostgreSQL's COPY text format: the path for isolating a row the
 /// server refuses (and for records not in canonical form), where the server parses what

@@ -1,6 +1,6 @@
 import Ingest
-import Postgres
 import Logging
+import Postgres
 
 /// Where a batch's lines of one Kafka partition sit among its offsets: the commit stores
 /// `next` only if the stored offset is still `from` (fencing).
@@ -79,12 +79,15 @@ final class KafkaRuns {
             return 0
         case .record, .reject:
             guard let offset = int(line, "offset").map(Int64.init) else { return nil }
-            let run = runs[key] ?? {
-                logger.warning("\(topic)/\(partition): lines before any \"assigned\" line; treating them as the first load of the partition")
-                let created = Run(from: nil)
-                runs[key] = created
-                return created
-            }()
+            let run =
+                runs[key]
+                ?? {
+                    logger.warning(
+                        "\(topic)/\(partition): lines before any \"assigned\" line; treating them as the first load of the partition")
+                    let created = Run(from: nil)
+                    runs[key] = created
+                    return created
+                }()
             if run.halted { return 0 }
             if let last = run.last, offset <= last {
                 redelivered += 1
@@ -93,7 +96,9 @@ final class KafkaRuns {
             if let expected = run.last.map({ $0 + 1 }) ?? run.from, offset > expected {
                 // Kafka has no messages there any more (retention deleted them before they were
                 // loaded, compaction, transaction markers): nothing to load, but say so.
-                logger.warning("\(topic)/\(partition): offsets \(expected)–\(offset - 1) were not delivered (\(offset - expected) messages: deleted by retention before loading, compacted, or transaction markers)")
+                logger.warning(
+                    "\(topic)/\(partition): offsets \(expected)–\(offset - 1) were not delivered (\(offset - expected) messages: deleted by retention before loading, compacted, or transaction markers)"
+                )
             }
             let file = run.pending ?? PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory)
             run.pending = file
@@ -114,7 +119,9 @@ final class KafkaRuns {
         if let next, next > last + 1 {
             // Loaded past everything we hold, by another pipeline: what we hold is stale.
             if let pending = run.pending, pending.rowCount > 0 {
-                logger.info("\(key.topic)/\(key.partition): reassigned at \(next); dropping \(pending.rowCount) held lines below it (loaded elsewhere)")
+                logger.info(
+                    "\(key.topic)/\(key.partition): reassigned at \(next); dropping \(pending.rowCount) held lines below it (loaded elsewhere)"
+                )
             }
             runs[key] = Run(from: next)
         }
@@ -135,7 +142,9 @@ final class KafkaRuns {
     /// After a commit: each committed run continues from its new stored offset.
     func committed(_ files: [PendingFile]) {
         for file in files {
-            guard let span = file.kafka, let run = runs[Key(topic: span.topic, partition: span.partition)], run.pending === file else { continue }
+            guard let span = file.kafka, let run = runs[Key(topic: span.topic, partition: span.partition)], run.pending === file else {
+                continue
+            }
             run.from = span.next
             run.pending = nil
             run.first = nil
@@ -153,7 +162,9 @@ final class KafkaRuns {
         let key = Key(topic: fence.topic, partition: fence.partition)
         guard let run = runs[key] else { return }
         guard let stored = fence.stored, fence.expected.map({ stored >= $0 }) ?? true else {
-            logger.error("\(fence.description): the stored offset went backwards or vanished (reset by hand?); dropping this partition's lines until it is assigned again")
+            logger.error(
+                "\(fence.description): the stored offset went backwards or vanished (reset by hand?); dropping this partition's lines until it is assigned again"
+            )
             run.halted = true
             run.pending = nil
             return
@@ -228,7 +239,8 @@ extension BatchCommit {
                 ).rowCount
             }
             guard moved == 1 else {
-                let stored = try conn.execute("SELECT next_offset FROM \(table) WHERE topic = $1 AND partition = $2", [span.topic, String(span.partition)])
+                let stored = try conn.execute(
+                    "SELECT next_offset FROM \(table) WHERE topic = $1 AND partition = $2", [span.topic, String(span.partition)])
                 throw KafkaFence(
                     topic: span.topic, partition: span.partition, expected: span.from,
                     stored: stored.rowCount > 0 ? stored.value(row: 0, column: 0).flatMap { Int64($0) } : nil)

@@ -1,6 +1,6 @@
-import Postgres
 import Ingest
 import Logging
+import Postgres
 import Telemetry
 
 #if canImport(Glibc)
@@ -130,14 +130,17 @@ public final class Loader {
             beat()
             switch item {
             case .line(let bytes) where isTruncatedTail(bytes, reader: reader):
-                logger.warning("stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write")
+                logger.warning(
+                    "stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write"
+                )
             case .line(let bytes):
                 try accept(bytes, lineNumber: reader.lineNumber)
             case .overlong(let count):
                 var reject: [UInt8] = []
                 let note = Array("(\(count) bytes, not kept)".utf8)
                 note.withUnsafeBytes {
-                    LineEncoder.appendMalformedLine($0, lineNumber: reader.lineNumber, problem: "line longer than \(reader.maxLineLength) bytes", into: &reject)
+                    LineEncoder.appendMalformedLine(
+                        $0, lineNumber: reader.lineNumber, problem: "line longer than \(reader.maxLineLength) bytes", into: &reject)
                 }
                 try addLoose(reject.dropLast())
             }
@@ -152,7 +155,8 @@ public final class Loader {
         for (name, file) in open {
             totals.incompleteFiles += 1
             logger.warning(
-                "\(name): input ended before its end marker; \(file.rowCount) rows not committed (the file is loaded when it is read again)")
+                "\(name): input ended before its end marker; \(file.rowCount) rows not committed (the file is loaded when it is read again)"
+            )
         }
         config.metrics.filesFinished(Array(open.keys))
         open.removeAll()
@@ -184,12 +188,14 @@ public final class Loader {
             let isReject = line.kind == .reject
             config.metrics.rowRead()
             if let name = line.file {
-                let file = open[name] ?? {
-                    config.metrics.fileStarted(name)
-                    let created = PendingFile(name: name, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
-                    open[name] = created
-                    return created
-                }()
+                let file =
+                    open[name]
+                    ?? {
+                        config.metrics.fileStarted(name)
+                        let created = PendingFile(name: name, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
+                        open[name] = created
+                        return created
+                    }()
                 try file.add(line, isReject: isReject)
             } else {
                 let file = looseFile()
@@ -203,7 +209,8 @@ public final class Loader {
                 return
             }
             marker.file = marker.file.replacingNUL()
-            let file = open.removeValue(forKey: line.file ?? marker.file)
+            let file =
+                open.removeValue(forKey: line.file ?? marker.file)
                 ?? PendingFile(name: marker.file, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
             file.marker = marker
             // The file is complete and its reject count known: decide here, apply at commit.
@@ -224,7 +231,9 @@ public final class Loader {
         case .other("abandon"):
             // The reader saw the file change under it: its lines so far are not a file.
             if let name = line.file, let file = open.removeValue(forKey: name) {
-                logger.warning("\(name): the reader abandoned it (it changed while being read); \(file.rowCount) rows dropped, the file is read again whole")
+                logger.warning(
+                    "\(name): the reader abandoned it (it changed while being read); \(file.rowCount) rows dropped, the file is read again whole"
+                )
                 totals.abandonedFiles += 1
             }
         case .other(let kind):
@@ -304,9 +313,13 @@ public final class Loader {
         while true {
             do {
                 let conn = try connectedConnection()
-                outcome = try BatchCommit(sql: sql, connection: conn, files: batch + kafkaFiles, token: token, config: config, logger: logger).run()
+                outcome = try BatchCommit(
+                    sql: sql, connection: conn, files: batch + kafkaFiles, token: token, config: config, logger: logger
+                ).run()
                 break
-            } catch let error as PostgresError where error.sqlstate == "23505" && error.description.contains(config.checkpointTable) && attempt < 3 {
+            } catch let error as PostgresError
+                where error.sqlstate == "23505" && error.description.contains(config.checkpointTable) && attempt < 3
+            {
                 // Another pipeline committed one of these files first (a loader without the name
                 // locks): the next attempt sees its checkpoint and skips the file.
                 attempt += 1
@@ -375,7 +388,9 @@ public final class Loader {
             if let quarantined = file.quarantine {
                 totals.filesQuarantined += 1
                 guard let source = config.incoming.child(identity.name), access(source, F_OK) == 0 else {
-                    logger.warning("\(quarantined.detail) Not loaded (quarantine: \(quarantined.reason); the file is not in \(config.incoming.path), so nothing was moved)")
+                    logger.warning(
+                        "\(quarantined.detail) Not loaded (quarantine: \(quarantined.reason); the file is not in \(config.incoming.path), so nothing was moved)"
+                    )
                     continue
                 }
                 do {
@@ -390,7 +405,8 @@ public final class Loader {
             if file.skipped, file.quarantined == nil, case .keep = config.afterCommit { continue }  // journaled when first committed
             guard let source = config.incoming.child(identity.name) else {
                 logger.warning(
-                    "not moving \(quotedForMessage(identity.name)): \(ContainedFolder.problem(with: identity.name) ?? "unsafe name") (load only touches plain names in \(config.incoming.path))")
+                    "not moving \(quotedForMessage(identity.name)): \(ContainedFolder.problem(with: identity.name) ?? "unsafe name") (load only touches plain names in \(config.incoming.path))"
+                )
                 continue
             }
             guard identity.isStill(at: source) else {
@@ -401,7 +417,8 @@ public final class Loader {
             if let refusal = file.quarantined {
                 do {
                     let moved = try config.quarantine.admit(
-                        path: source, name: identity.name, reason: file.skipped ? "already quarantined" : "too many rejects", detail: refusal)
+                        path: source, name: identity.name, reason: file.skipped ? "already quarantined" : "too many rejects",
+                        detail: refusal)
                     logger.warning("\(identity.name): quarantined: \(refusal); moved to \(moved)")
                 } catch {
                     logger.error("\(identity.name): quarantined, but \(error)")
@@ -429,13 +446,15 @@ public final class Loader {
     private func report(_ outcome: BatchOutcome, elapsed: Double, committedAt: UTCTimestamp) {
         let n = totals.batches
         totals.batches += 1
-        totals.filesCommitted += outcome.files.filter { $0.fingerprint != nil && !$0.skipped && $0.quarantine == nil && $0.quarantined == nil }.count
+        totals.filesCommitted +=
+            outcome.files.filter { $0.fingerprint != nil && !$0.skipped && $0.quarantine == nil && $0.quarantined == nil }.count
         totals.filesSkipped += outcome.files.filter(\.skipped).count
         totals.filesQuarantined += outcome.files.filter { $0.quarantined != nil && !$0.skipped }.count
         totals.rowsLoaded += outcome.loaded
         totals.rowsRejected += outcome.rejected
         for file in outcome.files where file.skipped {
-            logger.info("\(file.fingerprint?.name ?? "stdin batch"): already \(file.quarantined == nil ? "committed" : "quarantined"), skipped")
+            logger.info(
+                "\(file.fingerprint?.name ?? "stdin batch"): already \(file.quarantined == nil ? "committed" : "quarantined"), skipped")
         }
         let processed = outcome.loaded + outcome.rejected
         logger.info("Batch \(n): Processed \(processed) records")

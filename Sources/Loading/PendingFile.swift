@@ -1,5 +1,5 @@
-import Postgres
 import Ingest
+import Postgres
 
 /// The lines received for one source file (or for records without provenance), waiting for
 /// the file's end marker and then for the commit.

@@ -107,13 +107,19 @@ enum ChangedFile {
         if file.records == 0 && file.rejects > 0 {
             return QuarantinedFile(
                 name: name, reason: "changed after commit",
-                detail: "\(head); this later version of \(fingerprint.bytes) bytes has no readable record (a part written after the first was loaded, without a header?). None of it is loaded. Add the header and put it back under a new file name.")
+                detail:
+                    "\(head); this later version of \(fingerprint.bytes) bytes has no readable record (a part written after the first was loaded, without a header?). None of it is loaded. Add the header and put it back under a new file name."
+            )
         }
         if alreadyLoaded > 0 {
-            let grown = fingerprint.bytes > committed.bytes ? "it has grown to \(fingerprint.bytes) bytes since" : "it was rewritten since (\(fingerprint.bytes) bytes)"
+            let grown =
+                fingerprint.bytes > committed.bytes
+                ? "it has grown to \(fingerprint.bytes) bytes since" : "it was rewritten since (\(fingerprint.bytes) bytes)"
             return QuarantinedFile(
                 name: name, reason: "changed after commit",
-                detail: "\(head); \(grown), and \(alreadyLoaded) of its first rows are already loaded: it is that file changed after it was read. None of this version is loaded. Write the rows that are not in the table, under the header, to a new file name in the incoming folder.")
+                detail:
+                    "\(head); \(grown), and \(alreadyLoaded) of its first rows are already loaded: it is that file changed after it was read. None of this version is loaded. Write the rows that are not in the table, under the header, to a new file name in the incoming folder."
+            )
         }
         return nil
     }

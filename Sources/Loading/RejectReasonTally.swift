@@ -41,7 +41,13 @@ func forEachObject(in array: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPoi
     var escaped = false
     for (i, b) in array.enumerated() {
         if inString {
-            if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+            if escaped {
+                escaped = false
+            } else if b == UInt8(ascii: "\\") {
+                escaped = true
+            } else if b == UInt8(ascii: "\"") {
+                inString = false
+            }
             continue
         }
         switch b {

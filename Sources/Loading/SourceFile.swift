@@ -1,5 +1,5 @@
-import Postgres
 import Ingest
+import Postgres
 
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,5 @@
+import CLibPQ
+
 // FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
 // load's resident memory for nothing this client uses.
 #if canImport(FoundationEssentials)
@@ -5,7 +7,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import CLibPQ
 
 /// A failure reported by the server or by libpq, with what a caller needs to decide what to do next.
 ///
@@ -73,9 +74,9 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         var line = ""
         switch (severity, sqlstate) {
-        case let (severity?, sqlstate?): line = "\(severity) \(sqlstate): "
-        case let (nil, sqlstate?): line = "\(sqlstate): "
-        case let (severity?, nil): line = "\(severity): "
+        case (let severity?, let sqlstate?): line = "\(severity) \(sqlstate): "
+        case (nil, let sqlstate?): line = "\(sqlstate): "
+        case (let severity?, nil): line = "\(severity): "
         case (nil, nil): break
         }
         line += oneLine(message)

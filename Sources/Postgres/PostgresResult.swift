@@ -22,8 +22,9 @@ public final class PostgresResult {
 
     /// The value at `row`, `column` as text; nil for SQL NULL.
     public func value(row: Int, column: Int) -> String? {
-        precondition(row >= 0 && row < rowCount && column >= 0 && column < columnCount,
-                     "row \(row), column \(column) outside a \(rowCount)×\(columnCount) result")
+        precondition(
+            row >= 0 && row < rowCount && column >= 0 && column < columnCount,
+            "row \(row), column \(column) outside a \(rowCount)×\(columnCount) result")
         if PQgetisnull(result, Int32(row), Int32(column)) == 1 { return nil }
         return String(cString: PQgetvalue(result, Int32(row), Int32(column)))
     }

@@ -36,34 +36,43 @@ public final class LoadMetrics: Sendable {
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        rowsRead = registry.makeCounter(descriptor: d(
-            "ingest_rows_read_total", "Rows (records and rejects) load has read from its input, committed or not."))
+        rowsRead = registry.makeCounter(
+            descriptor: d(
+                "ingest_rows_read_total", "Rows (records and rejects) load has read from its input, committed or not."))
         rowsLoaded = registry.makeCounter(descriptor: d("ingest_rows_loaded_total", "Rows committed to the events table."))
-        filesCommitted = registry.makeCounter(descriptor: d(
-            "ingest_files_committed_total", "Source files committed (rows, dead letters and checkpoint)."))
-        filesSkipped = registry.makeCounter(descriptor: d(
-            "ingest_files_skipped_total", "Source files skipped because their checkpoint already existed."))
+        filesCommitted = registry.makeCounter(
+            descriptor: d(
+                "ingest_files_committed_total", "Source files committed (rows, dead letters and checkpoint)."))
+        filesSkipped = registry.makeCounter(
+            descriptor: d(
+                "ingest_files_skipped_total", "Source files skipped because their checkpoint already existed."))
         batches = registry.makeCounter(descriptor: d("ingest_batches_total", "Transactions committed."))
-        databaseRetries = registry.makeCounter(descriptor: d(
-            "ingest_database_retries_total",
-            "Failed attempts to connect or commit that were retried (server unreachable, connection lost, serialization failure)."))
-        sourceBytesCommitted = registry.makeCounter(descriptor: d(
-            "ingest_source_bytes_committed_total", "Bytes of the source files committed."))
+        databaseRetries = registry.makeCounter(
+            descriptor: d(
+                "ingest_database_retries_total",
+                "Failed attempts to connect or commit that were retried (server unreachable, connection lost, serialization failure)."))
+        sourceBytesCommitted = registry.makeCounter(
+            descriptor: d(
+                "ingest_source_bytes_committed_total", "Bytes of the source files committed."))
         commitLatency = registry.makeValueHistogram(
             descriptor: d("ingest_commit_latency_seconds", "Per source file: from the moment watch saw it complete to its commit."),
             buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600])
         batchRows = registry.makeValueHistogram(
             descriptor: d("ingest_batch_rows", "Rows (loaded and rejected) per committed transaction."),
             buckets: [1, 10, 100, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000, 500_000])
-        lastCommit = registry.makeGauge(descriptor: d(
-            "ingest_last_commit_timestamp_seconds", "Unix time of the last commit (0: none yet)."))
-        filesPending = registry.makeGauge(descriptor: d(
-            "ingest_files_pending",
-            "Files not committed yet: waiting in the folder (as watch last reported) plus those load holds."))
-        bytesPending = registry.makeGauge(descriptor: d(
-            "ingest_bytes_pending", "Bytes of the files waiting in the folder (as watch last reported)."))
-        oldestPendingAge = registry.makeGauge(descriptor: d(
-            "ingest_oldest_pending_age_seconds", "Age of the oldest file not committed yet (0 when none): the lag."))
+        lastCommit = registry.makeGauge(
+            descriptor: d(
+                "ingest_last_commit_timestamp_seconds", "Unix time of the last commit (0: none yet)."))
+        filesPending = registry.makeGauge(
+            descriptor: d(
+                "ingest_files_pending",
+                "Files not committed yet: waiting in the folder (as watch last reported) plus those load holds."))
+        bytesPending = registry.makeGauge(
+            descriptor: d(
+                "ingest_bytes_pending", "Bytes of the files waiting in the folder (as watch last reported)."))
+        oldestPendingAge = registry.makeGauge(
+            descriptor: d(
+                "ingest_oldest_pending_age_seconds", "Age of the oldest file not committed yet (0 when none): the lag."))
         // Present from the start (value 0), so alerts and rate() see the series before the first reject.
         _ = registry.makeCounter(
             descriptor: d("ingest_rows_rejected_total", Self.rejectedHelp), labels: [("reason", RejectReasonLabel.none)])

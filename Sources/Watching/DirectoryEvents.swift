@@ -1,4 +1,5 @@
 import Ingest
+
 #if os(Linux)
 import Glibc
 
@@ -32,7 +33,8 @@ public final class DirectoryEvents {
         fileDescriptor = fd
         self.path = path
         buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 8)
-        let mask = UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO) | UInt32(IN_CREATE) | UInt32(IN_DELETE_SELF)
+        let mask =
+            UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO) | UInt32(IN_CREATE) | UInt32(IN_DELETE_SELF)
             | UInt32(IN_MOVE_SELF) | UInt32(IN_ONLYDIR)
         watch = inotify_add_watch(fd, path, mask)
         guard watch >= 0 else {

@@ -142,7 +142,8 @@ public final class FileFeed {
             try output.flush()
             if result.changedWhileReading {
                 abandoned += 1
-                logger.warning("\(path) changed while being read (a writer is still at it): its rows are abandoned and it is read again whole")
+                logger.warning(
+                    "\(path) changed while being read (a writer is still at it): its rows are abandoned and it is read again whole")
                 return false
             }
             filesSent += 1
@@ -179,7 +180,6 @@ public final class FileFeed {
         logger.error("watch: \(path): \(String(cString: strerror(error.errno)))")
     }
 }
-
 
 /// Startup work shared by both followers: send what is already in the folder, oldest name
 /// first, skipping files the journal says were committed with the same content.

@@ -61,13 +61,17 @@ struct Consume: ToolCommand {
     @Option(help: ArgumentHelp("The consumer group: pipelines with the same group split the partitions.", valueName: "id"))
     var group: String
 
-    @Option(name: .customShort("X"), help: ArgumentHelp("A librdkafka property (repeatable), e.g. -X session.timeout.ms=6000.", valueName: "key=value"))
+    @Option(
+        name: .customShort("X"),
+        help: ArgumentHelp("A librdkafka property (repeatable), e.g. -X session.timeout.ms=6000.", valueName: "key=value"))
     var properties: [String] = []
 
     @Option(help: ArgumentHelp("Connection string (conninfo or URI); overrides PG* and POSTGRES_* settings.", valueName: "conninfo"))
     var db: String?
 
-    @Option(name: .customLong("env-file"), help: ArgumentHelp("Read POSTGRES_* keys from this file (default: ./.env if it exists).", valueName: "path"))
+    @Option(
+        name: .customLong("env-file"),
+        help: ArgumentHelp("Read POSTGRES_* keys from this file (default: ./.env if it exists).", valueName: "path"))
     var envFile: String?
 
     @Option(name: .customLong("offsets-table"), help: ArgumentHelp("The table of stored offsets.", valueName: "name"))
@@ -79,7 +83,11 @@ struct Consume: ToolCommand {
     @Flag(help: "Print each partition's stored offset, watermarks and lag as JSON lines, then exit (does not join the group).")
     var lag = false
 
-    @Option(name: .customLong("kafka-commit-interval"), help: ArgumentHelp("Copy the stored offsets to the group's committed offsets in Kafka this often, for lag tools (0: never).", valueName: "duration"))
+    @Option(
+        name: .customLong("kafka-commit-interval"),
+        help: ArgumentHelp(
+            "Copy the stored offsets to the group's committed offsets in Kafka this often, for lag tools (0: never).", valueName: "duration"
+        ))
     var kafkaCommitInterval = DurationArgument(milliseconds: 5000)
 
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach PostgreSQL (default: keep trying).")
@@ -117,12 +125,15 @@ struct Consume: ToolCommand {
             return (String(property[..<equals]), String(property[property.index(after: equals)...]))
         }
         let offsets = StoredOffsets(
-            conninfo: settings.conninfo, endpoint: settings.redactedDescription, table: offsetsTable, maxRetries: maxRetries, logger: logger)
+            conninfo: settings.conninfo, endpoint: settings.redactedDescription, table: offsetsTable, maxRetries: maxRetries, logger: logger
+        )
 
         do {
             if lag {
                 var out: [UInt8] = []
-                for partition in try PartitionLag.measure(config: config, offsets: offsets, logger: logger) { partition.appendLine(into: &out) }
+                for partition in try PartitionLag.measure(config: config, offsets: offsets, logger: logger) {
+                    partition.appendLine(into: &out)
+                }
                 try out.withUnsafeBytes { try writeAll(1, $0) }
                 return
             }

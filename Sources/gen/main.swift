@@ -35,7 +35,6 @@ struct BatchOptions: ParsableArguments {
     func intervalMilliseconds(stdout: Bool) -> Int64 { interval?.milliseconds ?? (stdout ? 0 : 5000) }
 }
 
-
 struct Gen: ToolCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write CSV batches of e-commerce events, a few of them invalid, for the pipeline to ingest.",
@@ -94,11 +93,14 @@ struct Gen: ToolCommand {
         var manifestFD: Int32 = -1
         if let manifest {
             manifestFD = open(manifest, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard manifestFD >= 0 else { throw RuntimeError("cannot open manifest \(manifest): \(describe(SystemError("open", errno: errno)))") }
+            guard manifestFD >= 0 else {
+                throw RuntimeError("cannot open manifest \(manifest): \(describe(SystemError("open", errno: errno)))")
+            }
         }
         defer { if manifestFD >= 0 { close(manifestFD) } }
 
-        var generator = RowGenerator(seed: batch.seed ?? UInt64(truncatingIfNeeded: UTCTimestamp.now().millisecondsSinceEpoch), invalidRate: batch.invalidRate)
+        var generator = RowGenerator(
+            seed: batch.seed ?? UInt64(truncatingIfNeeded: UTCTimestamp.now().millisecondsSinceEpoch), invalidRate: batch.invalidRate)
         let output = ByteOutput(fd: 1)
         var written = 0
         var totalRows = 0

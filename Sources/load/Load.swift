@@ -65,7 +65,9 @@ struct Load: ToolCommand {
     @Option(help: ArgumentHelp("Connection string (conninfo or URI); overrides PG* and POSTGRES_* settings.", valueName: "conninfo"))
     var db: String?
 
-    @Option(name: .customLong("env-file"), help: ArgumentHelp("Read POSTGRES_* keys from this file (default: ./.env if it exists).", valueName: "path"))
+    @Option(
+        name: .customLong("env-file"),
+        help: ArgumentHelp("Read POSTGRES_* keys from this file (default: ./.env if it exists).", valueName: "path"))
     var envFile: String?
 
     @Option(help: ArgumentHelp("Target table (may be schema-qualified).", valueName: "name"))
@@ -100,7 +102,9 @@ struct Load: ToolCommand {
 
     @Option(
         name: .customLong("max-reject-rate"),
-        help: ArgumentHelp("Refuse a file whose share of rejected rows is over this (0…1): none of its rows load; it moves to --quarantine.", valueName: "rate"))
+        help: ArgumentHelp(
+            "Refuse a file whose share of rejected rows is over this (0…1): none of its rows load; it moves to --quarantine.",
+            valueName: "rate"))
     var maxRejectRate: Double?
 
     @Option(
@@ -108,7 +112,10 @@ struct Load: ToolCommand {
         help: ArgumentHelp("Refuse a file with more rejected rows than this, likewise.", valueName: "n"))
     var maxRejects: Int?
 
-    @Option(help: ArgumentHelp("Folder for refused files (reject threshold, or a changed version of a committed file), each with <file>.reason.json.", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "Folder for refused files (reject threshold, or a changed version of a committed file), each with <file>.reason.json.",
+            valueName: "dir"))
     var quarantine = "data/quarantine"
 
     @Option(help: ArgumentHelp("This pipeline's name, recorded in each checkpoint (default: host:pid).", valueName: "name"))
@@ -119,9 +126,11 @@ struct Load: ToolCommand {
         help: ArgumentHelp("Give up after this many failed attempts to reach the server (default: keep trying).", valueName: "n"))
     var maxRetries: Int?
 
-    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp(
-        "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9187; port 0 picks a free one). Off by default.",
-        valueName: "host:port"))
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9187; port 0 picks a free one). Off by default.",
+            valueName: "host:port"))
     var metricsListen: String?
 
     @Flag(name: .shortAndLong, help: "Log each file's details too (--log-level debug).")
@@ -177,7 +186,8 @@ struct Load: ToolCommand {
         config.maxRetries = maxRetries
         var hints = StartupHints(db: db, envFile: env)
         if let embedded = StartupHints.embeddedServer(db: db, envFile: env) {
-            hints = StartupHints(source: "nothing configured: the embedded server (bin/pg) on port \(embedded.port)", hint: "bin/pg status; bin/pg start")
+            hints = StartupHints(
+                source: "nothing configured: the embedded server (bin/pg) on port \(embedded.port)", hint: "bin/pg status; bin/pg start")
         }
         config.unreachableHint = hints.hint
         config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
@@ -189,7 +199,7 @@ struct Load: ToolCommand {
                 logger.info("load: metrics at \(endpoint!.url)")
             } catch {
                 logger.critical("load: \(error)")
-                Foundation_exit(ExitStatus.failure.rawValue)
+                exitProcess(ExitStatus.failure.rawValue)
             }
         }
         defer { endpoint?.stop() }
@@ -202,18 +212,19 @@ struct Load: ToolCommand {
             try loader.run(fd: 0)
         } catch LoaderError.interrupted(let endpoint) {
             logger.info("load: interrupted while waiting for \(endpoint); nothing was read or committed")
-            Foundation_exit(130)
+            exitProcess(130)
         } catch let error as LoaderError {
             logger.critical("\(error.description)")
-            Foundation_exit(ExitStatus.failure.rawValue)
+            exitProcess(ExitStatus.failure.rawValue)
         } catch let error as SystemError {
             logger.critical("\(error.description)")
-            Foundation_exit(ExitStatus.failure.rawValue)
+            exitProcess(ExitStatus.failure.rawValue)
         }
         let t = loader.totals
         logger.info(
-            "load: done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesQuarantined) quarantined, \(t.filesSkipped) skipped as already committed, \(t.batches) batches")
+            "load: done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesQuarantined) quarantined, \(t.filesSkipped) skipped as already committed, \(t.batches) batches"
+        )
     }
 }
 
-func Foundation_exit(_ code: Int32) -> Never { exit(code) }
+func exitProcess(_ code: Int32) -> Never { exit(code) }

@@ -22,14 +22,17 @@ struct StartupHints {
         var parts: [String] = []
         if db != nil { parts.append("--db") }
         if !pgVariables.isEmpty { parts.append(pgVariables.joined(separator: ", ")) }
-        if db == nil, let envFile, !fileKeys.isEmpty { parts.append(".env found and used (\(envFile): \(fileKeys.joined(separator: ", ")))") }
+        if db == nil, let envFile, !fileKeys.isEmpty {
+            parts.append(".env found and used (\(envFile): \(fileKeys.joined(separator: ", ")))")
+        }
         source = parts.isEmpty ? "libpq defaults: local socket, port 5432" : "settings from " + parts.joined(separator: "; ")
 
         var hints: [String] = []
         let port = environment["PGPORT"] ?? environment["POSTGRES_PORT"] ?? fromFile["POSTGRES_PORT"] ?? "5432"
         let cluster = environment["INGEST_PGDATA"] ?? ".pgdata"
-        if db == nil, let embedded = try? String(contentsOfFile: cluster + "/port", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines), !embedded.isEmpty, embedded != port
+        if db == nil,
+            let embedded = try? String(contentsOfFile: cluster + "/port", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines), !embedded.isEmpty, embedded != port
         {
             hints.append("the embedded server (\(cluster)) is on port \(embedded): eval \"$(bin/pg env)\" and run load again")
         }

@@ -66,7 +66,8 @@ struct Validate: ToolCommand {
     @Flag(name: .customLong("rejects-only"), help: "Write only rejects (valid records are checked and dropped).")
     var rejectsOnly = false
 
-    @Option(name: .customLong("max-line-bytes"), help: ArgumentHelp("Longest input line accepted; longer ones become rejects.", valueName: "n"))
+    @Option(
+        name: .customLong("max-line-bytes"), help: ArgumentHelp("Longest input line accepted; longer ones become rejects.", valueName: "n"))
     var maxLineBytes: Int = 64 << 20
 
     @Argument(help: ArgumentHelp("CSV files to read instead of stdin.", valueName: "file.csv"))
@@ -120,7 +121,9 @@ struct Validate: ToolCommand {
             guard let item = try reader.next() else { break }
             switch item {
             case .line(let bytes) where isTruncatedTail(bytes, reader: reader):
-                Logger(label: "validate").warning("stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write")
+                Logger(label: "validate").warning(
+                    "stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write"
+                )
             case .line(let bytes) where bytes.count > maxLineBytes:
                 // LineReader enforces its limit only for lines that outgrow its buffer.
                 stage.processOverlong(byteCount: bytes.count, limit: maxLineBytes, inputLine: reader.lineNumber, into: &output.bytes)

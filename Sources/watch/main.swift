@@ -24,12 +24,15 @@ struct FollowOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Which names are input files (fnmatch pattern).", valueName: "pattern"))
     var glob = "*.csv"
 
-    @Flag(help: ArgumentHelp(
-        "Before each file, write a progress line: files and bytes still pending in the folder, and the oldest one's time (load reports them as metrics)."))
+    @Flag(
+        help: ArgumentHelp(
+            "Before each file, write a progress line: files and bytes still pending in the folder, and the oldest one's time (load reports them as metrics)."
+        ))
     var progress = false
 
     @Option(
-        name: .customLong("writer-wait"), help: ArgumentHelp(
+        name: .customLong("writer-wait"),
+        help: ArgumentHelp(
             "With --once: how long to wait for a file still open for writing before leaving it for the next run.",
             valueName: "duration"))
     var writerWait = DurationArgument(milliseconds: 30_000)
@@ -42,16 +45,18 @@ struct ShareOptions: ParsableArguments {
     @Option(help: ArgumentHelp("This pipeline's name, for claims; give load the same one (default: host:pid).", valueName: "name"))
     var name: String?
 
-    @Option(help: ArgumentHelp(
-        "With --shared: a pipeline silent this long is presumed dead and its claimed files are taken over.",
-        valueName: "duration"))
+    @Option(
+        help: ArgumentHelp(
+            "With --shared: a pipeline silent this long is presumed dead and its claimed files are taken over.",
+            valueName: "duration"))
     var lease = DurationArgument(milliseconds: 30_000)
 }
 
 struct JournalOptions: ParsableArguments {
-    @Option(help: ArgumentHelp(
-        "Journal of files already committed by `load --keep` (default: DIR/\(CommittedJournal.defaultName)).",
-        valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "Journal of files already committed by `load --keep` (default: DIR/\(CommittedJournal.defaultName)).",
+            valueName: "path"))
     var journal: String?
 
     @Flag(help: "Do not read the committed-files journal: send every file in the folder.")
@@ -133,9 +138,10 @@ struct Watch: ToolCommand {
               watch --glob 'orders_*.csv' --no-journal data/incoming
             """)
 
-    @Argument(help: ArgumentHelp(
-        "Folders to follow, or CSV files to replay in the order given (files first, then the folder).",
-        valueName: "dir-or-file"))
+    @Argument(
+        help: ArgumentHelp(
+            "Folders to follow, or CSV files to replay in the order given (files first, then the folder).",
+            valueName: "dir-or-file"))
     var paths: [String]
 
     @OptionGroup var follow: FollowOptions

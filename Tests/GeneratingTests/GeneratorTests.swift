@@ -1,10 +1,11 @@
+import Testing
+
 @testable import Generating
+@testable import Ingest
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Testing
-
-@testable import Ingest
 
 /// Runs generated rows through the same path as `validate FILE.csv`: CSV file → emitter → validator.
 private func validateCSV(_ rows: [GeneratedRow], now: UTCTimestamp) throws -> [String] {
@@ -123,10 +124,11 @@ private func decodedReasons(_ line: String) -> [RejectReason] {
         ]
         var out: [UInt8] = []
         BatchEncoding.appendManifestLine(file: "batch_x.csv", rows: rows, into: &out)
-        #expect(String(decoding: out, as: UTF8.self) == """
-            {"file":"batch_x.csv","rows":2,"valid":1,"invalid":1,"valid_event_ids":["id-1"],"invalid_lines":[{"line":3,"rule":"price"}]}
+        #expect(
+            String(decoding: out, as: UTF8.self) == """
+                {"file":"batch_x.csv","rows":2,"valid":1,"invalid":1,"valid_event_ids":["id-1"],"invalid_lines":[{"line":3,"rule":"price"}]}
 
-            """)
+                """)
     }
 
     @Test func uuidsAreVersion4() {

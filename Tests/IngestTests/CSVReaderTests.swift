@@ -1,11 +1,13 @@
 import Foundation
+import Generating
 import Testing
 
 @testable import Ingest
-import Generating
 
 /// Writes `bytes` to a temp file and reads every row, feeding the reader `chunkSize` bytes at a time.
-func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 << 20) throws -> [(line: Int, fields: [String], problem: String?, raw: String)] {
+func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 << 20) throws -> [(
+    line: Int, fields: [String], problem: String?, raw: String
+)] {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("csv-\(UUID().uuidString).csv").path
     _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
     defer { try? FileManager.default.removeItem(atPath: path) }
@@ -68,8 +70,10 @@ func readCSV(_ bytes: [UInt8], chunkSize: Int = 1 << 16, maxRowBytes: Int = 32 <
         let problem = try #require(try reader.nextRow()?.problem)
         #expect(problem.kind == .nulByte)
         #expect(problem.column == 1)
-        #expect(problem.rejectReason(columnNames: ["a", "b", "c"]) == RejectReason(field: "b", reason: "NUL byte"))
-        #expect(problem.rejectReason(columnNames: ["a", "", "c"]) == RejectReason(field: nil, reason: "field 2: NUL byte"))
+        // The offending value travels with the reason (issue 15: faithful dead letters).
+        #expect(problem.value == "y\0")
+        #expect(problem.rejectReason(columnNames: ["a", "b", "c"]) == RejectReason(field: "b", reason: "NUL byte", value: "y\0"))
+        #expect(problem.rejectReason(columnNames: ["a", "", "c"]) == RejectReason(field: nil, reason: "field 2: NUL byte", value: "y\0"))
     }
 
     @Test func textAfterClosingQuoteIsAProblem() throws {

@@ -1,8 +1,8 @@
 import Foundation
+import Generating
 import Testing
 
 @testable import Ingest
-import Generating
 
 /// Scans `text` and returns (key, raw value) pairs, or the syntax error.
 private func scan(_ text: String) -> Result<[(String, String)], JSONSyntaxError> {

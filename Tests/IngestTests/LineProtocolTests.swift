@@ -67,7 +67,8 @@ func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
 
     @Test func rejectKeepsEveryMemberAndAppendsReasons() throws {
         var out: [UInt8] = []
-        let input = #"{"kind":"record","file":"f.csv","line":2,"custom":{"a":[1]},"price":"-1","reasons":[{"field":null,"reason":"earlier"}]}"#
+        let input =
+            #"{"kind":"record","file":"f.csv","line":2,"custom":{"a":[1]},"price":"-1","reasons":[{"field":null,"reason":"earlier"}]}"#
         try withLine(input) { line in
             LineEncoder.appendReject(
                 from: line, reasons: [RejectReason(.price, "must be > 0", value: "-1")], into: &out)
@@ -116,7 +117,8 @@ func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
 
     /// Markers written before `inode` and `mtime_ns` existed still close their file.
     @Test func markerWithoutVersionKeysIsAccepted() throws {
-        let line = #"{"kind":"eof","file":"a.csv","rows":2,"bytes":10,"sha256":"\#(String(repeating: "b", count: 64))","seen":"2024-01-30T10:15:23.456Z"}"#
+        let line =
+            #"{"kind":"eof","file":"a.csv","rows":2,"bytes":10,"sha256":"\#(String(repeating: "b", count: 64))","seen":"2024-01-30T10:15:23.456Z"}"#
         let marker = try #require(try withLine(line) { FileMarker($0) })
         #expect(marker.file == "a.csv" && marker.bytes == 10 && marker.rows == 2)
         #expect(marker.fingerprint.inode == nil && marker.fingerprint.modifiedNanoseconds == nil)
@@ -128,7 +130,7 @@ func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
         JSONWriter.appendString("q\"b\\n\n\t\u{01}é", &out)
         #expect(String(decoding: out, as: UTF8.self) == #""q\"b\\n\n\t\u0001é""#)
         out.removeAll()
-        for v in [0, 7, -7, 1234567890, Int.min + 1, Int.max] { JSONWriter.appendInt(v, &out); out.append(0x20) }
+        for v in [0, 7, -7, 1_234_567_890, Int.min + 1, Int.max] { JSONWriter.appendInt(v, &out); out.append(0x20) }
         #expect(String(decoding: out, as: UTF8.self) == "0 7 -7 1234567890 \(Int.min + 1) \(Int.max) ")
     }
 

@@ -44,76 +44,80 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
 @Suite struct ValidationRulesTests {
     @Test func normalisesAValidPurchase() {
         let out = runValidator([recordJSON([:])])
-        #expect(out == [
-            #"{"kind":"record","file":"a.csv","line":2,"event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":42,"product_id":7,"event_type":"purchase","price":"12.50","event_timestamp":"2024-01-30T10:15:23.123Z"}"#
-        ])
+        #expect(
+            out == [
+                #"{"kind":"record","file":"a.csv","line":2,"event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":42,"product_id":7,"event_type":"purchase","price":"12.50","event_timestamp":"2024-01-30T10:15:23.123Z"}"#
+            ])
     }
 
     @Test func normalisesAViewAndAddsKindAndPrice() {
-        let line = #"{"event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":1,"product_id":2147483647,"event_type":" VIEW ","event_timestamp":"2024-01-30T10:15:23+05:45","x":{"a":[1,"b"]},"y":null}"#
-        #expect(runValidator([line]) == [
-            #"{"kind":"record","event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":1,"product_id":2147483647,"event_type":"view","event_timestamp":"2024-01-30T04:30:23.000Z","x":{"a":[1,"b"]},"y":null,"price":null}"#
-        ])
+        let line =
+            #"{"event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":1,"product_id":2147483647,"event_type":" VIEW ","event_timestamp":"2024-01-30T10:15:23+05:45","x":{"a":[1,"b"]},"y":null}"#
+        #expect(
+            runValidator([line]) == [
+                #"{"kind":"record","event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":1,"product_id":2147483647,"event_type":"view","event_timestamp":"2024-01-30T04:30:23.000Z","x":{"a":[1,"b"]},"y":null,"price":null}"#
+            ])
     }
 
-    @Test(arguments: [
-        // (field, JSON value, expected reason, expected value in the reason)
-        ("event_id", "<absent>", "required", nil),
-        ("event_id", "null", "required", nil),
-        ("event_id", "\"\"", "required", nil),
-        ("event_id", "\"   \"", "required", nil),
-        ("event_id", "\"6f1c2a3b11114222833344445555666\"", "not a UUID", "6f1c2a3b11114222833344445555666"),
-        ("event_id", "\"{6f1c2a3b-1111-4222-8333-444455556666}\"", "not a UUID", "{6f1c2a3b-1111-4222-8333-444455556666}"),
-        ("event_id", "\"6g1c2a3b-1111-4222-8333-444455556666\"", "not a UUID", "6g1c2a3b-1111-4222-8333-444455556666"),
-        ("event_id", "42", "not a UUID", "42"),
-        ("user_id", "<absent>", "required", nil),
-        ("user_id", "\"\"", "required", nil),
-        ("user_id", "\"12.0\"", "not an integer", "12.0"),
-        ("user_id", "12.0", "not an integer", "12.0"),
-        ("user_id", "\"1e3\"", "not an integer", "1e3"),
-        ("user_id", "1e3", "not an integer", "1e3"),
-        ("user_id", "\"+5\"", "not an integer", "+5"),
-        ("user_id", "\"abc\"", "not an integer", "abc"),
-        ("user_id", "true", "not an integer", "true"),
-        ("user_id", "\"0\"", "out of range 1…2147483647", "0"),
-        ("user_id", "\"-5\"", "out of range 1…2147483647", "-5"),
-        ("user_id", "\"2147483648\"", "out of range 1…2147483647", "2147483648"),
-        ("user_id", "99999999999999999999999", "out of range 1…2147483647", "99999999999999999999999"),
-        ("product_id", "\"-0\"", "out of range 1…2147483647", "-0"),
-        ("product_id", "\"NaN\"", "not an integer", "NaN"),
-        ("event_type", "<absent>", "required", nil),
-        ("event_type", "\"\"", "required", nil),
-        ("event_type", "\"click\"", "unknown event type (expected view, purchase)", "click"),
-        ("event_type", "1", "unknown event type (expected view, purchase)", "1"),
-        ("price", "<absent>", "required for a purchase", nil),
-        ("price", "null", "required for a purchase", nil),
-        ("price", "\"\"", "required for a purchase", nil),
-        ("price", "\"0\"", "must be > 0", "0"),
-        ("price", "\"0.00\"", "must be > 0", "0.00"),
-        ("price", "\"-0\"", "must be > 0", "-0"),
-        ("price", "\"-12.50\"", "must be > 0", "-12.50"),
-        ("price", "\"0.001\"", "more than two decimal places", "0.001"),
-        ("price", "\"12.500\"", "more than two decimal places", "12.500"),
-        ("price", "\"1e3\"", "not a decimal", "1e3"),
-        ("price", "\"NaN\"", "not a decimal", "NaN"),
-        ("price", "\"+5\"", "not a decimal", "+5"),
-        ("price", "\".5\"", "not a decimal", ".5"),
-        ("price", "\"5.\"", "not a decimal", "5."),
-        ("price", "\"1,50\"", "not a decimal", "1,50"),
-        ("price", "true", "not a decimal", "true"),
-        ("price", "\"1000000\"", "must be < 1000000", "1000000"),
-        ("price", "\"1000000.00\"", "must be < 1000000", "1000000.00"),
-        ("event_timestamp", "<absent>", "required", nil),
-        ("event_timestamp", "\"\"", "required", nil),
-        ("event_timestamp", "\"yesterday\"", "not a date-time", "yesterday"),
-        ("event_timestamp", "1706609723", "not a date-time", "1706609723"),
-        ("event_timestamp", "\"2024-02-30 10:00:00\"", "no such date", "2024-02-30 10:00:00"),
-        ("event_timestamp", "\"2023-02-29 10:00:00\"", "no such date", "2023-02-29 10:00:00"),
-        ("event_timestamp", "\"2024-01-30T10:00:60Z\"", "leap second not at 23:59:60 UTC", "2024-01-30T10:00:60Z"),
-        ("event_timestamp", "\"0000-01-01T00:00:00Z\"", "year out of range 0001…9999", "0000-01-01T00:00:00Z"),
-        ("event_timestamp", "\"2024-01-30T12:05:00.001Z\"", "more than 5 minutes in the future", "2024-01-30T12:05:00.001Z"),
-        ("event_timestamp", "\"9999-12-31T23:59:59Z\"", "more than 5 minutes in the future", "9999-12-31T23:59:59Z"),
-    ] as [(String, String, String, String?)])
+    @Test(
+        arguments: [
+            // (field, JSON value, expected reason, expected value in the reason)
+            ("event_id", "<absent>", "required", nil),
+            ("event_id", "null", "required", nil),
+            ("event_id", "\"\"", "required", nil),
+            ("event_id", "\"   \"", "required", nil),
+            ("event_id", "\"6f1c2a3b11114222833344445555666\"", "not a UUID", "6f1c2a3b11114222833344445555666"),
+            ("event_id", "\"{6f1c2a3b-1111-4222-8333-444455556666}\"", "not a UUID", "{6f1c2a3b-1111-4222-8333-444455556666}"),
+            ("event_id", "\"6g1c2a3b-1111-4222-8333-444455556666\"", "not a UUID", "6g1c2a3b-1111-4222-8333-444455556666"),
+            ("event_id", "42", "not a UUID", "42"),
+            ("user_id", "<absent>", "required", nil),
+            ("user_id", "\"\"", "required", nil),
+            ("user_id", "\"12.0\"", "not an integer", "12.0"),
+            ("user_id", "12.0", "not an integer", "12.0"),
+            ("user_id", "\"1e3\"", "not an integer", "1e3"),
+            ("user_id", "1e3", "not an integer", "1e3"),
+            ("user_id", "\"+5\"", "not an integer", "+5"),
+            ("user_id", "\"abc\"", "not an integer", "abc"),
+            ("user_id", "true", "not an integer", "true"),
+            ("user_id", "\"0\"", "out of range 1…2147483647", "0"),
+            ("user_id", "\"-5\"", "out of range 1…2147483647", "-5"),
+            ("user_id", "\"2147483648\"", "out of range 1…2147483647", "2147483648"),
+            ("user_id", "99999999999999999999999", "out of range 1…2147483647", "99999999999999999999999"),
+            ("product_id", "\"-0\"", "out of range 1…2147483647", "-0"),
+            ("product_id", "\"NaN\"", "not an integer", "NaN"),
+            ("event_type", "<absent>", "required", nil),
+            ("event_type", "\"\"", "required", nil),
+            ("event_type", "\"click\"", "unknown event type (expected view, purchase)", "click"),
+            ("event_type", "1", "unknown event type (expected view, purchase)", "1"),
+            ("price", "<absent>", "required for a purchase", nil),
+            ("price", "null", "required for a purchase", nil),
+            ("price", "\"\"", "required for a purchase", nil),
+            ("price", "\"0\"", "must be > 0", "0"),
+            ("price", "\"0.00\"", "must be > 0", "0.00"),
+            ("price", "\"-0\"", "must be > 0", "-0"),
+            ("price", "\"-12.50\"", "must be > 0", "-12.50"),
+            ("price", "\"0.001\"", "more than two decimal places", "0.001"),
+            ("price", "\"12.500\"", "more than two decimal places", "12.500"),
+            ("price", "\"1e3\"", "not a decimal", "1e3"),
+            ("price", "\"NaN\"", "not a decimal", "NaN"),
+            ("price", "\"+5\"", "not a decimal", "+5"),
+            ("price", "\".5\"", "not a decimal", ".5"),
+            ("price", "\"5.\"", "not a decimal", "5."),
+            ("price", "\"1,50\"", "not a decimal", "1,50"),
+            ("price", "true", "not a decimal", "true"),
+            ("price", "\"1000000\"", "must be < 1000000", "1000000"),
+            ("price", "\"1000000.00\"", "must be < 1000000", "1000000.00"),
+            ("event_timestamp", "<absent>", "required", nil),
+            ("event_timestamp", "\"\"", "required", nil),
+            ("event_timestamp", "\"yesterday\"", "not a date-time", "yesterday"),
+            ("event_timestamp", "1706609723", "not a date-time", "1706609723"),
+            ("event_timestamp", "\"2024-02-30 10:00:00\"", "no such date", "2024-02-30 10:00:00"),
+            ("event_timestamp", "\"2023-02-29 10:00:00\"", "no such date", "2023-02-29 10:00:00"),
+            ("event_timestamp", "\"2024-01-30T10:00:60Z\"", "leap second not at 23:59:60 UTC", "2024-01-30T10:00:60Z"),
+            ("event_timestamp", "\"0000-01-01T00:00:00Z\"", "year out of range 0001…9999", "0000-01-01T00:00:00Z"),
+            ("event_timestamp", "\"2024-01-30T12:05:00.001Z\"", "more than 5 minutes in the future", "2024-01-30T12:05:00.001Z"),
+            ("event_timestamp", "\"9999-12-31T23:59:59Z\"", "more than 5 minutes in the future", "9999-12-31T23:59:59Z"),
+        ] as [(String, String, String, String?)])
     func rejects(_ field: String, _ value: String, _ reason: String, _ shown: String?) {
         #expect(reasons(for: [field: value]) == [RejectReason(field: field, reason: reason, value: shown)])
     }
@@ -159,33 +163,39 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
             "event_timestamp": "\"soon\"",
         ])
         #expect(found.map(\.field) == ["event_id", "user_id", "product_id", "event_type", "price", "event_timestamp"])
-        #expect(found.map(\.reason) == [
-            "not a UUID", "out of range 1…2147483647", "not an integer", "unknown event type (expected view, purchase)",
-            "must be > 0", "not a date-time",
-        ])
+        #expect(
+            found.map(\.reason) == [
+                "not a UUID", "out of range 1…2147483647", "not an integer", "unknown event type (expected view, purchase)",
+                "must be > 0", "not a date-time",
+            ])
     }
 
     @Test func rejectKeepsEveryMemberAndUnknownKeys() {
-        let line = #"{"kind":"record","file":"a.csv","line":9,"event_id":"x","user_id":" 42","product_id":"7","event_type":"View","price":"","event_timestamp":"2024-01-30 10:15:23.123","note":{"k":[1]}}"#
-        #expect(runValidator([line]) == [
-            #"{"kind":"reject","file":"a.csv","line":9,"event_id":"x","user_id":" 42","product_id":"7","event_type":"View","price":"","event_timestamp":"2024-01-30 10:15:23.123","note":{"k":[1]},"reasons":[{"field":"event_id","reason":"not a UUID","value":"x"}]}"#
-        ])
+        let line =
+            #"{"kind":"record","file":"a.csv","line":9,"event_id":"x","user_id":" 42","product_id":"7","event_type":"View","price":"","event_timestamp":"2024-01-30 10:15:23.123","note":{"k":[1]}}"#
+        #expect(
+            runValidator([line]) == [
+                #"{"kind":"reject","file":"a.csv","line":9,"event_id":"x","user_id":" 42","product_id":"7","event_type":"View","price":"","event_timestamp":"2024-01-30 10:15:23.123","note":{"k":[1]},"reasons":[{"field":"event_id","reason":"not a UUID","value":"x"}]}"#
+            ])
     }
 
     @Test func configurableEventTypes() {
         let rules = ValidationRules(eventTypes: ["view", "purchase", "Add_To_Cart"])
         #expect(reasons(for: ["event_type": "\"add_to_cart\"", "price": "\"\""], rules: rules) == [])
-        #expect(reasons(for: ["event_type": "\"add_to_cart\"", "price": "\"1.00\""], rules: rules) == [
-            RejectReason(field: "price", reason: "must be empty for an add_to_cart", value: "1.00")
-        ])
-        #expect(reasons(for: ["event_type": "\"click\""], rules: rules).first?.reason
-            == "unknown event type (expected view, purchase, add_to_cart)")
+        #expect(
+            reasons(for: ["event_type": "\"add_to_cart\"", "price": "\"1.00\""], rules: rules) == [
+                RejectReason(field: "price", reason: "must be empty for an add_to_cart", value: "1.00")
+            ])
+        #expect(
+            reasons(for: ["event_type": "\"click\""], rules: rules).first?.reason
+                == "unknown event type (expected view, purchase, add_to_cart)")
     }
 
     @Test func configurableFuture() {
         let rules = ValidationRules(maxFutureMilliseconds: 30_000)
-        #expect(reasons(for: ["event_timestamp": "\"2024-01-30T12:00:31Z\""], rules: rules).first?.reason
-            == "more than 30 seconds in the future")
+        #expect(
+            reasons(for: ["event_timestamp": "\"2024-01-30T12:00:31Z\""], rules: rules).first?.reason
+                == "more than 30 seconds in the future")
     }
 
     @Test func escapedStringsAreDecodedBeforeChecks() {
@@ -200,7 +210,9 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         let first = recordJSON([:])
         let out = runValidator([first, first])
         #expect(out[0].hasPrefix(#"{"kind":"record""#))
-        #expect(out[1].contains(#""reasons":[{"field":"event_id","reason":"duplicate event_id","value":"6f1c2a3b-1111-4222-8333-444455556666"}]"#))
+        #expect(
+            out[1].contains(
+                #""reasons":[{"field":"event_id","reason":"duplicate event_id","value":"6f1c2a3b-1111-4222-8333-444455556666"}]"#))
     }
 
     @Test func sameIDInAnotherFileIsFine() {
@@ -294,7 +306,8 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         var stage = StreamValidator(clock: { fixedNow })
         var out: [UInt8] = []
         let lines = [
-            recordJSON([:]), recordJSON(["price": "\"0\"", "user_id": "\"0\""]), recordJSON(["event_id": "\"00000000-0000-4000-8000-000000000009\"", "price": "\"0\""]),
+            recordJSON([:]), recordJSON(["price": "\"0\"", "user_id": "\"0\""]),
+            recordJSON(["event_id": "\"00000000-0000-4000-8000-000000000009\"", "price": "\"0\""]),
             "garbage", #"{"kind":"reject","raw":"x","reasons":[{"field":null,"reason":"expected 6 fields, found 1"}]}"#,
         ]
         for (i, line) in lines.enumerated() {
@@ -305,17 +318,18 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         #expect(stage.counts.rowsIn == 6)
         #expect(stage.counts.valid == 1)
         #expect(stage.counts.rejected == 5)
-        #expect(stage.counts.summary == """
-            rows in   6
-            valid     1
-            rejected  5
-                  2  price: must be > 0
-                  1  event_id: duplicate event_id
-                  1  expected 6 fields, found 1
-                  1  line longer than 10 bytes
-                  1  malformed JSON
-                  1  user_id: out of range 1…2147483647
+        #expect(
+            stage.counts.summary == """
+                rows in   6
+                valid     1
+                rejected  5
+                      2  price: must be > 0
+                      1  event_id: duplicate event_id
+                      1  expected 6 fields, found 1
+                      1  line longer than 10 bytes
+                      1  malformed JSON
+                      1  user_id: out of range 1…2147483647
 
-            """)
+                """)
     }
 }

@@ -59,7 +59,8 @@ final class HostilePipeline {
         try FileManager.default.createDirectory(at: errors, withIntermediateDirectories: true)
         env["ERR"] = errors.path
         let extra = loadArguments.map { "'\($0)'" }.joined(separator: " ")
-        let script = "set -o pipefail; \(watchPrefix) "
+        let script =
+            "set -o pipefail; \(watchPrefix) "
             + #""$W" --once "$T" 2>"$ERR/watch" | "$V" 2>"$ERR/validate" | "$L" --db "$DB" --incoming "$IN" --bad-records "$BAD" --archive "$ARC" "#
             + extra + #" 2>"$ERR/load""#
         let result = try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, timeout: 60)
@@ -74,8 +75,9 @@ final class HostilePipeline {
         try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE source_file = $1", [file])
     }
     func goodRowsLoaded() throws -> Int {
-        try count(db, "SELECT count(*) FROM ecommerce_events WHERE event_id::text = ANY($1::text[])",
-                  ["{" + goodIDs.joined(separator: ",") + "}"])
+        try count(
+            db, "SELECT count(*) FROM ecommerce_events WHERE event_id::text = ANY($1::text[])",
+            ["{" + goodIDs.joined(separator: ",") + "}"])
     }
 
     /// The dead-letter lines written for `file`.
@@ -87,9 +89,10 @@ final class HostilePipeline {
     /// Every dead letter of `file` names the file and one of `lines`.
     func deadLettersName(_ file: String, lines: [Int]) throws -> Bool {
         let letters = try deadLetters(file)
-        return letters.count == lines.count && zip(letters, lines).allSatisfy { letter, line in
-            letter.contains(#""file":"\#(file)""#) && letter.contains(#""line":\#(line),"#)
-        }
+        return letters.count == lines.count
+            && zip(letters, lines).allSatisfy { letter, line in
+                letter.contains(#""file":"\#(file)""#) && letter.contains(#""line":\#(line),"#)
+            }
     }
 
     /// Reasons of the bad records of `file`, as `field|reason` strings, ordered by line.
@@ -178,7 +181,8 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(try p.deadLettersName("utf8.csv", lines: [4]))
             let utf8 = try p.reasons("utf8.csv")
             #expect(utf8 == ["-|field 3: invalid UTF-8|4"] || utf8 == ["product_id|invalid UTF-8|4"], "\(utf8)")
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE strpos(raw, chr(65533)) > 0") == 1)  // repaired, not dropped
+            // Repaired, not dropped.
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE strpos(raw, chr(65533)) > 0") == 1)
             #expect(try p.deadLetters("utf8.csv").count == 1)
         }
     }
@@ -208,7 +212,10 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(r.status == 0, "\(r.stderr)")
             #expect(try p.events() == 0)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 0)
-            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'header.csv' AND rows_loaded = 0 AND rows_rejected = 0") == 1)
+            #expect(
+                try count(
+                    db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'header.csv' AND rows_loaded = 0 AND rows_rejected = 0"
+                ) == 1)
         }
     }
 
@@ -221,7 +228,10 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(try p.events() == 0)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 0)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 0)
-            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'empty.csv' AND file_bytes = 0 AND rows_loaded = 0") == 1)
+            #expect(
+                try count(
+                    db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'empty.csv' AND file_bytes = 0 AND rows_loaded = 0")
+                    == 1)
             #expect(FileManager.default.fileExists(atPath: p.processed.appendingPathComponent("empty.csv").path))
         }
     }
@@ -246,7 +256,9 @@ let hostileHeader = EventField.csvHeader + "\n"
         try TestDatabase.with { db in
             let p = try HostilePipeline(db)
             let max = UUID().uuidString.lowercased()
-            let rows = ["2147483647", "2147483648", "0", "-1"].map { "\($0 == "2147483647" ? max : UUID().uuidString),\($0),7,view,,2024-01-30 10:15:23\n" }
+            let rows = ["2147483647", "2147483648", "0", "-1"].map {
+                "\($0 == "2147483647" ? max : UUID().uuidString),\($0),7,view,,2024-01-30 10:15:23\n"
+            }
             let f = try p.write("int32.csv", hostileHeader + p.goodRows() + rows.joined())
             let r = try p.run(f.path)
             #expect(r.status == 0, "\(r.stderr)")
@@ -254,10 +266,11 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(try p.events() == 3)
             #expect(try db.scalar("SELECT user_id FROM ecommerce_events WHERE event_id = $1", [max]) == "2147483647")
             #expect(try p.deadLettersName("int32.csv", lines: [5, 6, 7]))
-            #expect(try p.reasons("int32.csv") == [
-                "user_id|out of range 1…2147483647|5", "user_id|out of range 1…2147483647|6",
-                "user_id|out of range 1…2147483647|7",
-            ])
+            #expect(
+                try p.reasons("int32.csv") == [
+                    "user_id|out of range 1…2147483647|5", "user_id|out of range 1…2147483647|6",
+                    "user_id|out of range 1…2147483647|7",
+                ])
             #expect(try db.scalar("SELECT reasons->0->>'value' FROM ecommerce_bad_records WHERE line_number = 5") == "2147483648")
         }
     }
@@ -272,10 +285,11 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(try p.events() == 2)
             #expect(try p.goodRowsLoaded() == 2)
             #expect(try p.deadLettersName("prices.csv", lines: [4, 5, 6, 7]))
-            #expect(try p.reasons("prices.csv") == [
-                "price|not a decimal|4", "price|not a decimal|5", "price|must be > 0|6",
-                "price|more than two decimal places|7",
-            ])
+            #expect(
+                try p.reasons("prices.csv") == [
+                    "price|not a decimal|4", "price|not a decimal|5", "price|must be > 0|6",
+                    "price|more than two decimal places|7",
+                ])
         }
     }
 
@@ -323,7 +337,10 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(r.stderr.contains(", outside \(p.incoming.path)"), "\(r.stderr)")
             #expect(try p.goodRowsLoaded() == 2)
             #expect(try p.events() == 2)
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_events WHERE event_id::text = ANY($1::text[])", ["{" + before.joined(separator: ",") + "}"]) == 0)
+            #expect(
+                try count(
+                    db, "SELECT count(*) FROM ecommerce_events WHERE event_id::text = ANY($1::text[])",
+                    ["{" + before.joined(separator: ",") + "}"]) == 0)
             #expect(FileManager.default.fileExists(atPath: outside.path))
         }
     }

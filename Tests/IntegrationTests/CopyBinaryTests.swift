@@ -1,9 +1,10 @@
 import Foundation
 import Ingest
-@testable import Loading
 import Postgres
 import TestSupport
 import Testing
+
+@testable import Loading
 
 /// Binary tuples made by `load` must store exactly what the text path stores.
 @Suite struct CopyBinaryTests {

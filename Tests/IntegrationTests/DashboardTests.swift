@@ -60,14 +60,16 @@ import Testing
         }
         try TestDatabase.with { db in
             // A little of everything the panels read, as load writes it.
-            try db.query("""
+            try db.query(
+                """
                 WITH c AS (
                   INSERT INTO ingest_checkpoints (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, committed_at)
                   VALUES ('a.csv', 400, 'ab', 2, 1, now() - interval '2 seconds', now()) RETURNING id)
                 INSERT INTO ecommerce_bad_records (source_file, line_number, raw, reasons, checkpoint_id)
                 SELECT 'a.csv', 4, '{}', '[{"field":"price","reason":"must be > 0","value":"-1"}]', id FROM c
                 """)
-            try db.query("""
+            try db.query(
+                """
                 INSERT INTO ecommerce_events (event_id, user_id, product_id, event_type, price, event_timestamp)
                 VALUES (gen_random_uuid(), 1, 2, 'view', NULL, now()), (gen_random_uuid(), 3, 4, 'purchase', 12.50, now())
                 """)
@@ -103,8 +105,9 @@ import Testing
             }
         }
         // The example alerts are valid rules and name exported metrics too.
-        let check = try runTool(URL(fileURLWithPath: "/usr/bin/promtool"),
-                                ["check", "rules", Self.root.appendingPathComponent("docker/prometheus/alerts.yml").path])
+        let check = try runTool(
+            URL(fileURLWithPath: "/usr/bin/promtool"),
+            ["check", "rules", Self.root.appendingPathComponent("docker/prometheus/alerts.yml").path])
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
     }
 
@@ -127,9 +130,12 @@ import Testing
         }
         try fm.copyItem(at: Self.root.appendingPathComponent(".env.example"), to: dir.url.appendingPathComponent(".env"))
         if geteuid() == 0 {  // as ProductTests: the client is a Debian package, installed when missing
-            let install = try runTool(URL(fileURLWithPath: "/bin/bash"), [
-                "-c", "source \(Self.root.path)/bin/lib/common.sh; command -v docker-compose >/dev/null || need_apt_packages docker-compose",
-            ], timeout: 300)
+            let install = try runTool(
+                URL(fileURLWithPath: "/bin/bash"),
+                [
+                    "-c",
+                    "source \(Self.root.path)/bin/lib/common.sh; command -v docker-compose >/dev/null || need_apt_packages docker-compose",
+                ], timeout: 300)
             #expect(install.status == 0, "\(install.stderr)")
         }
         let r = try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", "cd \(dir.url.path) && docker-compose config"])

@@ -59,8 +59,12 @@ import Testing
             try disk.fill()
             let run = try StreamingLoad(arguments: f.arguments(db, place == "journal" ? ["--keep"] : []))
             try run.send(lines)
-            let waitedPath = place == "journal" ? f.incoming.appendingPathComponent(".ingest-committed").path : f.bad.appendingPathComponent("full.csv.ndjson").path
-            #expect(eventually(timeout: 60) { run.stderr.snapshot().contains("\(waitedPath): No space left on device") }, "\(run.stderr.snapshot())")
+            let waitedPath =
+                place == "journal"
+                ? f.incoming.appendingPathComponent(".ingest-committed").path : f.bad.appendingPathComponent("full.csv.ndjson").path
+            #expect(
+                eventually(timeout: 60) { run.stderr.snapshot().contains("\(waitedPath): No space left on device") },
+                "\(run.stderr.snapshot())")
             let line = run.stderr.snapshot().split(separator: "\n").first { $0.contains("No space left") } ?? ""
             print("faults: full disk (\(place)): \(line)")
             #expect(line.contains("needed"))
@@ -103,19 +107,25 @@ import Testing
             let environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": spool.path]) { $1 }
             let run = try StreamingLoad(arguments: f.arguments(db), environment: environment)
             DispatchQueue.global().async { try? run.send(lines) }
-            #expect(eventually(timeout: 120) { run.stderr.snapshot().contains("\(spool.path)/.load-spool-XXXXXX: No space left on device") }, "\(run.stderr.snapshot())")
+            #expect(
+                eventually(timeout: 120) { run.stderr.snapshot().contains("\(spool.path)/.load-spool-XXXXXX: No space left on device") },
+                "\(run.stderr.snapshot())")
             let line = run.stderr.snapshot().split(separator: "\n").first { $0.contains("No space left") } ?? ""
             print("faults: full disk (spool): \(line)")
             #expect(run.process.isRunning)
             #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == 0)
             try disk.makeRoom()
-            #expect(try eventually(timeout: 120) { try count(db, "SELECT count(*) FROM ingest_checkpoints") == 1 }, "\(run.stderr.snapshot())")
+            #expect(
+                try eventually(timeout: 120) { try count(db, "SELECT count(*) FROM ingest_checkpoints") == 1 }, "\(run.stderr.snapshot())")
             let status = run.finish()
             let log = run.stderr.text()
             #expect(status == 0, "\(log)")
             #expect(log.contains("space is back"))
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == rows)
-            #expect(try count(db, "SELECT count(DISTINCT event_id) FROM ecommerce_events WHERE event_id = ANY($1::uuid[])", [arrayText(f.validIDs)]) == rows)
+            #expect(
+                try count(
+                    db, "SELECT count(DISTINCT event_id) FROM ecommerce_events WHERE event_id = ANY($1::uuid[])", [arrayText(f.validIDs)])
+                    == rows)
         }
     }
 
@@ -139,11 +149,14 @@ import Testing
             defer { if !resumed { pipeline.signal(stopped, SIGCONT) } }
 
             // A backlog larger than the memory bound below: a stage that held it would pass the bound.
-            let files = 60, rows = 6_000
-            let gen = try runTool(Executables.url("gen"), [
-                "--out", incoming.path, "--files", String(files), "--rows-per-file", String(rows), "--interval", "0",
-                "--invalid-rate", "0", "--seed", "17",
-            ])
+            let files = 60
+            let rows = 6_000
+            let gen = try runTool(
+                Executables.url("gen"),
+                [
+                    "--out", incoming.path, "--files", String(files), "--rows-per-file", String(rows), "--interval", "0",
+                    "--invalid-rate", "0", "--seed", "17",
+                ])
             #expect(gen.status == 0, "\(gen.stderr)")
             let backlogBytes = try FileManager.default.contentsOfDirectory(atPath: incoming.path)
                 .compactMap { try FileManager.default.attributesOfItem(atPath: incoming.appendingPathComponent($0).path)[.size] as? Int }
@@ -161,7 +174,9 @@ import Testing
             #expect(blocked, "upstream kept reading: \(last)")
             let peaks = upstream.map { pipeline.peakRSS($0) }
             let bound = 24 * 1024  // KiB; a stage blocked on the pipe peaked at ~17 MiB here
-            print("faults: \(stopped) stopped: backlog \(backlogBytes >> 20) MiB; peak RSS (VmHWM) \(upstream.indices.map { "\(upstream[$0]) \(peaks[$0] / 1024) MiB" }.joined(separator: ", "))")
+            print(
+                "faults: \(stopped) stopped: backlog \(backlogBytes >> 20) MiB; peak RSS (VmHWM) \(upstream.indices.map { "\(upstream[$0]) \(peaks[$0] / 1024) MiB" }.joined(separator: ", "))"
+            )
             #expect(backlogBytes > bound * 1024)
             for i in upstream.indices {
                 #expect(peaks[i] > 0 && peaks[i] < bound, "\(upstream[i]) peaked at \(peaks[i]) KiB")
@@ -220,9 +235,11 @@ import Testing
         }
         let errors = f.root.appendingPathComponent("reload.err").path
         let reload = try SpawnedProcess(
-            ["/bin/bash", "-c", #""$1" --once "$2" | "$3" | "$4" --incoming "$2" --bad-records "$5" --archive "$6""#, "reload",
-             Executables.url("watch").path, f.incoming.path, Executables.url("validate").path, Executables.url("load").path,
-             f.bad.path, f.processed.path],
+            [
+                "/bin/bash", "-c", #""$1" --once "$2" | "$3" | "$4" --incoming "$2" --bad-records "$5" --archive "$6""#, "reload",
+                Executables.url("watch").path, f.incoming.path, Executables.url("validate").path, Executables.url("load").path,
+                f.bad.path, f.processed.path,
+            ],
             environment: cluster.processEnvironment(), stderr: errors)
         #expect(reload.wait(timeout: 120))
         let reloadLog = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""

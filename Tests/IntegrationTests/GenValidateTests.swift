@@ -53,7 +53,9 @@ struct ManifestEntry: Decodable {
     var rows: Int
     var valid: Int
     var invalid: Int
-    var valid_event_ids: [String]
+    // swift-format-ignore: AlwaysUseLowerCamelCase
+    var valid_event_ids: [String]  // the manifest's own key
+    // swift-format-ignore: AlwaysUseLowerCamelCase
     var invalid_lines: [InvalidLine]
     struct InvalidLine: Decodable {
         var line: Int
@@ -77,10 +79,12 @@ func jsonLines(_ text: String) -> [[String: Any]] {
         defer { try? FileManager.default.removeItem(at: folder) }
         let manifest = folder.appendingPathComponent("manifest.ndjson")
         let out = folder.appendingPathComponent("incoming")
-        let gen = try run("gen", [
-            "--files", "3", "--seed", "1", "--interval", "0", "--invalid-rate", "0.2", "--out", out.path,
-            "--manifest", manifest.path,
-        ])
+        let gen = try run(
+            "gen",
+            [
+                "--files", "3", "--seed", "1", "--interval", "0", "--invalid-rate", "0.2", "--out", out.path,
+                "--manifest", manifest.path,
+            ])
         #expect(gen.status == 0, "\(gen.stderr)")
         #expect(gen.stderr.contains(" - INFO - Generated batch of 50 events"))
         #expect(gen.stderr.contains(" - INFO - Written to: \(out.path)/batch_"))
@@ -115,7 +119,9 @@ func jsonLines(_ text: String) -> [[String: Any]] {
         let manifest = folder.appendingPathComponent("manifest.ndjson")
         let gen = Process()
         gen.executableURL = Executables.url("gen")
-        gen.arguments = ["--stdout", "--files", "2", "--seed", "1", "--interval", "0", "--invalid-rate", "0.2", "--manifest", manifest.path]
+        gen.arguments = [
+            "--stdout", "--files", "2", "--seed", "1", "--interval", "0", "--invalid-rate", "0.2", "--manifest", manifest.path,
+        ]
         let validate = Process()
         validate.executableURL = Executables.url("validate")
         validate.arguments = ["--summary"]
@@ -160,14 +166,15 @@ func jsonLines(_ text: String) -> [[String: Any]] {
         #expect(lines.count == 2)
         #expect(lines[0]["input_line"] as? Int == 2)
         #expect(lines[1]["event_id"] as? String == "x")
-        #expect(result.stderr == """
-            rows in   3
-            valid     1
-            rejected  2
-                  1  event_id: not a UUID
-                  1  malformed JSON
+        #expect(
+            result.stderr == """
+                rows in   3
+                valid     1
+                rejected  2
+                      1  event_id: not a UUID
+                      1  malformed JSON
 
-            """)
+                """)
     }
 
     @Test func overlongLineBecomesARejectAndTheStreamContinues() throws {

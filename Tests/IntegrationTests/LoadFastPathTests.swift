@@ -25,12 +25,15 @@ import Testing
     @Test func recordsNotInCanonicalFormLoadThroughTheTextPath() throws {
         try TestDatabase.with { db in
             let f = try LoadFixture()
-            let odd = #"{"kind":"record","file":"a.csv","line":9,"event_id":"00000000-0000-0000-0000-00000000000a","user_id":" 5","product_id":6,"event_type":"view","price":null,"event_timestamp":"2024-01-30 10:15:23+00"}"#
+            let odd =
+                #"{"kind":"record","file":"a.csv","line":9,"event_id":"00000000-0000-0000-0000-00000000000a","user_id":" 5","product_id":6,"event_type":"view","price":null,"event_timestamp":"2024-01-30 10:15:23+00"}"#
             let lines = try f.file("a.csv", valid: 3, rejects: 1, extraRecords: [odd])
             let result = try runTool(load, f.arguments(db), stdin: stdinData(lines))
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 4)
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_events WHERE event_timestamp = '2024-01-30 10:15:23+00' AND user_id = 5") == 1)
+            #expect(
+                try count(db, "SELECT count(*) FROM ecommerce_events WHERE event_timestamp = '2024-01-30 10:15:23+00' AND user_id = 5") == 1
+            )
             #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 1)
             #expect(FileManager.default.fileExists(atPath: f.processed.appendingPathComponent("a.csv").path))
         }

@@ -66,7 +66,10 @@ final class StreamingLoad: @unchecked Sendable {
             #expect(final.finish() == 0, "\(final.stderr.text())")
             #expect(kills == 4)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == files * 4_000)
-            #expect(try count(db, "SELECT count(DISTINCT event_id) FROM ecommerce_events WHERE event_id = ANY($1::uuid[])", [arrayText(f.validIDs)]) == files * 4_000)
+            #expect(
+                try count(
+                    db, "SELECT count(DISTINCT event_id) FROM ecommerce_events WHERE event_id = ANY($1::uuid[])", [arrayText(f.validIDs)])
+                    == files * 4_000)
             #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == files)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == files * 40)
             for i in 0..<files {

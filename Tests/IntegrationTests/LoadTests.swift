@@ -33,13 +33,15 @@ final class LoadFixture {
             let id = UUID().uuidString.lowercased()
             validIDs.append(id)
             lines.append(
-                #"{"kind":"record","file":"\#(name)","line":\#(lineNumber),"event_id":"\#(id)","user_id":\#(lineNumber),"product_id":7,"event_type":"purchase","price":"12.50","event_timestamp":"2024-01-30T10:15:23.123Z"}"#)
+                #"{"kind":"record","file":"\#(name)","line":\#(lineNumber),"event_id":"\#(id)","user_id":\#(lineNumber),"product_id":7,"event_type":"purchase","price":"12.50","event_timestamp":"2024-01-30T10:15:23.123Z"}"#
+            )
             csv += "\(id),\(lineNumber),7,purchase,12.50,2024-01-30T10:15:23.123Z\n"
         }
         for _ in 0..<rejects {
             lineNumber += 1
             lines.append(
-                #"{"kind":"reject","file":"\#(name)","line":\#(lineNumber),"raw":"x,y","reasons":[{"field":null,"reason":"expected 6 fields, found 2"}]}"#)
+                #"{"kind":"reject","file":"\#(name)","line":\#(lineNumber),"raw":"x,y","reasons":[{"field":null,"reason":"expected 6 fields, found 2"}]}"#
+            )
             csv += "x,y\n"
         }
         lines += extraRecords
@@ -48,9 +50,11 @@ final class LoadFixture {
         if ContainedFolder.problem(with: name) == nil {
             try Data(csv.utf8).write(to: url)
         }
-        let digest = (try? FileDigest.of(path: url.path)) ?? FileDigest(bytes: Int64(csv.utf8.count), sha256: String(repeating: "0", count: 64))
+        let digest =
+            (try? FileDigest.of(path: url.path)) ?? FileDigest(bytes: Int64(csv.utf8.count), sha256: String(repeating: "0", count: 64))
         lines.append(
-            #"{"kind":"eof","file":"\#(name)","rows":\#(valid + rejects + extraRecords.count),"bytes":\#(digest.bytes),"sha256":"\#(digest.sha256)","seen":"\#(UTCTimestamp.now().rfc3339)"}"#)
+            #"{"kind":"eof","file":"\#(name)","rows":\#(valid + rejects + extraRecords.count),"bytes":\#(digest.bytes),"sha256":"\#(digest.sha256)","seen":"\#(UTCTimestamp.now().rfc3339)"}"#
+        )
         return lines
     }
 
@@ -189,9 +193,10 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
         try TestDatabase.with { db in
             let f = try LoadFixture()
             let ids = (0..<5).map { _ in UUID().uuidString }
-            let lines = ids.map {
-                #"{"event_id":"\#($0)","user_id":3,"product_id":4,"event_type":"view","price":null,"event_timestamp":"2024-01-30T10:15:23.123Z"}"#
-            } + ["this is not json"]
+            let lines =
+                ids.map {
+                    #"{"event_id":"\#($0)","user_id":3,"product_id":4,"event_type":"view","price":null,"event_timestamp":"2024-01-30T10:15:23.123Z"}"#
+                } + ["this is not json"]
             let first = try runTool(load, f.arguments(db), stdin: stdinData(lines))
             #expect(first.status == 0, "\(first.stderr)")
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 5)
@@ -199,7 +204,10 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
             let again = try runTool(load, f.arguments(db), stdin: stdinData(lines))
             #expect(again.status == 0)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 5)
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE reasons->0->>'reason' = 'duplicate event_id (already loaded)'") == 5)
+            #expect(
+                try count(
+                    db, "SELECT count(*) FROM ecommerce_bad_records WHERE reasons->0->>'reason' = 'duplicate event_id (already loaded)'")
+                    == 5)
         }
     }
 
@@ -220,7 +228,10 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
             let letters = try FileManager.default.contentsOfDirectory(atPath: f.bad.path)
             #expect(letters.count == 4)
             #expect(letters.allSatisfy { $0.hasPrefix("unsafe-name_") })
-            #expect(try FileManager.default.contentsOfDirectory(atPath: f.root.path).sorted() == ["bad", "incoming", "outside.csv", "processed"])
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: f.root.path).sorted() == [
+                    "bad", "incoming", "outside.csv", "processed",
+                ])
         }
     }
 

@@ -13,10 +13,12 @@ import Glibc
         try TestDatabase.with { db in
             let dir = try TemporaryFolder("metrics")
             let incoming = dir.path("incoming")
-            let gen = try runTool(Executables.url("gen"), [
-                "--out", incoming, "--files", "4", "--rows-per-file", "300", "--interval", "0", "--seed", "11",
-                "--invalid-rate", "0.1",
-            ])
+            let gen = try runTool(
+                Executables.url("gen"),
+                [
+                    "--out", incoming, "--files", "4", "--rows-per-file", "300", "--interval", "0", "--seed", "11",
+                    "--invalid-rate", "0.1",
+                ])
             #expect(gen.status == 0, "\(gen.stderr)")
 
             let pipeline = try MetricsPipeline(db: db, folder: dir)
@@ -24,22 +26,26 @@ import Glibc
             let url = try #require(pipeline.metricsURL(), "load never said where its metrics are: \(pipeline.stderr("load"))")
 
             let loaded = { Int(try db.scalar("SELECT count(*) FROM ecommerce_events") ?? "") ?? -1 }
-            #expect(eventually(timeout: 120) {
-                (Int((try? db.scalar("SELECT count(source_file) FROM ingest_checkpoints")) ?? "") ?? 0) == 4
-            }, "not all files committed; load: \(pipeline.stderr("load"))")
+            #expect(
+                eventually(timeout: 120) {
+                    (Int((try? db.scalar("SELECT count(source_file) FROM ingest_checkpoints")) ?? "") ?? 0) == 4
+                }, "not all files committed; load: \(pipeline.stderr("load"))")
             let rows = try loaded()
             #expect(rows > 0)
-            let reasons = Int(try db.scalar(
-                "SELECT count(*) FROM ecommerce_bad_records, jsonb_array_elements(reasons)") ?? "") ?? -1
+            let reasons =
+                Int(
+                    try db.scalar(
+                        "SELECT count(*) FROM ecommerce_bad_records, jsonb_array_elements(reasons)") ?? "") ?? -1
             let badRows = Int(try db.scalar("SELECT count(*) FROM ecommerce_bad_records") ?? "") ?? -1
             #expect(reasons > 0)
 
             // The endpoint itself: values equal to the tables' counts.
             var metrics: [String: Double] = [:]
-            #expect(eventually(timeout: 30) {
-                metrics = (try? scrape(url)) ?? [:]
-                return metrics["ingest_files_pending"] == 0
-            }, "files pending never reached 0: \(metrics)")
+            #expect(
+                eventually(timeout: 30) {
+                    metrics = (try? scrape(url)) ?? [:]
+                    return metrics["ingest_files_pending"] == 0
+                }, "files pending never reached 0: \(metrics)")
             #expect(metrics["ingest_rows_loaded_total"] == Double(rows))
             #expect(metrics["ingest_files_committed_total"] == 4)
             #expect(metrics["ingest_rows_read_total"] == Double(rows + badRows))
@@ -73,10 +79,11 @@ import Glibc
             let prometheus = try PrometheusServer(target: url, folder: dir)
             defer { prometheus.stop() }
             var answer: Double?
-            #expect(eventually(timeout: 90) {
-                answer = try? prometheus.query("ingest_rows_loaded_total")
-                return answer == Double(rows)
-            }, "Prometheus answered \(String(describing: answer)), the table holds \(rows); prometheus: \(prometheus.stderr())")
+            #expect(
+                eventually(timeout: 90) {
+                    answer = try? prometheus.query("ingest_rows_loaded_total")
+                    return answer == Double(rows)
+                }, "Prometheus answered \(String(describing: answer)), the table holds \(rows); prometheus: \(prometheus.stderr())")
             #expect(try prometheus.query("sum(ingest_rows_rejected_total)") == Double(reasons))
             #expect(try prometheus.query("ingest_files_committed_total") == 4)
         }
@@ -102,10 +109,11 @@ import Glibc
                 load.waitUntilExit()
             }
             var url: String?
-            #expect(eventually(timeout: 60) {
-                url = metricsURL(in: (try? String(contentsOfFile: dir.path("load.err"), encoding: .utf8)) ?? "")
-                return url != nil
-            })
+            #expect(
+                eventually(timeout: 60) {
+                    url = metricsURL(in: (try? String(contentsOfFile: dir.path("load.err"), encoding: .utf8)) ?? "")
+                    return url != nil
+                })
             let endpoint = try #require(url)
             let format = ISO8601DateFormatter()
             format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
@@ -117,10 +125,11 @@ import Glibc
                 """
             try input.fileHandleForWriting.write(contentsOf: Data(lines.utf8))
             var metrics: [String: Double] = [:]
-            #expect(eventually(timeout: 30) {
-                metrics = (try? scrape(endpoint)) ?? [:]
-                return metrics["ingest_files_pending"] == 4  // 3 in the folder + a.csv, held by load
-            }, "\(metrics)")
+            #expect(
+                eventually(timeout: 30) {
+                    metrics = (try? scrape(endpoint)) ?? [:]
+                    return metrics["ingest_files_pending"] == 4  // 3 in the folder + a.csv, held by load
+                }, "\(metrics)")
             #expect(metrics["ingest_bytes_pending"] == 12345)
             #expect(metrics["ingest_rows_read_total"] == 1)
             let lag = metrics["ingest_oldest_pending_age_seconds"] ?? 0
@@ -159,7 +168,8 @@ import Glibc
         try FileManager.default.createDirectory(atPath: incoming, withIntermediateDirectories: true)
         var sizes: [Int] = []
         for name in ["a.csv", "b.csv", "c.csv"] {
-            let csv = "event_id,user_id,product_id,event_type,price,event_timestamp\n"
+            let csv =
+                "event_id,user_id,product_id,event_type,price,event_timestamp\n"
                 + "6f1c5b7e-2b1a-4c1e-9f0a-3d2e1c0b9a8\(sizes.count),1,2,view,,2024-01-30 10:15:23\n"
             try csv.write(toFile: incoming + "/" + name, atomically: true, encoding: .utf8)
             sizes.append(csv.utf8.count)
@@ -233,11 +243,13 @@ final class MetricsPipeline {
         let script = [
             stage("watch", [Executables.url("watch").path, "--progress", folder.path("incoming")]),
             stage("validate", [Executables.url("validate").path]),
-            stage("load", [
-                Executables.url("load").path, "--db", db.conninfo, "--metrics-listen", "127.0.0.1:0",
-                "--incoming", folder.path("incoming"), "--archive", folder.path("processed"),
-                "--bad-records", folder.path("bad"),
-            ]),
+            stage(
+                "load",
+                [
+                    Executables.url("load").path, "--db", db.conninfo, "--metrics-listen", "127.0.0.1:0",
+                    "--incoming", folder.path("incoming"), "--archive", folder.path("processed"),
+                    "--bad-records", folder.path("bad"),
+                ]),
         ].joined(separator: " | ")
         shell = try SpawnedProcess(["/bin/bash", "-c", script + " >/dev/null"])
     }
@@ -299,10 +311,11 @@ final class PrometheusServer {
         for _ in 0..<5 {
             let port = try freeLoopbackPort()
             try? FileManager.default.removeItem(atPath: folder.path("prometheus.err"))
-            let p = try SpawnedProcess([
-                "/usr/bin/prometheus", "--config.file=\(folder.path("prometheus.yml"))",
-                "--storage.tsdb.path=\(folder.path("tsdb"))", "--web.listen-address=127.0.0.1:\(port)",
-            ], stderr: folder.path("prometheus.err"))
+            let p = try SpawnedProcess(
+                [
+                    "/usr/bin/prometheus", "--config.file=\(folder.path("prometheus.yml"))",
+                    "--storage.tsdb.path=\(folder.path("tsdb"))", "--web.listen-address=127.0.0.1:\(port)",
+                ], stderr: folder.path("prometheus.err"))
             let ready = eventually(timeout: 60) {
                 !p.isRunning || ((try? httpGet("http://127.0.0.1:\(port)/-/ready")) ?? "").contains("Ready")
             }
@@ -313,7 +326,10 @@ final class PrometheusServer {
             p.signal(SIGKILL)
             p.wait(timeout: 10)
         }
-        guard let started else { throw TestDatabaseError("prometheus did not start: \((try? String(contentsOfFile: folder.path("prometheus.err"), encoding: .utf8)) ?? "")") }
+        guard let started else {
+            throw TestDatabaseError(
+                "prometheus did not start: \((try? String(contentsOfFile: folder.path("prometheus.err"), encoding: .utf8)) ?? "")")
+        }
         (port, process) = started
     }
 
@@ -393,4 +409,3 @@ func freeLoopbackPort() throws -> UInt16 {
     guard bound else { throw TestDatabaseError("bind: \(String(cString: strerror(errno)))") }
     return UInt16(bigEndian: addr.sin_port)
 }
-

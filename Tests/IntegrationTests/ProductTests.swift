@@ -42,8 +42,9 @@ final class ProjectCopy {
     }
 
     func bash(_ script: String, environment: [String: String], timeout: Double = 60) throws -> ToolResult {
-        try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", "set -euo pipefail\n" + script],
-                    environment: environment, currentDirectory: root, timeout: timeout)
+        try runTool(
+            URL(fileURLWithPath: "/bin/bash"), ["-c", "set -euo pipefail\n" + script],
+            environment: environment, currentDirectory: root, timeout: timeout)
     }
 }
 
@@ -95,9 +96,12 @@ struct Manifest {
         }
 
         // 1. Non-interactive: 4 files, then stop once all are committed.
-        let first = try runTool(copy.url("bin/run"),
-            ["--files", "4", "--", "--interval", "0", "--seed", "11", "--rows-per-file", "60",
-             "--invalid-rate", "0.1", "--manifest", manifest],
+        let first = try runTool(
+            copy.url("bin/run"),
+            [
+                "--files", "4", "--", "--interval", "0", "--seed", "11", "--rows-per-file", "60",
+                "--invalid-rate", "0.1", "--manifest", manifest,
+            ],
             environment: env, currentDirectory: copy.root, timeout: 90)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stderr.contains("(embedded, cluster \(copy.root.path)/.pgdata)"), "\(first.stderr)")
@@ -115,8 +119,10 @@ struct Manifest {
         // 2. Interactive: gen keeps writing until SIGINT; everything stops cleanly, exit 0.
         let process = Process()
         process.executableURL = copy.url("bin/run")
-        process.arguments = ["--progress-every", "1", "--", "--interval", "100ms", "--seed", "12",
-                             "--rows-per-file", "40", "--manifest", manifest]
+        process.arguments = [
+            "--progress-every", "1", "--", "--interval", "100ms", "--seed", "12",
+            "--rows-per-file", "40", "--manifest", manifest,
+        ]
         process.environment = env
         process.currentDirectoryURL = copy.root
         let errors = Pipe()
@@ -140,10 +146,12 @@ struct Manifest {
 
         // 3. Resume without gen: the files left pending load; a replayed file loads nothing twice.
         let archived = copy.files("data/processed")
-        try FileManager.default.copyItem(at: copy.url("data/processed/\(archived[0])"),
-                                         to: copy.url("data/incoming/\(archived[0])"))
-        let resumed = try runTool(copy.url("bin/run"), ["--no-gen", "--drain"],
-                                  environment: env, currentDirectory: copy.root, timeout: 60)
+        try FileManager.default.copyItem(
+            at: copy.url("data/processed/\(archived[0])"),
+            to: copy.url("data/incoming/\(archived[0])"))
+        let resumed = try runTool(
+            copy.url("bin/run"), ["--no-gen", "--drain"],
+            environment: env, currentDirectory: copy.root, timeout: 60)
         #expect(resumed.status == 0, "\(resumed.stderr)")
         truth = try Manifest(URL(fileURLWithPath: manifest))
         #expect(copy.files("data/incoming").isEmpty)
@@ -187,8 +195,9 @@ struct Manifest {
         try FileManager.default.copyItem(at: copy.url(".env.example"), to: copy.url(".env"))
         let env = ProcessInfo.processInfo.environment
         if geteuid() == 0 {
-            let install = try copy.bash("source bin/lib/common.sh; command -v docker-compose >/dev/null || need_apt_packages docker-compose",
-                                        environment: env, timeout: 300)
+            let install = try copy.bash(
+                "source bin/lib/common.sh; command -v docker-compose >/dev/null || need_apt_packages docker-compose",
+                environment: env, timeout: 300)
             #expect(install.status == 0, "\(install.stderr)")
         }
         let result = try copy.bash("docker-compose config", environment: env)
@@ -230,7 +239,8 @@ struct Manifest {
             env["PGUSER"] = role
             env["PGPASSWORD"] = "pw-\(role)"
             env["INGEST_BIN_DIR"] = Executables.directory.path
-            let run = try copy.bash("""
+            let run = try copy.bash(
+                """
                 .build/release/gen --files 2 --interval 0 --seed 5 --out data/incoming 2>/dev/null
                 bin/pipeline --once
                 bin/psql -Atc 'SELECT count(*) FROM ingest_checkpoints'

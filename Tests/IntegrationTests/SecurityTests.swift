@@ -43,14 +43,20 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
             }
             let evil = jsonString(injection)
             lines.append(
-                #"{"kind":"record","file":\#(file),"line":4,"event_id":\#(evil),"user_id":\#(evil),"product_id":\#(evil),"event_type":\#(evil),"price":\#(evil),"event_timestamp":\#(evil)}"#)
+                #"{"kind":"record","file":\#(file),"line":4,"event_id":\#(evil),"user_id":\#(evil),"product_id":\#(evil),"event_type":\#(evil),"price":\#(evil),"event_timestamp":\#(evil)}"#
+            )
             lines.append(
-                #"{"kind":"eof","file":\#(file),"rows":3,"bytes":\#(digest.bytes),"sha256":"\#(digest.sha256)","seen":"\#(UTCTimestamp.now().rfc3339)"}"#)
+                #"{"kind":"eof","file":\#(file),"rows":3,"bytes":\#(digest.bytes),"sha256":"\#(digest.sha256)","seen":"\#(UTCTimestamp.now().rfc3339)"}"#
+            )
             let validated = try runTool(validate, [], stdin: stdinData(lines))
             #expect(validated.status == 0, "\(validated.stderr)")
             let result = try runTool(load, f.arguments(db), stdin: Data(validated.stdout.utf8))
             #expect(result.status == 0, "\(result.stderr)")
-            #expect(try count(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('ecommerce_events', 'ecommerce_bad_records', 'ingest_checkpoints')") == 3)
+            #expect(
+                try count(
+                    db,
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('ecommerce_events', 'ecommerce_bad_records', 'ingest_checkpoints')"
+                ) == 3)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 2)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 1)
             #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = $1", [name]) == 1)
@@ -84,7 +90,11 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
             let errors = result.stderr.split(separator: "\n").filter { $0.contains("ERROR") }
             #expect(errors.count == 1, "\(result.stderr)")
             #expect(errors.first?.contains("42P01") == true, "\(result.stderr)")
-            #expect(try count(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('ecommerce_events', 'ecommerce_bad_records', 'ingest_checkpoints')") == 3)
+            #expect(
+                try count(
+                    db,
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename IN ('ecommerce_events', 'ecommerce_bad_records', 'ingest_checkpoints')"
+                ) == 3)
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 1)
             #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == 0)
             #expect(FileManager.default.fileExists(atPath: f.incoming.appendingPathComponent("t.csv").path))
@@ -99,14 +109,21 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
             let f = try LoadFixture()
             let lines = try f.file("p.csv", valid: 1, rejects: 0)
             let conninfo = "\(db.conninfo) user=no_such_user_\(getpid()) password=\(secret)"
-            let result = try runTool(load, Array(f.arguments(db).dropFirst(2)) + ["--db", conninfo, "--max-retries", "1"], stdin: stdinData(lines), timeout: 30)
+            let result = try runTool(
+                load, Array(f.arguments(db).dropFirst(2)) + ["--db", conninfo, "--max-retries", "1"], stdin: stdinData(lines), timeout: 30)
             #expect(result.status == 1)
             #expect(result.stderr.contains("FATAL 28P01"), "\(result.stderr)")
             #expect(result.stderr.contains("user=no_such_user_\(getpid())"), "\(result.stderr)")
             #expect(!result.stderr.contains(secret))
             #expect(!result.stdout.contains(secret))
-            let uri = "postgresql://no_such_user:\(secret)@\(ProcessInfo.processInfo.environment["PGHOST"] ?? "localhost"):\(ProcessInfo.processInfo.environment["PGPORT"] ?? "5432")/\(db.name)"
-            let viaURI = try runTool(load, ["--db", uri, "--max-retries", "1", "--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive", f.processed.path], stdin: stdinData(lines), timeout: 30)
+            let uri =
+                "postgresql://no_such_user:\(secret)@\(ProcessInfo.processInfo.environment["PGHOST"] ?? "localhost"):\(ProcessInfo.processInfo.environment["PGPORT"] ?? "5432")/\(db.name)"
+            let viaURI = try runTool(
+                load,
+                [
+                    "--db", uri, "--max-retries", "1", "--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive",
+                    f.processed.path,
+                ], stdin: stdinData(lines), timeout: 30)
             #expect(viaURI.status == 1)
             #expect(viaURI.stderr.contains("FATAL 28P01"), "\(viaURI.stderr)")
             #expect(!viaURI.stderr.contains(secret))
@@ -139,8 +156,13 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
             let envFile = f.root.appendingPathComponent("test.env")
             try Data("POSTGRES_USER=no_such_user\nPOSTGRES_PASSWORD=\(secret)\nPOSTGRES_DB=\(db.name)\n".utf8).write(to: envFile)
             let viaFile = try runTool(
-                load, ["--env-file", envFile.path, "--max-retries", "1", "--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive", f.processed.path],
-                stdin: stdinData(lines), environment: environment(["PGPASSWORD": nil, "PGUSER": nil]), currentDirectory: f.root, timeout: 30)
+                load,
+                [
+                    "--env-file", envFile.path, "--max-retries", "1", "--incoming", f.incoming.path, "--bad-records", f.bad.path,
+                    "--archive", f.processed.path,
+                ],
+                stdin: stdinData(lines), environment: environment(["PGPASSWORD": nil, "PGUSER": nil]), currentDirectory: f.root, timeout: 30
+            )
             #expect(viaFile.status == 1)
             #expect(viaFile.stderr.contains("user=no_such_user: FATAL 28P01"), "\(viaFile.stderr)")
             #expect(!viaFile.stderr.contains(secret))
@@ -249,7 +271,8 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
         if let text = try? String(contentsOf: example, encoding: .utf8) {
             for line in text.split(separator: "\n") where line.contains("PASSWORD=") {
                 let value = line.split(separator: "=", maxSplits: 1).last.map(String.init) ?? ""
-                let placeholder = value.isEmpty || value.lowercased().contains("change") || value.hasPrefix("<")
+                let placeholder =
+                    value.isEmpty || value.lowercased().contains("change") || value.hasPrefix("<")
                     || value.lowercased().contains("example") || value.lowercased().contains("secret")
                 #expect(placeholder, "\(line) looks like a real secret")
             }

@@ -37,7 +37,9 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: p.bad.appendingPathComponent("garbage.csv.ndjson").path))
             #expect(try db.scalar("SELECT status FROM ingest_checkpoints WHERE source_file = 'garbage.csv'") == "quarantined")
             #expect(try db.scalar("SELECT status FROM ingest_checkpoints WHERE source_file = 'good.csv'") == "committed")
-            #expect(first.stderr.contains("garbage.csv: quarantined: 8 of 10 rows rejected (80.0%), over --max-reject-rate 0.5"), "\(first.stderr)")
+            #expect(
+                first.stderr.contains("garbage.csv: quarantined: 8 of 10 rows rejected (80.0%), over --max-reject-rate 0.5"),
+                "\(first.stderr)")
             #expect(!FileManager.default.fileExists(atPath: p.incoming.appendingPathComponent("garbage.csv").path))
             #expect(FileManager.default.fileExists(atPath: quarantine.appendingPathComponent("garbage.csv").path))
             let reasonData = try Data(contentsOf: quarantine.appendingPathComponent("garbage.csv.reason.json"))
@@ -48,8 +50,9 @@ import Testing
             #expect(reason["at"].flatMap { UTCTimestamp(parsing: $0) } != nil)
 
             // The same bytes put back are not loaded by accident: skipped, back to quarantine.
-            try FileManager.default.copyItem(at: quarantine.appendingPathComponent("garbage.csv"),
-                                             to: p.incoming.appendingPathComponent("garbage.csv"))
+            try FileManager.default.copyItem(
+                at: quarantine.appendingPathComponent("garbage.csv"),
+                to: p.incoming.appendingPathComponent("garbage.csv"))
             let again = try p.run(p.incoming.path, loadArguments: threshold)
             #expect(again.status == 0, "\(again.stderr)")
             #expect(again.stderr.contains("garbage.csv: already quarantined, skipped"), "\(again.stderr)")
@@ -65,7 +68,11 @@ import Testing
             let third = try p.run(p.incoming.path, loadArguments: threshold)
             #expect(third.status == 0, "\(third.stderr)")
             #expect(try p.events() == 18)
-            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'garbage.csv' AND status = 'committed' AND rows_loaded = 10") == 1)
+            #expect(
+                try count(
+                    db,
+                    "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'garbage.csv' AND status = 'committed' AND rows_loaded = 10"
+                ) == 1)
             #expect(FileManager.default.fileExists(atPath: p.processed.appendingPathComponent("garbage.csv").path))
         }
     }
@@ -81,7 +88,8 @@ import Testing
             let result = try p.run(p.incoming.path, loadArguments: ["--max-rejects", "2", "--quarantine", quarantine.path])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(try p.events() == 25)
-            #expect(try db.scalar("SELECT string_agg(source_file || ':' || status, ',' ORDER BY source_file) FROM ingest_checkpoints")
+            #expect(
+                try db.scalar("SELECT string_agg(source_file || ':' || status, ',' ORDER BY source_file) FROM ingest_checkpoints")
                     == "a.csv:quarantined,b.csv:committed,c.csv:committed")
             let reason = try String(contentsOf: quarantine.appendingPathComponent("a.csv.reason.json"), encoding: .utf8)
             #expect(reason.contains(#""detail":"3 of 23 rows rejected, over --max-rejects 2""#), "\(reason)")
@@ -100,7 +108,8 @@ import Testing
             #expect(try p.run(p.incoming.appendingPathComponent("first.csv").path).status == 0)
 
             var bytes = Data((EventField.csvHeader + "\n").utf8)
-            let invalidRow = Data("\(UUID().uuidString.lowercased()),2,7,vi".utf8) + Data([0xFF, 0xFE]) + Data("ew,,2024-01-30T10:15:23Z".utf8)
+            let invalidRow =
+                Data("\(UUID().uuidString.lowercased()),2,7,vi".utf8) + Data([0xFF, 0xFE]) + Data("ew,,2024-01-30T10:15:23Z".utf8)
             bytes += invalidRow + Data("\n".utf8)
             bytes += Data("\(UUID().uuidString.lowercased()),3\u{0}4,7,view,,2024-01-30T10:15:23Z\n".utf8)
             bytes += Data("\(loadedID),4,7,view,,2024-01-30T10:15:23Z\n".utf8)
@@ -122,8 +131,9 @@ import Testing
             // Line 3: the NUL as \u0000, in the file and in the table alike.
             let nulReason = (byLine[3]?["reasons"] as? [[String: Any]])?.first
             #expect(nulReason?["value"] as? String == "3\u{0}4")
-            #expect(String(decoding: letters.first { $0.range(of: Data(#""line":3"#.utf8)) != nil } ?? Data(), as: UTF8.self)
-                .contains(#"\u0000"#))
+            #expect(
+                String(decoding: letters.first { $0.range(of: Data(#""line":3"#.utf8)) != nil } ?? Data(), as: UTF8.self)
+                    .contains(#"\u0000"#))
             // Line 4: already loaded, with the offending id.
             let duplicate = (byLine[4]?["reasons"] as? [[String: Any]])?.first
             #expect(duplicate?["reason"] as? String == "duplicate event_id (already loaded)")
@@ -131,11 +141,13 @@ import Testing
 
             let table = try db.query("SELECT raw FROM ecommerce_bad_records WHERE source_file = 'second.csv' ORDER BY line_number")
                 .map { Data(($0[0] ?? "").utf8) }
-            #expect(table == letters.sorted { a, b in
-                let la = (try? JSONSerialization.jsonObject(with: a) as? [String: Any])?["line"] as? Int ?? 0
-                let lb = (try? JSONSerialization.jsonObject(with: b) as? [String: Any])?["line"] as? Int ?? 0
-                return la < lb
-            })
+            #expect(
+                table
+                    == letters.sorted { a, b in
+                        let la = (try? JSONSerialization.jsonObject(with: a) as? [String: Any])?["line"] as? Int ?? 0
+                        let lb = (try? JSONSerialization.jsonObject(with: b) as? [String: Any])?["line"] as? Int ?? 0
+                        return la < lb
+                    })
         }
     }
 
@@ -158,8 +170,9 @@ import Testing
                 """
             env["BAD"] = p.bad.path
             for round in 1...2 {
-                let result = try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", resend], environment: env,
-                                         currentDirectory: p.root, timeout: 60)
+                let result = try runTool(
+                    URL(fileURLWithPath: "/bin/bash"), ["-c", resend], environment: env,
+                    currentDirectory: p.root, timeout: 60)
                 #expect(result.status == 0, "round \(round): \(result.stderr)")
                 #expect(try p.events() == 7, "round \(round)")
             }
@@ -172,12 +185,14 @@ import Testing
         try TestDatabase.with { db in
             let p = try HostilePipeline(db)
             let id = UUID().uuidString.lowercased()
-            let line = #"{"event_id":"\#(id)","user_id":"1","product_id":"2","event_type":"add_to_cart","price":"","event_timestamp":"2024-01-30 10:15:23"}"#
+            let line =
+                #"{"event_id":"\#(id)","user_id":"1","product_id":"2","event_type":"add_to_cart","price":"","event_timestamp":"2024-01-30 10:15:23"}"#
             var env = ProcessInfo.processInfo.environment
             env["PGDATABASE"] = db.name
             env["V"] = Executables.url("validate").path
             env["L"] = Executables.url("load").path
-            let result = try runTool(URL(fileURLWithPath: "/bin/bash"),
+            let result = try runTool(
+                URL(fileURLWithPath: "/bin/bash"),
                 ["-c", #"set -o pipefail; "$V" --event-types view,purchase,add_to_cart | "$L" --bad-records "$1""#, "-", p.bad.path],
                 stdin: Data((line + "\n").utf8), environment: env, currentDirectory: p.root)
             #expect(result.status == 0, "\(result.stderr)")
@@ -217,7 +232,8 @@ import Testing
                          event_type: "purchase", price: "12.50", event_timestamp: "2024-01-30 10:15:23"}' \\
                   | "$V" | "$L"
                 """
-            let result = try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, currentDirectory: dir, timeout: 60)
+            let result = try runTool(
+                URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, currentDirectory: dir, timeout: 60)
             #expect(result.status == 0, "\(result.stderr)")
             let port = try String(contentsOfFile: cluster + "/port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(result.stderr.contains("nothing configured: the embedded server (bin/pg) on port \(port)"), "\(result.stderr)")

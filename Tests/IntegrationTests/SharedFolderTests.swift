@@ -275,16 +275,18 @@ final class SharedFolder: @unchecked Sendable {
                 let id = UUID().uuidString.lowercased()
                 more += "\(id),\(100 + n),7,purchase,12.50,2024-01-30T10:15:23.123Z\n"
                 extra.append(
-                    #"{"kind":"record","file":"twice.csv","line":\#(32 + n),"event_id":"\#(id)","user_id":\#(100 + n),"product_id":7,"event_type":"purchase","price":"12.50","event_timestamp":"2024-01-30T10:15:23.123Z"}"#)
+                    #"{"kind":"record","file":"twice.csv","line":\#(32 + n),"event_id":"\#(id)","user_id":\#(100 + n),"product_id":7,"event_type":"purchase","price":"12.50","event_timestamp":"2024-01-30T10:15:23.123Z"}"#
+                )
             }
             let handle = try #require(FileHandle(forWritingAtPath: path))
             try handle.seekToEnd()
             try handle.write(contentsOf: Data(more.utf8))
             try handle.close()
             let digest = try FileDigest.of(path: path)
-            let second = Array(first.dropLast()) + extra + [
-                #"{"kind":"eof","file":"twice.csv","rows":50,"bytes":\#(digest.bytes),"sha256":"\#(digest.sha256)"}"#
-            ]
+            let second =
+                Array(first.dropLast()) + extra + [
+                    #"{"kind":"eof","file":"twice.csv","rows":50,"bytes":\#(digest.bytes),"sha256":"\#(digest.sha256)"}"#
+                ]
             let loaded = try runTool(
                 Executables.url("load"), f.arguments(db, ["--quarantine", f.root.appendingPathComponent("quarantine").path]),
                 stdin: stdinData(first + second))
@@ -336,7 +338,8 @@ final class SharedFolder: @unchecked Sendable {
             let f = try SharedFolder()
             let pipelines = try ["A", "B"].map { name in
                 try Pipeline(
-                    folder: f.root, incoming: f.incoming, processed: f.processed, bad: f.bad, environment: ProcessInfo.processInfo.environment, tag: "\(name)-",
+                    folder: f.root, incoming: f.incoming, processed: f.processed, bad: f.bad,
+                    environment: ProcessInfo.processInfo.environment, tag: "\(name)-",
                     watchArguments: ["--shared", "--name", name], loadArguments: ["--db", db.conninfo, "--name", name])
             }
             // Both are following before the files arrive (renamed in, as gen does).

@@ -20,9 +20,12 @@ import Testing
             self.env = env
         }
 
-        func start(_ script: String, _ arguments: [String] = []) throws -> (SpawnedProcess, () -> String) {
+        func start(_ script: String, _ arguments: [String] = [], extraEnvironment: [String: String] = [:])
+            throws -> (SpawnedProcess, () -> String)
+        {
             let log = copy.url("\(script)-\(UUID().uuidString.prefix(6)).stderr").path
-            let process = try SpawnedProcess([copy.url("bin/\(script)").path] + arguments, environment: env, stderr: log)
+            let process = try SpawnedProcess(
+                [copy.url("bin/\(script)").path] + arguments, environment: env.merging(extraEnvironment) { $1 }, stderr: log)
             return (process, { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" })
         }
 
@@ -53,16 +56,19 @@ import Testing
             for (script, arguments) in [("pipeline", ["--once"]), ("run", ["--no-gen", "--drain"])] {
                 let second = try job.run(script, arguments)
                 #expect(second.status == 1, "bin/\(script): \(second.stderr)")
-                #expect(second.stderr.contains("a job is already running on \(job.copy.url("data/incoming").path) (pid \(pipeline.pid), bin/pipeline, since "),
-                        "bin/\(script): \(second.stderr)")
+                #expect(
+                    second.stderr.contains(
+                        "a job is already running on \(job.copy.url("data/incoming").path) (pid \(pipeline.pid), bin/pipeline, since "),
+                    "bin/\(script): \(second.stderr)")
             }
 
             let reset = try job.run("reset", ["--yes"])
             #expect(reset.status == 1 && reset.stderr.contains("stop it first with bin/stop"), "\(reset.stderr)")
 
             // A file arriving now is loaded before the graceful stop completes.
-            try ("event_id,user_id,product_id,event_type,price,event_timestamp\n"
-                 + "\(UUID().uuidString.lowercased()),1,2,view,,2024-01-30T10:15:23Z\n")
+            try
+                ("event_id,user_id,product_id,event_type,price,event_timestamp\n"
+                + "\(UUID().uuidString.lowercased()),1,2,view,,2024-01-30T10:15:23Z\n")
                 .write(to: job.copy.url("data/incoming/late.csv"), atomically: true, encoding: .utf8)
             #expect(eventually(timeout: 30) { job.copy.files("data/processed") == ["late.csv"] })
             let stop = try job.run("stop", ["--timeout", "60s"])
@@ -126,8 +132,36 @@ import Testing
             #expect(pipeline.exitCode == 0)
             #expect(eventually(timeout: 10) { job.status().contains("job: not running") })
             let log = (try? String(contentsOf: job.copy.url("logs/pipeline.log"), encoding: .utf8)) ?? ""
-            #expect(log.contains("pipeline: stopping: watch finishes its current file") && log.contains("pipeline: stopped cleanly"), "\(log)")
+            #expect(
+                log.contains("pipeline: stopping: watch finishes its current file") && log.contains("pipeline: stopped cleanly"), "\(log)")
             #expect(!stderr().contains("stopped cleanly"), "after SIGHUP nothing more goes to the closed terminal")
+        }
+    }
+
+    /// Named pipelines sharing the folder are jobs of their own: a second one joins and says so,
+    /// a second one under a taken name is refused.
+    @Test func namedPipelinesJoinTheFolder() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let (first, firstErr) = try job.start(
+                "pipeline", extraEnvironment: ["INGEST_PIPELINE_NAME": "p1", "INGEST_METRICS_LISTEN": "off"])
+            defer { if first.isRunning { first.signal(SIGKILL) } }
+            #expect(eventually(timeout: 60) { firstErr().contains("running (watch") }, "\(firstErr())")
+            let (second, secondErr) = try job.start(
+                "pipeline", extraEnvironment: ["INGEST_PIPELINE_NAME": "p2", "INGEST_METRICS_LISTEN": "off"])
+            defer { if second.isRunning { second.signal(SIGKILL) } }
+            #expect(eventually(timeout: 60) { secondErr().contains("running (watch") }, "\(secondErr())")
+            #expect(secondErr().contains("joining as pipeline p2: 1 other job(s) run on"), "\(secondErr())")
+            var env = job.env
+            env["INGEST_PIPELINE_NAME"] = "p1"
+            let again = try runTool(
+                job.copy.url("bin/pipeline"), ["--once"], environment: env, currentDirectory: job.copy.root, timeout: 60)
+            #expect(again.status == 1 && again.stderr.contains("a job is already running"), "\(again.stderr)")
+            for process in [first, second] {
+                process.signal(SIGINT)
+                #expect(process.wait(timeout: 60))
+                #expect(process.exitCode == 0)
+            }
         }
     }
 
@@ -139,8 +173,12 @@ import Testing
             let arguments = script == "run" ? ["--no-gen"] : []
             let marker = script == "run" ? "running; Ctrl+C to stop" : "running (watch"
             // A file big enough to be in flight when the second signal arrives (~5 s of work).
-            let big = try runTool(Executables.url("gen"), ["--files", "1", "--rows-per-file", "50000", "--interval", "0",
-                                                           "--out", job.copy.url("data/incoming").path])
+            let big = try runTool(
+                Executables.url("gen"),
+                [
+                    "--files", "1", "--rows-per-file", "50000", "--interval", "0",
+                    "--out", job.copy.url("data/incoming").path,
+                ])
             #expect(big.status == 0, "\(big.stderr)")
             let (process, stderr) = try job.start(script, arguments)
             defer { if process.isRunning { process.signal(SIGKILL) } }
@@ -178,17 +216,21 @@ import Testing
     @Test func statusListsQuarantinedFiles() throws {
         try TestDatabase.with { db in
             let job = try Job(db)
-            try ("event_id,user_id,product_id,event_type,price,event_timestamp\n"
-                 + "\(UUID().uuidString.lowercased()),1,2,view,,2024-01-30T10:15:23Z\n"
-                 + "not-a-uuid,1,2,view,,2024-01-30T10:15:23Z\n")
+            try
+                ("event_id,user_id,product_id,event_type,price,event_timestamp\n"
+                + "\(UUID().uuidString.lowercased()),1,2,view,,2024-01-30T10:15:23Z\n"
+                + "not-a-uuid,1,2,view,,2024-01-30T10:15:23Z\n")
                 .write(to: job.copy.url("data/incoming/half.csv"), atomically: true, encoding: .utf8)
             let once = try job.run("pipeline", ["--once", "--", "--max-rejects", "0"])
             #expect(once.status == 0, "\(once.stderr)")
             #expect(job.copy.files("data/quarantine") == ["half.csv", "half.csv.reason.json"])
             let status = job.status()
             #expect(status.contains("files quarantined: 1"), "\(status)")
-            #expect(status.contains("quarantined files in \(job.copy.url("data/quarantine").path):\n  half.csv: 1 of 2 rows rejected, over --max-rejects 0 ("),
-                    "\(status)")
+            #expect(
+                status.contains(
+                    "quarantined files in \(job.copy.url("data/quarantine").path):\n  half.csv: 1 of 2 rows rejected, over --max-rejects 0 ("
+                ),
+                "\(status)")
         }
     }
 

@@ -39,7 +39,8 @@ final class TortureFaults: @unchecked Sendable {
 
     func summary(loadLog: String) -> String {
         let waits = loadLog.components(separatedBy: "waiting for space").count - 1
-        var text = "\(blackholes) blackholes, \(fullDisks) full disks (load waited for space \(waits) times), \(stoppedValidates) validate stops, \(failovers) failovers, \(restores) restores of an older backup"
+        var text =
+            "\(blackholes) blackholes, \(fullDisks) full disks (load waited for space \(waits) times), \(stoppedValidates) validate stops, \(failovers) failovers, \(restores) restores of an older backup"
         if !detections.isEmpty {
             text += "; silence noticed by load after \(detections.map { String(format: "%.1f", $0) }.joined(separator: ", ")) s"
         }

@@ -1,6 +1,6 @@
 import Foundation
-import Ingest
 import Generating
+import Ingest
 import TestSupport
 import Testing
 
@@ -26,15 +26,23 @@ final class Pipeline: @unchecked Sendable {
         let script = [
             stage("watch", [Executables.url("watch").path, incoming.path] + watchArguments),
             stage("validate", [Executables.url("validate").path]),
-            stage("load", [
-                Executables.url("load").path, "--incoming", incoming.path, "--archive", processed.path,
-                "--bad-records", bad.path, "--batch-rows", "2000",
-            ] + loadArguments),
+            stage(
+                "load",
+                [
+                    Executables.url("load").path, "--incoming", incoming.path, "--archive", processed.path,
+                    "--bad-records", bad.path, "--batch-rows", "2000",
+                ] + loadArguments),
         ].joined(separator: " | ")
-        for name in ["watch", "validate", "load"] { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(tag)\(name).pid")) }
+        for name in ["watch", "validate", "load"] {
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(tag)\(name).pid"))
+        }
         // Close descriptors inherited from the test process, so the stages hold only their own pipes.
         shell = try SpawnedProcess(
-            launcher + ["/bin/bash", "-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"],
+            launcher + [
+                "/bin/bash", "-c",
+                #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "#
+                    + script + " >/dev/null",
+            ],
             environment: environment)
         _ = eventually(timeout: 10) { ["watch", "validate", "load"].allSatisfy { pid($0) != nil } }
     }
@@ -131,7 +139,11 @@ final class Pipeline: @unchecked Sendable {
                 launcher: faults.launcher)
         }
         var running = try (0..<count).map { try start($0) }
-        var kills = 0, restarts = 0, serverRestarts = 0, stalls = 0, maxRSS = 0
+        var kills = 0
+        var restarts = 0
+        var serverRestarts = 0
+        var stalls = 0
+        var maxRSS = 0
         var events: [String] = []
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
@@ -160,9 +172,10 @@ final class Pipeline: @unchecked Sendable {
                 progress("torture: \(events.last ?? "")")
                 continue
             case 6, 7, 8:
-                events.append(try faults.draw(&rng, pipeline: pipeline, cluster: cluster) {
-                    maxRSS = max(maxRSS, running.flatMap { p in ["watch", "validate", "load"].map { p.rss($0) } }.max() ?? 0)
-                })
+                events.append(
+                    try faults.draw(&rng, pipeline: pipeline, cluster: cluster) {
+                        maxRSS = max(maxRSS, running.flatMap { p in ["watch", "validate", "load"].map { p.rss($0) } }.max() ?? 0)
+                    })
                 progress("torture: \(events.last ?? "")")
                 continue
             default:
@@ -217,8 +230,11 @@ final class Pipeline: @unchecked Sendable {
         let unexpected = loadedSet.subtracting(validIDs).count
         let doubled = loadedIDs.count - loadedSet.count
         let badRows = Int(try cluster.psql("SELECT count(*) FROM ecommerce_bad_records")) ?? -1
-        let badDoubled = Int(try cluster.psql(
-            "SELECT count(*) FROM (SELECT source_file, line_number FROM ecommerce_bad_records GROUP BY 1, 2 HAVING count(*) > 1) d")) ?? -1
+        let badDoubled =
+            Int(
+                try cluster.psql(
+                    "SELECT count(*) FROM (SELECT source_file, line_number FROM ecommerce_bad_records GROUP BY 1, 2 HAVING count(*) > 1) d")
+            ) ?? -1
         let checkpoints = Int(try cluster.psql("SELECT count(*) FROM ingest_checkpoints WHERE source_file IS NOT NULL")) ?? -1
         let checkpointRows = Int(try cluster.psql("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_checkpoints")) ?? -1
         var deadLetterMismatch: [String] = []
@@ -229,8 +245,11 @@ final class Pipeline: @unchecked Sendable {
         }
 
         let takeovers = running.map { $0.log("watch").components(separatedBy: "taken over from pipeline").count - 1 }.reduce(0, +)
-        if count > 1 { print("torture: \(takeovers) claims taken over (all runs; a killed or stalled pipeline looks dead after the 1 s lease)") }
-        print("""
+        if count > 1 {
+            print("torture: \(takeovers) claims taken over (all runs; a killed or stalled pipeline looks dead after the 1 s lease)")
+        }
+        print(
+            """
             torture: seed \(seed), \(count) pipelines: \(kills) kills survived, \(restarts) pipeline restarts, \(serverRestarts) PostgreSQL restarts, \
             \(stalls) stalls; \(files.count) files, \(validIDs.count + invalidTotal) rows checked: \(lost) lost, \(doubled + badDoubled) doubled, \
             \(unexpected) unexpected; peak stage RSS \(maxRSS / 1024) MB; \(faults.summary(loadLog: running[0].log("load")))
@@ -242,7 +261,10 @@ final class Pipeline: @unchecked Sendable {
         #expect(doubled == 0)
         #expect(loadedIDs.count == validIDs.count)
         #expect(badRows == invalidTotal)
-        #expect(badDoubled == 0, "\((try? cluster.psql("SELECT b.source_file, b.line_number, b.checkpoint_id, b.reasons::text, c.committed_at FROM ecommerce_bad_records b LEFT JOIN ingest_checkpoints c ON c.id = b.checkpoint_id WHERE (b.source_file, b.line_number) IN (SELECT source_file, line_number FROM ecommerce_bad_records GROUP BY 1, 2 HAVING count(*) > 1)")) ?? "")")
+        #expect(
+            badDoubled == 0,
+            "\((try? cluster.psql("SELECT b.source_file, b.line_number, b.checkpoint_id, b.reasons::text, c.committed_at FROM ecommerce_bad_records b LEFT JOIN ingest_checkpoints c ON c.id = b.checkpoint_id WHERE (b.source_file, b.line_number) IN (SELECT source_file, line_number FROM ecommerce_bad_records GROUP BY 1, 2 HAVING count(*) > 1)")) ?? "")"
+        )
         #expect(checkpoints == files.count)
         #expect(checkpointRows == validIDs.count)
         #expect(deadLetterMismatch.isEmpty, "\(deadLetterMismatch.prefix(5))")

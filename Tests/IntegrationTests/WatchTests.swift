@@ -298,7 +298,8 @@ private func waitUntilWatching(_ run: WatchRun, within seconds: Double = 10) -> 
     @Test func crlfBomAndQuotedNewlinesComeThroughIntact() throws {
         let s = try Scratch()
         defer { s.remove() }
-        let text = "\u{FEFF}event_id,user_id,product_id,event_type,price,event_timestamp\r\n"
+        let text =
+            "\u{FEFF}event_id,user_id,product_id,event_type,price,event_timestamp\r\n"
             + "e1,1,2,\"multi\r\nline\",1.00,2024-01-30 10:15:23.123\r\n"
             + "e2,1,2,view,,2024-01-30 10:15:24.000\r\n"
         try s.put("crlf.csv", text)

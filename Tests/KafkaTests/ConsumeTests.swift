@@ -8,7 +8,8 @@ import Testing
         try TestDatabase.with { database in
             let kafka = try MockKafka()
             defer { kafka.stop() }
-            try kafka.produce("""
+            try kafka.produce(
+                """
                 {"event_id":"6f1c5b7e-2b1a-4c1e-9f0a-3d2e1c0b9a87","user_id":"42","product_id":"7","event_type":"view","price":"","event_timestamp":"2024-01-30 10:15:23","kind":"eof","offset":99}
                 not json
                 [1,2]
@@ -17,7 +18,8 @@ import Testing
                 """)
             let result = try runTool(
                 Executables.url("consume"),
-                ["--brokers", kafka.bootstrap, "--topic", "events", "--group", "g1", "--exit-at-end", "--db", database.conninfo] + groupSettings,
+                ["--brokers", kafka.bootstrap, "--topic", "events", "--group", "g1", "--exit-at-end", "--db", database.conninfo]
+                    + groupSettings,
                 timeout: 60)
             #expect(result.status == 0, "\(result.stderr)")
             let objects = try result.lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
@@ -61,19 +63,26 @@ import Testing
             func generate(seed: Int, rows: Int) throws -> String {
                 let result = try runTool(
                     Executables.url("gen"),
-                    ["--stdout", "--files", "1", "--rows-per-file", String(rows), "--invalid-rate", "0.03", "--seed", String(seed), "--manifest", manifest.path])
+                    [
+                        "--stdout", "--files", "1", "--rows-per-file", String(rows), "--invalid-rate", "0.03", "--seed", String(seed),
+                        "--manifest", manifest.path,
+                    ])
                 #expect(result.status == 0)
                 return result.stdout
             }
             func runPipeline() throws -> ToolResult {
-                let line = [
-                    Executables.url("consume").path, "--brokers", kafka.bootstrap, "--topic", "events", "--group", "loaders",
-                    "--exit-at-end", "--db", database.conninfo,
-                ] + groupSettings
+                let line =
+                    [
+                        Executables.url("consume").path, "--brokers", kafka.bootstrap, "--topic", "events", "--group", "loaders",
+                        "--exit-at-end", "--db", database.conninfo,
+                    ] + groupSettings
                 let quoted = line.map { "'\($0)'" }.joined(separator: " ")
                 return try runTool(
                     URL(fileURLWithPath: "/bin/sh"),
-                    ["-c", "\(quoted) | '\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)'"],
+                    [
+                        "-c",
+                        "\(quoted) | '\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)'",
+                    ],
                     timeout: 90)
             }
             func truth() throws -> (valid: Set<String>, invalid: Int) {

@@ -10,7 +10,8 @@ import Testing
     static func record(_ offset: Int, partition: Int = 0, price: String = "") -> String {
         let id = String(format: "6f1c5b7e-2b1a-4c1e-9f0a-%012d", offset + 1_000 * partition)
         let type = price.isEmpty ? "view" : "purchase"
-        return #"{"kind":"record","topic":"events","partition":\#(partition),"offset":\#(offset),"event_id":"\#(id)","user_id":"1","product_id":"2","event_type":"\#(type)","price":"\#(price)","event_timestamp":"2024-01-30 10:15:23"}"#
+        return
+            #"{"kind":"record","topic":"events","partition":\#(partition),"offset":\#(offset),"event_id":"\#(id)","user_id":"1","product_id":"2","event_type":"\#(type)","price":"\#(price)","event_timestamp":"2024-01-30 10:15:23"}"#
     }
 
     static func assigned(_ next: Int?, partition: Int = 0) -> String {
@@ -21,7 +22,10 @@ import Testing
     static func load(_ lines: [String], _ database: TestDatabase, bad: URL) throws -> ToolResult {
         let result = try runTool(
             URL(fileURLWithPath: "/bin/sh"),
-            ["-c", "'\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)'"],
+            [
+                "-c",
+                "'\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)'",
+            ],
             stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
         #expect(result.status == 0, "\(result.stderr)")
         return result
@@ -31,12 +35,15 @@ import Testing
         try TestDatabase.with { database in
             let bad = try temporaryFolder("kafka-fence")
             defer { try? FileManager.default.removeItem(at: bad) }
-            func stored() throws -> String? { try database.scalar("SELECT next_offset FROM ingest_kafka_offsets WHERE topic = 'events' AND partition = 0") }
+            func stored() throws -> String? {
+                try database.scalar("SELECT next_offset FROM ingest_kafka_offsets WHERE topic = 'events' AND partition = 0")
+            }
             func rows() throws -> String? { try database.scalar("SELECT count(*) FROM ecommerce_events") }
             func deadLetters() throws -> String? { try database.scalar("SELECT count(*) FROM ecommerce_bad_records") }
 
             // Pipeline B: assigned with nothing stored, loads offsets 0–4 (3 is invalid: price -1).
-            var result = try Self.load([Self.assigned(nil)] + (0..<5).map { Self.record($0, price: $0 == 3 ? "-1" : "") }, database, bad: bad)
+            var result = try Self.load(
+                [Self.assigned(nil)] + (0..<5).map { Self.record($0, price: $0 == 3 ? "-1" : "") }, database, bad: bad)
             #expect(try stored() == "5")
             #expect(try rows() == "4")
             #expect(try deadLetters() == "1")
@@ -69,7 +76,8 @@ import Testing
             // Revoked and assigned again while 0–9 were in the pipe: consume read stored offset 3
             // (an earlier commit), so 3–9 come again; validate sees them as duplicate ids, but load
             // drops them by offset before that matters: 0–14 load once, no dead letters.
-            let lines = [Self.assigned(nil)] + (0..<10).map { Self.record($0) }
+            let lines =
+                [Self.assigned(nil)] + (0..<10).map { Self.record($0) }
                 + [Self.assigned(3)] + (3..<15).map { Self.record($0) }
             let result = try Self.load(lines, database, bad: bad)
             #expect(try database.scalar("SELECT count(*) FROM ecommerce_events") == "15")
@@ -113,7 +121,10 @@ import Testing
                 DispatchQueue.global().async(group: group) {
                     let r = try? runTool(
                         URL(fileURLWithPath: "/bin/sh"),
-                        ["-c", "'\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)' --batch-rows 100"],
+                        [
+                            "-c",
+                            "'\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)' --batch-rows 100",
+                        ],
                         stdin: Data((lines.joined(separator: "\n") + "\n").utf8))
                     results.add(r)
                 }

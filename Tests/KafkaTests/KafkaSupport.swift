@@ -79,17 +79,25 @@ final class KafkaPipeline: @unchecked Sendable {
         self.name = name
         func stage(_ stage: String, _ command: [String]) -> String {
             let quoted = command.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-            return "sh -c 'echo $$ > \(folder.path)/\(name)-\(stage).pid; exec \"$@\"' \(stage) \(quoted) 2>>\(folder.path)/\(name)-\(stage).log"
+            return
+                "sh -c 'echo $$ > \(folder.path)/\(name)-\(stage).pid; exec \"$@\"' \(stage) \(quoted) 2>>\(folder.path)/\(name)-\(stage).log"
         }
         let script = [
-            stage("consume", [Executables.url("consume").path, "--brokers", brokers, "--topic", "events", "--group", group, "--db", conninfo] + groupSettings + extraConsume),
+            stage(
+                "consume",
+                [Executables.url("consume").path, "--brokers", brokers, "--topic", "events", "--group", group, "--db", conninfo]
+                    + groupSettings + extraConsume),
             stage("validate", [Executables.url("validate").path]),
             stage("load", [Executables.url("load").path, "--db", conninfo, "--bad-records", bad.path, "--batch-rows", "2000"]),
         ].joined(separator: " | ")
         for stage in Self.stages { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(name)-\(stage).pid")) }
         // Close descriptors inherited from the test process, so the stages hold only their own pipes.
         shell = try SpawnedProcess(
-            ["/bin/bash", "-c", #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "# + script + " >/dev/null"])
+            [
+                "/bin/bash", "-c",
+                #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "#
+                    + script + " >/dev/null",
+            ])
         _ = eventually(timeout: 10) { Self.stages.allSatisfy { pid($0) != nil } }
     }
 

@@ -35,21 +35,30 @@ import Testing
             let rowsPerFile = 1_000
             let generated = try runTool(
                 Executables.url("gen"),
-                ["--stdout", "--interval", "0", "--files", String(messages / rowsPerFile), "--rows-per-file", String(rowsPerFile), "--invalid-rate", "0.03",
-                 "--seed", String(seed), "--manifest", manifest.path], timeout: 300)
+                [
+                    "--stdout", "--interval", "0", "--files", String(messages / rowsPerFile), "--rows-per-file", String(rowsPerFile),
+                    "--invalid-rate", "0.03",
+                    "--seed", String(seed), "--manifest", manifest.path,
+                ], timeout: 300)
             #expect(generated.status == 0)
             let lines = generated.lines
             let total = lines.count
             let chunkSize = (total + 3) / 4
-            var chunks = stride(from: 0, to: total, by: chunkSize).map { lines[$0..<min($0 + chunkSize, total)].joined(separator: "\n") + "\n" }
+            var chunks = stride(from: 0, to: total, by: chunkSize).map {
+                lines[$0..<min($0 + chunkSize, total)].joined(separator: "\n") + "\n"
+            }
             try kafka.produce(chunks.removeFirst())
             progress("kafka torture: generated and produced the first chunk after \(Int(Date().timeIntervalSince(started))) s")
 
             func start(_ name: String) throws -> KafkaPipeline {
-                try KafkaPipeline(name: name, folder: folder, brokers: kafka.bootstrap, group: "torture", conninfo: database.conninfo, bad: bad)
+                try KafkaPipeline(
+                    name: name, folder: folder, brokers: kafka.bootstrap, group: "torture", conninfo: database.conninfo, bad: bad)
             }
             var pipelines = [try start("a"), try start("b")]
-            var kills = 0, brokerOutages = 0, woundDown = 0, forced = 0
+            var kills = 0
+            var brokerOutages = 0
+            var woundDown = 0
+            var forced = 0
             var events: [String] = []
             let deadline = Date().addingTimeInterval(seconds)
             while Date() < deadline || !chunks.isEmpty {
@@ -84,7 +93,10 @@ import Testing
             let drained = eventually(timeout: 180) {
                 (try? database.scalar("SELECT coalesce(sum(next_offset), 0) FROM ingest_kafka_offsets")) == String(total)
             }
-            #expect(drained, "stored offsets: \((try? database.query("SELECT partition, next_offset FROM ingest_kafka_offsets ORDER BY 1")) ?? []); load log b:\n\(pipelines[1].log("load").suffix(2000))")
+            #expect(
+                drained,
+                "stored offsets: \((try? database.query("SELECT partition, next_offset FROM ingest_kafka_offsets ORDER BY 1")) ?? []); load log b:\n\(pipelines[1].log("load").suffix(2000))"
+            )
             progress("kafka torture: drained after \(Int(Date().timeIntervalSince(started))) s")
             // Stop the Ctrl+C way: consume leaves the group, the rest drains and exits 0.
             for p in pipelines { p.signal("consume", SIGTERM) }
@@ -107,13 +119,17 @@ import Testing
             let unexpected = loadedSet.subtracting(validIDs).count
             let doubled = loadedIDs.count - loadedSet.count
             let deadLetters = Int(try database.scalar("SELECT count(*) FROM ecommerce_bad_records") ?? "") ?? -1
-            let deadLettersDoubled = Int(try database.scalar("""
-                SELECT count(*) FROM (SELECT raw::jsonb->>'partition', raw::jsonb->>'offset' FROM ecommerce_bad_records
-                GROUP BY 1, 2 HAVING count(*) > 1) d
-                """) ?? "") ?? -1
+            let deadLettersDoubled =
+                Int(
+                    try database.scalar(
+                        """
+                        SELECT count(*) FROM (SELECT raw::jsonb->>'partition', raw::jsonb->>'offset' FROM ecommerce_bad_records
+                        GROUP BY 1, 2 HAVING count(*) > 1) d
+                        """) ?? "") ?? -1
             let checkpointRows = Int(try database.scalar("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_checkpoints") ?? "") ?? -1
             let fenced = pipelines.map { $0.log("load").components(separatedBy: "fenced:").count - 1 }.reduce(0, +)
-            progress("""
+            progress(
+                """
                 kafka torture: seed \(seed): \(total) messages (\(invalidTotal) invalid), \(kills) kills (\(woundDown) pipelines wound down by \
                 themselves, \(forced) finished off), \(brokerOutages) broker outages, \(fenced) fenced batches; \(lost) lost, \
                 \(doubled) rows doubled, \(deadLettersDoubled) dead letters doubled, \(unexpected) unexpected; \
@@ -138,7 +154,8 @@ import Testing
                 for id in validIDs.subtracting(loadedSet) { if let (p, o) = position[id] { missing[p, default: []].append(o) } }
                 for (p, offsets) in missing.sorted(by: { $0.key < $1.key }) {
                     var ranges: [String] = []
-                    var start = -1, previous = -2
+                    var start = -1
+                    var previous = -2
                     for o in offsets.sorted() {
                         if o != previous + 1 {
                             if start >= 0 { ranges.append("\(start)-\(previous)") }
@@ -152,7 +169,9 @@ import Testing
                 for p in pipelines {
                     for stage in ["consume", "load"] {
                         let interesting = p.log(stage).split(separator: "\n").filter {
-                            $0.contains("assigned") || $0.contains("revoked") || $0.contains("fenced") || $0.contains("dropping") || $0.contains("before any") || $0.contains("ERROR") || $0.contains("WARNING") || $0.contains("not delivered")
+                            $0.contains("assigned") || $0.contains("revoked") || $0.contains("fenced") || $0.contains("dropping")
+                                || $0.contains("before any") || $0.contains("ERROR") || $0.contains("WARNING")
+                                || $0.contains("not delivered")
                         }
                         progress("kafka torture: \(p.name)-\(stage):\n" + interesting.suffix(60).joined(separator: "\n"))
                     }

@@ -44,13 +44,13 @@ import Testing
         let file = FileManager.default.temporaryDirectory
             .appendingPathComponent("ingest-test-\(UUID().uuidString).env")
         try """
-            # seed settings
-            POSTGRES_HOST=file-host
-            export POSTGRES_PORT=5434   # trailing comment
-            POSTGRES_USER='file-user'
-            POSTGRES_PASSWORD="it's a \\ p#ss"
-            UNRELATED=1
-            """.write(to: file, atomically: true, encoding: .utf8)
+        # seed settings
+        POSTGRES_HOST=file-host
+        export POSTGRES_PORT=5434   # trailing comment
+        POSTGRES_USER='file-user'
+        POSTGRES_PASSWORD="it's a \\ p#ss"
+        UNRELATED=1
+        """.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
 
         let settings = try ConnectionSettings(

@@ -1,7 +1,8 @@
 import Foundation
-@testable import Postgres
 import TestSupport
 import Testing
+
+@testable import Postgres
 
 /// A TCP endpoint on the test server: password authentication only happens over TCP in the
 /// cluster `bin/test` starts (local socket: trust; host: scram-sha-256).
@@ -45,7 +46,10 @@ func withLoginRole<R>(password: String, _ body: (String) throws -> R) throws -> 
             sqlstate: "23505", severity: "ERROR",
             message: #"duplicate key value violates unique constraint "x""#,
             detail: "Key (id)=(1) already exists.", hint: "Try\nanother key.")
-        #expect(error.description == #"ERROR 23505: duplicate key value violates unique constraint "x" (detail: Key (id)=(1) already exists.) (hint: Try another key.)"#)
+        #expect(
+            error.description
+                == #"ERROR 23505: duplicate key value violates unique constraint "x" (detail: Key (id)=(1) already exists.) (hint: Try another key.)"#
+        )
     }
 
     @Test func parsesVerboseConnectionMessages() {
@@ -58,7 +62,9 @@ func withLoginRole<R>(password: String, _ body: (String) throws -> R) throws -> 
         #expect(error.sqlstate == "28P01")
         #expect(error.severity == "FATAL")
         #expect(error.category == .permanent)
-        #expect(error.description == #"FATAL 28P01: connection to server at "127.0.0.1", port 5432 failed: password authentication failed for user "loader""#)
+        #expect(
+            error.description
+                == #"FATAL 28P01: connection to server at "127.0.0.1", port 5432 failed: password authentication failed for user "loader""#)
 
         let refused = PostgresError(
             libpqMessage: """

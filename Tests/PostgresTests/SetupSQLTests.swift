@@ -7,10 +7,12 @@ import Testing
         try TestDatabase.with { database in  // applied once already
             try database.applySetup()
             try database.applySetup()
-            let tables = try database.query("""
+            let tables = try database.query(
+                """
                 SELECT relname FROM pg_class
                 WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname
-                """).map { $0[0] }
+                """
+            ).map { $0[0] }
             #expect(tables == ["ecommerce_bad_records", "ecommerce_events", "ingest_checkpoints", "ingest_kafka_offsets"])
             let indexes = try database.query(
                 "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname"
@@ -61,7 +63,8 @@ import Testing
             #expect(missing.sqlstate == "23502")
             // The event types are validate's (--event-types): the table has no list to disagree with,
             // and the setup drops the CHECK that earlier versions created.
-            _ = try connection.execute("""
+            _ = try connection.execute(
+                """
                 ALTER TABLE ecommerce_events ADD CONSTRAINT ecommerce_events_event_type_check
                     CHECK (event_type IN ('view', 'purchase'))
                 """)
@@ -82,7 +85,8 @@ import Testing
             try connection.execute("SET ROLE ingest_loader")
             #expect(try connection.execute("SELECT current_user").value(row: 0, column: 0) == "ingest_loader")
 
-            let insert = try connection.execute("""
+            let insert = try connection.execute(
+                """
                 INSERT INTO ecommerce_events (event_id, user_id, product_id, event_type, price, event_timestamp)
                 VALUES ($1, 1, 2, 'view', NULL, now())
                 """, ["6f1c1d2e-0000-4000-8000-00000000000a"])
@@ -90,8 +94,10 @@ import Testing
             #expect(try connection.execute("SELECT count(*) FROM ecommerce_events").value(row: 0, column: 0) == "1")
             // bigserial defaults need USAGE on the sequences; the foreign key needs nothing more.
             let checkpoint = try connection.execute(
-                "INSERT INTO ingest_checkpoints (rows_loaded) VALUES (1) RETURNING id").value(row: 0, column: 0)
-            try connection.execute("""
+                "INSERT INTO ingest_checkpoints (rows_loaded) VALUES (1) RETURNING id"
+            ).value(row: 0, column: 0)
+            try connection.execute(
+                """
                 INSERT INTO ecommerce_bad_records (source_file, line_number, raw, reasons, checkpoint_id)
                 VALUES ($1, 3, $2, $3::jsonb, $4)
                 """, ["f.csv", #"{"price":"-1"}"#, #"[{"field":"price","reason":"must be > 0","value":"-1"}]"#, checkpoint])

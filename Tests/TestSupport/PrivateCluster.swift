@@ -31,7 +31,9 @@ public final class PrivateCluster: @unchecked Sendable {
 
     /// Stops the server: `fast` (sessions ended) or `immediate` (like a crash).
     public func stop(mode: String = "fast") throws {
-        try script(#""$(_pg_bindir)/pg_ctl" --version >/dev/null; _pg_as_owner "$(_pg_bindir)/pg_ctl" stop --pgdata="$(pg_cluster_dir)/data" --mode=\#(mode) --wait >&2"#)
+        try script(
+            #""$(_pg_bindir)/pg_ctl" --version >/dev/null; _pg_as_owner "$(_pg_bindir)/pg_ctl" stop --pgdata="$(pg_cluster_dir)/data" --mode=\#(mode) --wait >&2"#
+        )
     }
 
     public func start() throws {
@@ -53,7 +55,11 @@ public final class PrivateCluster: @unchecked Sendable {
         let errors = folder.appendingPathComponent("script.err").path
         try? FileManager.default.removeItem(atPath: output)
         try? FileManager.default.removeItem(atPath: errors)
-        let command = ["/bin/bash", "-c", "set -euo pipefail; \(closeInheritedDescriptors) source \"$1/bin/lib/common.sh\"; source \"$1/bin/lib/pg-embedded.sh\"; \(body)", "bash", root]
+        let command = [
+            "/bin/bash", "-c",
+            "set -euo pipefail; \(closeInheritedDescriptors) source \"$1/bin/lib/common.sh\"; source \"$1/bin/lib/pg-embedded.sh\"; \(body)",
+            "bash", root,
+        ]
         let child = try SpawnedProcess(
             namespace?.command(command) ?? command, environment: env, stdout: output, stderr: errors)
         guard child.wait(timeout: 120) else {

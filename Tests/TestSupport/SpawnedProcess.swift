@@ -15,8 +15,10 @@ public final class SpawnedProcess: @unchecked Sendable {
     private var status: Int32?
 
     /// Starts `arguments[0]` (an absolute path); stdio go to the given paths (nil: /dev/null).
-    public init(_ arguments: [String], environment: [String: String]? = nil,
-                stdout: String? = nil, stderr: String? = nil) throws {
+    public init(
+        _ arguments: [String], environment: [String: String]? = nil,
+        stdout: String? = nil, stderr: String? = nil
+    ) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }

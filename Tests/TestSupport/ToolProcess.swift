@@ -12,7 +12,9 @@ public struct ToolResult: Sendable {
         self.stderr = stderr
     }
     /// stdout split into lines, without the empty one after the last newline.
-    public var lines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast(stdout.hasSuffix("\n") ? 1 : 0).map(String.init) }
+    public var lines: [String] {
+        stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast(stdout.hasSuffix("\n") ? 1 : 0).map(String.init)
+    }
 }
 
 /// Runs a built executable as a real process with real pipes, and waits for it.
@@ -51,7 +53,10 @@ public func runTool(
     if process.isRunning {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        throw ToolTimeout(description: "\(executable.lastPathComponent) \(arguments.joined(separator: " ")) still running after \(timeout) s; stderr: \(errData.text())")
+        throw ToolTimeout(
+            description:
+                "\(executable.lastPathComponent) \(arguments.joined(separator: " ")) still running after \(timeout) s; stderr: \(errData.text())"
+        )
     }
     process.waitUntilExit()
     return ToolResult(status: process.terminationStatus, stdout: outData.text(), stderr: errData.text())

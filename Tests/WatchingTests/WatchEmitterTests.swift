@@ -1,8 +1,8 @@
-@testable import Watching
 import Foundation
 import Testing
 
 @testable import Ingest
+@testable import Watching
 
 /// The emitter as `watch` uses it, on files written the way real exports are.
 @Suite struct WatchEmitterTests {
@@ -15,7 +15,8 @@ import Testing
         let out = folder + "/out"
         let fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         let output = ByteOutput(fd: fd)
-        let result = try CSVFileEmitter().emit(path: path, name: "f.csv", seen: UTCTimestamp(parsing: "2024-01-30T10:15:23.456Z"), into: output)
+        let result = try CSVFileEmitter().emit(
+            path: path, name: "f.csv", seen: UTCTimestamp(parsing: "2024-01-30T10:15:23.456Z"), into: output)
         try output.flush()
         close(fd)
         let text = try String(contentsOfFile: out, encoding: .utf8)
@@ -23,7 +24,8 @@ import Testing
     }
 
     @Test func crlfBomAndQuotedNewlines() throws {
-        let csv = "\u{FEFF}event_id,user_id,product_id,event_type,price,event_timestamp\r\n"
+        let csv =
+            "\u{FEFF}event_id,user_id,product_id,event_type,price,event_timestamp\r\n"
             + "e1,1,2,view,,2024-01-30 10:15:23.123\r\n"
             + "\"e2\",\"1\",\"2\",\"note\r\nwith, comma and \"\"quote\"\"\",\"9.99\",2024-01-30 10:15:24.000\r\n"
             + "e3,1,2,purchase,1.00,2024-01-30 10:15:25.000"  // no final newline

@@ -1,8 +1,8 @@
-@testable import Watching
 import Foundation
 import Testing
 
 @testable import Ingest
+@testable import Watching
 
 private func temporaryFolder() throws -> String {
     let path = NSTemporaryDirectory() + "watch-unit-" + UUID().uuidString
@@ -55,8 +55,10 @@ private func temporaryFolder() throws -> String {
         let folder = try temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let path = folder + "/a.csv"
-        let body = "event_id,user_id,product_id,event_type,price,event_timestamp\n" + String(
-            repeating: "1,2,3,view,,2024-01-30 10:15:23.123\n", count: 5000)
+        let body =
+            "event_id,user_id,product_id,event_type,price,event_timestamp\n"
+            + String(
+                repeating: "1,2,3,view,,2024-01-30 10:15:23.123\n", count: 5000)
         try body.write(toFile: path, atomically: true, encoding: .utf8)
         let output = ByteOutput(fd: open("/dev/null", O_WRONLY))
         defer { close(output.fd) }
@@ -113,9 +115,10 @@ private func temporaryFolder() throws -> String {
 
         let watched = try WatchedFolder(path: folder + "/", selection: FileSelection())
         #expect(watched.path == folder)
-        #expect(try watched.candidateNames() == [
-            "B.csv", "a10.csv", "a2.csv", "b.csv", "dangling.csv", "dir.csv", "fifo.csv", "in.csv", "out.csv", "é.csv",
-        ])
+        #expect(
+            try watched.candidateNames() == [
+                "B.csv", "a10.csv", "a2.csv", "b.csv", "dangling.csv", "dir.csv", "fifo.csv", "in.csv", "out.csv", "é.csv",
+            ])
 
         func kind(_ name: String) -> String {
             switch watched.inspect(name) {

@@ -14,7 +14,26 @@
 # dies with the last process that holds it. watch skips dot-files, so the pidfile is never read
 # as data.
 
-job_pidfile() { printf '%s/.ingest-job.pid\n' "$INGEST_INCOMING"; }
+# With INGEST_PIPELINE_NAME (several pipelines sharing the folder, `watch --shared`), each named
+# pipeline is a job of its own: .ingest-job.NAME.pid.
+job_pidfile() {
+  if [[ -n ${INGEST_PIPELINE_NAME-} ]]; then
+    printf '%s/.ingest-job.%s.pid\n' "$INGEST_INCOMING" "${INGEST_PIPELINE_NAME//[^A-Za-z0-9._-]/_}"
+  else
+    printf '%s/.ingest-job.pid\n' "$INGEST_INCOMING"
+  fi
+}
+
+# Other jobs on the folder (named pipelines, or the unnamed job), for a joining pipeline to say so.
+job_others() {
+  local own other n=0
+  own=$(job_pidfile)
+  for other in "$INGEST_INCOMING"/.ingest-job*.pid; do
+    [[ -f $other && $other != "$own" ]] || continue
+    flock -n "$other" true 2>/dev/null || n=$((n + 1))
+  done
+  printf '%s\n' "$n"
+}
 
 _job_read() {
   job_pid='' job_since='' job_what=''
@@ -53,11 +72,18 @@ job_claim() {
     die "a job is already running on $INGEST_INCOMING (pid ${job_pid:-?}, ${job_what:-?}, since ${job_since:-?}); stop it with bin/stop"
   fi
   printf '%s\n%s\n%s\n' "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >"$file"
+  if [[ -n ${INGEST_PIPELINE_NAME-} ]]; then
+    local others
+    others=$(job_others)
+    if ((others > 0)); then
+      info "joining as pipeline $INGEST_PIPELINE_NAME: $others other job(s) run on $INGEST_INCOMING; the files are split between them (claims in .claims/)"
+    fi
+  fi
 }
 
 job_holders() {
   local file fd pid
-  file=$(cd -- "$(dirname -- "$(job_pidfile)")" && pwd -P)/.ingest-job.pid
+  file=$(cd -- "$(dirname -- "$(job_pidfile)")" && pwd -P)/$(basename -- "$(job_pidfile)")
   for fd in /proc/[0-9]*/fd/*; do
     [[ $(readlink -- "$fd" 2>/dev/null) == "$file" ]] || continue
     pid=${fd#/proc/}

@@ -65,7 +65,9 @@ public struct CSVFileEmitter {
                         reasons: [problem], into: &output.bytes)
                 }
                 while try reader.nextRow() != nil {}
-                return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem, output)
+                return finish(
+                    reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem,
+                    output)
             }
             var fields: [(EventField, UnsafeRawBufferPointer)] = []
             fields.reserveCapacity(EventField.allCases.count)
@@ -75,8 +77,9 @@ public struct CSVFileEmitter {
                 if let problem = row.problem {
                     reasons.append(layout.naming(problem))
                 } else if row.fieldCount != layout.columnCount {
-                    reasons.append(RejectReason(
-                        field: nil, reason: "expected \(layout.columnCount) fields, found \(row.fieldCount)"))
+                    reasons.append(
+                        RejectReason(
+                            field: nil, reason: "expected \(layout.columnCount) fields, found \(row.fieldCount)"))
                 }
                 reasons.append(contentsOf: layout.missing)
                 if !reasons.isEmpty {
@@ -100,7 +103,9 @@ public struct CSVFileEmitter {
         } catch let error as SystemError {
             throw SystemError(error.call, errno: error.errno, path: path)
         }
-        return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem, output)
+        return finish(
+            reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem,
+            output)
     }
 
     private func finish(

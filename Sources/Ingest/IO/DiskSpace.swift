@@ -44,10 +44,14 @@ public struct DiskSpaceWait {
         if attempt == 0 {
             started = now
             lastReport = now
-            logger.warning("\(path): \(String(cString: strerror(reason))): \(Self.describe(needed)) needed, \(Self.freeSpace(path).map(Self.describe) ?? "unknown") free; waiting for space, retrying (nothing is lost)")
+            logger.warning(
+                "\(path): \(String(cString: strerror(reason))): \(Self.describe(needed)) needed, \(Self.freeSpace(path).map(Self.describe) ?? "unknown") free; waiting for space, retrying (nothing is lost)"
+            )
         } else if now - lastReport >= 60 {
             lastReport = now
-            logger.warning("\(path): still no space after \(Int(now - started)) s: \(Self.describe(needed)) needed, \(Self.freeSpace(path).map(Self.describe) ?? "unknown") free; waiting")
+            logger.warning(
+                "\(path): still no space after \(Int(now - started)) s: \(Self.describe(needed)) needed, \(Self.freeSpace(path).map(Self.describe) ?? "unknown") free; waiting"
+            )
         }
         attempt += 1
         let seconds = min(Self.maxPause, 0.1 * Double(1 << min(attempt - 1, 6)))

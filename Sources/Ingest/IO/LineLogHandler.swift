@@ -31,7 +31,8 @@ public struct LineLogHandler: LogHandler {
         UTCTimestamp.now().appendRFC3339(to: &out, separator: UInt8(ascii: " "), zulu: false)
         out.removeLast(4)  // whole seconds, as in the seed's logs
         var text = String(decoding: out, as: UTF8.self)
-        text += " - \(LineLogHandler.oneLine(label)) - \(LineLogHandler.name(event.level)) - \(LineLogHandler.oneLine(event.message.description))"
+        text +=
+            " - \(LineLogHandler.oneLine(label)) - \(LineLogHandler.name(event.level)) - \(LineLogHandler.oneLine(event.message.description))"
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         if !merged.isEmpty {
             text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

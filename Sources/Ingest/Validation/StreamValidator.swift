@@ -56,7 +56,9 @@ public struct StreamValidator {
     public private(set) var counts = ValidationCounts()
     private var decoder = LineDecoder()
 
-    public init(rules: ValidationRules = ValidationRules(), rejectsOnly: Bool = false, clock: @escaping () -> UTCTimestamp = UTCTimestamp.now) {
+    public init(
+        rules: ValidationRules = ValidationRules(), rejectsOnly: Bool = false, clock: @escaping () -> UTCTimestamp = UTCTimestamp.now
+    ) {
         validator = RecordValidator(rules: rules)
         self.rejectsOnly = rejectsOnly
         self.clock = clock
