@@ -176,6 +176,9 @@ metrics_setup() {
     return 0
   fi
   metrics=(--metrics-listen "$listen")
+  # The default port may be taken by another job between this probe and load's bind: then load
+  # runs without metrics instead of failing. An address the user set stays strict.
+  [[ -n ${INGEST_METRICS_LISTEN-} ]] || export INGEST_METRICS_BEST_EFFORT=1
   [[ $port == 0 ]] || printf 'http://%s:%s/metrics\n' "$probe" "$port" >"$INGEST_METRICS_URL_FILE"
 }
 
