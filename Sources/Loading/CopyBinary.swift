@@ -1,5 +1,11 @@
 import Ingest
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Writes records as tuples of PostgreSQL's binary COPY format, built once when a record
 /// arrives.
 ///
@@ -14,14 +20,21 @@ enum CopyBinary {
     /// A field count of -1 ends the data.
     static let trailer: [UInt8] = [0xFF, 0xFF]
 
-    /// Appends the tuple for the record in `line` (columns in `CopyText.columns` order); false,
-    /// with `out` unchanged, when a value is not in canonical form.
-    static func appendRow(from line: ProtocolLine, into out: inout [UInt8]) -> Bool {
-        let mark = out.count
-        appendInt16(Int16(EventField.allCases.count), &out)
+    /// An upper bound on the size of `line`'s tuple: no field's binary form is more than 128
+    /// bytes longer than its JSON text (ints and the numeric's header are the only growth).
+    static func maxTupleSize(_ line: ProtocolLine) -> Int { line.bytes.count + 128 }
+
+    /// Stores the tuple for the record in `line` (columns in `CopyText.columns` order) at `base`,
+    /// which has room for `maxTupleSize(line)` bytes; nil when a value is not in canonical form.
+    ///
+    /// Into raw memory, not an `[UInt8]`: per-byte `Array.append` (a capacity and uniqueness
+    /// check each) was ~10 % of load's instructions per row.
+    static func writeRow(from line: ProtocolLine, to base: UnsafeMutableRawPointer) -> Int? {
+        var out = TupleWriter(base: base)
+        out.int16(Int16(EventField.allCases.count))
         for field in EventField.allCases {
             guard let m = line.member(ProtocolKey(field)), m.kind != .null else {
-                appendInt32(-1, &out)
+                out.int32(-1)
                 continue
             }
             let ok: Bool
@@ -31,9 +44,9 @@ enum CopyBinary {
             case (.eventType, .string):
                 ok = line.withStringBytes(m) { text in
                     // Text bytes as they are; NUL cannot be stored, so leave it to the text path.
-                    guard !text.contains(0) else { return false }
-                    appendInt32(Int32(text.count), &out)
-                    out.append(contentsOf: text)
+                    guard text.isEmpty || memchr(text.baseAddress!, 0, text.count) == nil else { return false }
+                    out.int32(Int32(text.count))
+                    out.bytes(text)
                     return true
                 }
             case (.price, .string): ok = line.withStringBytes(m) { appendNumeric($0, &out) }
@@ -41,67 +54,93 @@ enum CopyBinary {
             case (.eventTimestamp, .string): ok = line.withStringBytes(m) { appendTimestamp($0, &out) }
             default: ok = false
             }
-            if !ok {
-                out.removeSubrange(mark...)
-                return false
-            }
+            if !ok { return nil }
         }
+        return out.count
+    }
+
+    /// Appends the tuple for the record in `line`; false, with `out` unchanged, when a value is
+    /// not in canonical form.
+    static func appendRow(from line: ProtocolLine, into out: inout [UInt8]) -> Bool {
+        let room = maxTupleSize(line)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 8)
+        defer { scratch.deallocate() }
+        guard let count = writeRow(from: line, to: scratch) else { return false }
+        out.append(contentsOf: UnsafeRawBufferPointer(start: scratch, count: count))
         return true
     }
 
-    @inline(__always)
-    static func appendInt16(_ v: Int16, _ out: inout [UInt8]) {
-        let u = UInt16(bitPattern: v)
-        out.append(UInt8(u >> 8))
-        out.append(UInt8(u & 0xFF))
+    /// Big-endian values stored one after another at a pointer with room for them.
+    struct TupleWriter {
+        let base: UnsafeMutableRawPointer
+        private(set) var count = 0
+
+        init(base: UnsafeMutableRawPointer) { self.base = base }
+
+        @inline(__always)
+        mutating func int16(_ v: Int16) {
+            base.storeBytes(of: v.bigEndian, toByteOffset: count, as: Int16.self)
+            count += 2
+        }
+
+        @inline(__always)
+        mutating func int32(_ v: Int32) {
+            base.storeBytes(of: v.bigEndian, toByteOffset: count, as: Int32.self)
+            count += 4
+        }
+
+        @inline(__always)
+        mutating func int64(_ v: Int64) {
+            base.storeBytes(of: v.bigEndian, toByteOffset: count, as: Int64.self)
+            count += 8
+        }
+
+        @inline(__always)
+        mutating func bytes(_ b: UnsafeRawBufferPointer) {
+            if let from = b.baseAddress { (base + count).copyMemory(from: from, byteCount: b.count) }
+            count += b.count
+        }
     }
 
+    /// The value of one hex digit (either case), or nil.
     @inline(__always)
-    static func appendInt32(_ v: Int32, _ out: inout [UInt8]) {
-        let u = UInt32(bitPattern: v)
-        out.append(UInt8(u >> 24))
-        out.append(UInt8((u >> 16) & 0xFF))
-        out.append(UInt8((u >> 8) & 0xFF))
-        out.append(UInt8(u & 0xFF))
-    }
-
-    @inline(__always)
-    static func appendInt64(_ v: Int64, _ out: inout [UInt8]) {
-        appendInt32(Int32(truncatingIfNeeded: v >> 32), &out)
-        appendInt32(Int32(truncatingIfNeeded: v), &out)
+    static func hexValue(_ c: UInt8) -> UInt64? {
+        let digit = c &- UInt8(ascii: "0")
+        if digit < 10 { return UInt64(digit) }
+        let letter = (c | 0x20) &- UInt8(ascii: "a")
+        return letter < 6 ? UInt64(letter) + 10 : nil
     }
 
     /// 8-4-4-4-12 hex digits (either case) as 16 bytes.
-    static func appendUUID(_ text: UnsafeRawBufferPointer, _ out: inout [UInt8]) -> Bool {
-        guard text.count == 36 else { return false }
-        var bytes: (UInt64, UInt64) = (0, 0)
+    static func appendUUID(_ text: UnsafeRawBufferPointer, _ out: inout TupleWriter) -> Bool {
+        guard text.count == 36, let p = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return false }
+        guard p[8] == UInt8(ascii: "-"), p[13] == UInt8(ascii: "-"), p[18] == UInt8(ascii: "-"), p[23] == UInt8(ascii: "-")
+        else { return false }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        var i = 0
         var nibbles = 0
-        for (i, c) in text.enumerated() {
+        while i < 36 {
             if i == 8 || i == 13 || i == 18 || i == 23 {
-                guard c == UInt8(ascii: "-") else { return false }
+                i += 1
                 continue
             }
-            let v: UInt64
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = UInt64(c - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): v = UInt64(c - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): v = UInt64(c - UInt8(ascii: "A") + 10)
-            default: return false
-            }
-            if nibbles < 16 { bytes.0 = bytes.0 << 4 | v } else { bytes.1 = bytes.1 << 4 | v }
+            guard let v = hexValue(p[i]) else { return false }
+            if nibbles < 16 { high = high << 4 | v } else { low = low << 4 | v }
             nibbles += 1
+            i += 1
         }
-        appendInt32(16, &out)
-        appendInt64(Int64(bitPattern: bytes.0), &out)
-        appendInt64(Int64(bitPattern: bytes.1), &out)
+        out.int32(16)
+        out.int64(Int64(bitPattern: high))
+        out.int64(Int64(bitPattern: low))
         return true
     }
 
     /// A JSON integer that fits int4.
-    static func appendInt4(_ text: UnsafeRawBufferPointer, _ out: inout [UInt8]) -> Bool {
+    static func appendInt4(_ text: UnsafeRawBufferPointer, _ out: inout TupleWriter) -> Bool {
         guard let value = parseInteger(text), let v = Int32(exactly: value) else { return false }
-        appendInt32(4, &out)
-        appendInt32(v, &out)
+        out.int32(4)
+        out.int32(v)
         return true
     }
 
@@ -125,7 +164,7 @@ enum CopyBinary {
 
     /// `-?digits(.digits)?` as a numeric: base-10000 digits, weight, sign and display scale
     /// (the server applies the column's precision and scale, as it does for text).
-    static func appendNumeric(_ text: UnsafeRawBufferPointer, _ out: inout [UInt8]) -> Bool {
+    static func appendNumeric(_ text: UnsafeRawBufferPointer, _ out: inout TupleWriter) -> Bool {
         var i = 0
         var negative = false
         if i < text.count && text[i] == UInt8(ascii: "-") {
@@ -145,58 +184,62 @@ enum CopyBinary {
             guard fracEnd > fracStart else { return false }
         }
         guard i == text.count, intEnd > intStart, intEnd - intStart <= 32, fracEnd - fracStart <= 32 else { return false }
-        // Groups of four decimal digits, aligned on the decimal point.
-        var groups: [Int16] = []
-        groups.reserveCapacity(20)
-        let intDigits = intEnd - intStart
-        let lead = (4 - intDigits % 4) % 4
-        var acc = 0
-        var n = 0
-        for k in 0..<(lead + intDigits) {
-            let d = k < lead ? 0 : Int(text[intStart + k - lead] - UInt8(ascii: "0"))
-            acc = acc * 10 + d
-            n += 1
-            if n == 4 {
-                groups.append(Int16(acc))
-                acc = 0
-                n = 0
+        // Groups of four decimal digits, aligned on the decimal point (at most 8 + 8: on the
+        // stack, not in an array allocated per row).
+        return withUnsafeTemporaryAllocation(of: Int16.self, capacity: 20) { groups in
+            var count = 0
+            let intDigits = intEnd - intStart
+            let lead = (4 - intDigits % 4) % 4
+            var acc = 0
+            var n = 0
+            for k in 0..<(lead + intDigits) {
+                let d = k < lead ? 0 : Int(text[intStart + k - lead] - UInt8(ascii: "0"))
+                acc = acc * 10 + d
+                n += 1
+                if n == 4 {
+                    groups[count] = Int16(acc)
+                    count += 1
+                    acc = 0
+                    n = 0
+                }
             }
-        }
-        var weight = groups.count - 1
-        let fracDigits = fracEnd - fracStart
-        for k in 0..<((fracDigits + 3) / 4 * 4) {
-            let d = k < fracDigits ? Int(text[fracStart + k] - UInt8(ascii: "0")) : 0
-            acc = acc * 10 + d
-            n += 1
-            if n == 4 {
-                groups.append(Int16(acc))
-                acc = 0
-                n = 0
+            var weight = count - 1
+            let fracDigits = fracEnd - fracStart
+            for k in 0..<((fracDigits + 3) / 4 * 4) {
+                let d = k < fracDigits ? Int(text[fracStart + k] - UInt8(ascii: "0")) : 0
+                acc = acc * 10 + d
+                n += 1
+                if n == 4 {
+                    groups[count] = Int16(acc)
+                    count += 1
+                    acc = 0
+                    n = 0
+                }
             }
+            var first = 0
+            while first < count && groups[first] == 0 {
+                first += 1
+                weight -= 1
+            }
+            var last = count
+            while last > first && groups[last - 1] == 0 { last -= 1 }
+            let digits = last - first
+            if digits == 0 {
+                weight = 0
+                negative = false
+            }
+            out.int32(Int32(8 + 2 * digits))
+            out.int16(Int16(digits))
+            out.int16(Int16(weight))
+            out.int16(negative ? 0x4000 : 0)
+            out.int16(Int16(fracDigits))
+            for g in first..<last { out.int16(groups[g]) }
+            return true
         }
-        var first = 0
-        while first < groups.count && groups[first] == 0 {
-            first += 1
-            weight -= 1
-        }
-        var last = groups.count
-        while last > first && groups[last - 1] == 0 { last -= 1 }
-        let digits = groups[first..<last]
-        if digits.isEmpty {
-            weight = 0
-            negative = false
-        }
-        appendInt32(Int32(8 + 2 * digits.count), &out)
-        appendInt16(Int16(digits.count), &out)
-        appendInt16(Int16(weight), &out)
-        appendInt16(negative ? 0x4000 : 0, &out)
-        appendInt16(Int16(fracDigits), &out)
-        for g in digits { appendInt16(g, &out) }
-        return true
     }
 
     /// `YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z` as microseconds since 2000-01-01 00:00 UTC.
-    static func appendTimestamp(_ text: UnsafeRawBufferPointer, _ out: inout [UInt8]) -> Bool {
+    static func appendTimestamp(_ text: UnsafeRawBufferPointer, _ out: inout TupleWriter) -> Bool {
         guard text.count >= 20, text.count <= 27, text[text.count - 1] == UInt8(ascii: "Z") else { return false }
         func number(_ at: Int, _ width: Int) -> Int? {
             var v = 0
@@ -225,8 +268,8 @@ enum CopyBinary {
         }
         let days = daysFromCivil(year, month, day) - daysFromCivil(2000, 1, 1)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)
-        appendInt32(8, &out)
-        appendInt64(seconds * 1_000_000 + Int64(micros), &out)
+        out.int32(8)
+        out.int64(seconds * 1_000_000 + Int64(micros))
         return true
     }
 

@@ -29,17 +29,21 @@ final class PendingFile {
 
     init(name: String?, spoolLimit: Int, spoolDirectory: String) {
         self.name = name
-        // Two batches live at once (one committing, one filling), each of up to three spools:
-        // small shares of memory before disk keep load's resident memory flat and low (its
-        // libraries alone are ~23 MB). A 20,000-row batch's tuples (~2 MB) still fit in memory;
-        // record and reject lines are read back only for dead letters and isolation.
-        self.copyRows = Spool(memoryLimit: min(spoolLimit, 2 << 20), directory: spoolDirectory)
-        self.recordLines = Spool(memoryLimit: min(spoolLimit, 1 << 20), directory: spoolDirectory)
-        self.rejectLines = Spool(memoryLimit: min(spoolLimit, 1 << 20), directory: spoolDirectory)
+        // Two batches live at once (one committing, one filling), each of up to three spools
+        // per file: small shares of memory before disk keep load's resident memory flat and
+        // low (its libraries alone are ~20 MB of the 25 MB it may use). A batch of small files
+        // is bounded by `LoaderConfiguration.batchMemory`; tuples are read back once (COPY),
+        // record and reject lines only for dead letters and isolation.
+        self.copyRows = Spool(memoryLimit: min(spoolLimit, 256 << 10), directory: spoolDirectory)
+        self.recordLines = Spool(memoryLimit: min(spoolLimit, 64 << 10), directory: spoolDirectory)
+        self.rejectLines = Spool(memoryLimit: min(spoolLimit, 64 << 10), directory: spoolDirectory)
         self.firstLineAt = monotonicSeconds()
     }
 
     var rowCount: Int { records + rejects }
+
+    /// Bytes of this file's lines and tuples held in memory (the rest is on disk).
+    var residentBytes: Int { copyRows.residentBytes + recordLines.residentBytes + rejectLines.residentBytes }
 
     /// Keeps a record (its COPY row, made now, and its line) or a reject (its line).
     func add(_ line: ProtocolLine, isReject: Bool) throws {
@@ -48,9 +52,15 @@ final class PendingFile {
             rejects += 1
         } else {
             if !needsTextPath {
-                try copyRows.append { out in
-                    if !CopyBinary.appendRow(from: line, into: &out) { needsTextPath = true }
+                var canonical = true
+                try copyRows.append(atMost: CopyBinary.maxTupleSize(line)) { at in
+                    guard let count = CopyBinary.writeRow(from: line, to: at) else {
+                        canonical = false
+                        return 0
+                    }
+                    return count
                 }
+                if !canonical { needsTextPath = true }
             }
             try recordLines.appendLine(line.bytes)
             records += 1

@@ -86,6 +86,9 @@ public final class LoadMetrics: Sendable {
     @inline(__always)
     public func rowRead() { rowsRead.increment() }
 
+    /// `count` rows read by load (it adds them up per file rather than per row).
+    public func rowsRead(_ count: Int) { if count > 0 { rowsRead.increment(by: Int64(count)) } }
+
     /// load started holding a source file's rows (its first line arrived).
     public func fileStarted(_ name: String) {
         let now = wallClockSeconds()
