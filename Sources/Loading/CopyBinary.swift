@@ -102,13 +102,16 @@ enum CopyBinary {
         }
     }
 
-    /// The value of one hex digit (either case), or nil.
+    /// `count` hex digits (either case) from `p`, and whether one was not a hex digit.
     @inline(__always)
-    static func hexValue(_ c: UInt8) -> UInt64? {
-        let digit = c &- UInt8(ascii: "0")
-        if digit < 10 { return UInt64(digit) }
-        let letter = (c | 0x20) &- UInt8(ascii: "a")
-        return letter < 6 ? UInt64(letter) + 10 : nil
+    static func hexDigits(_ p: UnsafePointer<UInt8>, _ count: Int, into value: inout UInt64, bad: inout Bool) {
+        for k in 0..<count {
+            let c = p[k]
+            let digit = c &- UInt8(ascii: "0")
+            let letter = (c | 0x20) &- UInt8(ascii: "a")
+            bad = bad || (digit >= 10 && letter >= 6)
+            value = value << 4 | UInt64(digit < 10 ? digit : letter &+ 10)
+        }
     }
 
     /// 8-4-4-4-12 hex digits (either case) as 16 bytes.
@@ -116,20 +119,16 @@ enum CopyBinary {
         guard text.count == 36, let p = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return false }
         guard p[8] == UInt8(ascii: "-"), p[13] == UInt8(ascii: "-"), p[18] == UInt8(ascii: "-"), p[23] == UInt8(ascii: "-")
         else { return false }
+        // Group by group, without a branch per digit (this was ~8 % of load's time per row).
         var high: UInt64 = 0
         var low: UInt64 = 0
-        var i = 0
-        var nibbles = 0
-        while i < 36 {
-            if i == 8 || i == 13 || i == 18 || i == 23 {
-                i += 1
-                continue
-            }
-            guard let v = hexValue(p[i]) else { return false }
-            if nibbles < 16 { high = high << 4 | v } else { low = low << 4 | v }
-            nibbles += 1
-            i += 1
-        }
+        var bad = false
+        hexDigits(p, 8, into: &high, bad: &bad)
+        hexDigits(p + 9, 4, into: &high, bad: &bad)
+        hexDigits(p + 14, 4, into: &high, bad: &bad)
+        hexDigits(p + 19, 4, into: &low, bad: &bad)
+        hexDigits(p + 24, 12, into: &low, bad: &bad)
+        guard !bad else { return false }
         out.int32(16)
         out.int64(Int64(bitPattern: high))
         out.int64(Int64(bitPattern: low))

@@ -1,5 +1,6 @@
 import Ingest
 import Postgres
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -33,7 +34,7 @@ public final class Spool {
     }
 
     deinit {
-        if fd >= 0 { close(fd) }
+        if fd >= 0 { SpoolFiles.shared.give(fd, directory: directory) }
         buffer.deallocate()
     }
 
@@ -111,6 +112,10 @@ public final class Spool {
 
     private func spill() throws {
         let spoolPath = directory + "/.load-spool-XXXXXX"
+        if fd < 0, let reused = SpoolFiles.shared.take(directory: directory) {
+            fd = reused
+            guard lseek(fd, 0, SEEK_SET) == 0 else { throw SystemError("lseek", errno: errno, path: directory) }
+        }
         if fd < 0 {
             fd = try waitingForSpace(at: spoolPath, needing: used) {
                 var template = Array(spoolPath.utf8CString)
@@ -153,7 +158,8 @@ public final class Spool {
                     try body(line)
                 }
             }
-            _ = lseek(fd, 0, SEEK_END)
+            // The file may be longer (a reused one): the next write goes after this spool's bytes.
+            _ = lseek(fd, off_t(onDisk), SEEK_SET)
         }
         do {
             let all = UnsafeRawBufferPointer(start: buffer, count: used)
@@ -165,5 +171,45 @@ public final class Spool {
                 start = end + 1
             }
         }
+    }
+}
+
+/// Unlinked temporary files that spools reuse, overwriting what an earlier spool left: writing
+/// over pages already in the page cache took 5.5 ms of CPU for 37.5 MB here against 130-180 ms
+/// for new pages (and new dirty pages on a slow disk throttle the writer), which made the
+/// spools' writes ~17 % of load's CPU per row before.
+final class SpoolFiles: Sendable {
+    static let shared = SpoolFiles()
+    /// Files kept for reuse at most; more are closed (and so freed).
+    static let maxIdle = 16
+    /// A file that grew larger than this (a big source file's spool) is closed, not kept: at
+    /// most 16 × 8 MiB of disk stay taken between batches.
+    static let maxKeptBytes = 8 << 20
+
+    private struct Idle {
+        var directory: String
+        var fd: Int32
+    }
+    private let idle = Mutex<[Idle]>([])
+
+    /// A file in `directory` to write over from its start, if one is idle.
+    func take(directory: String) -> Int32? {
+        idle.withLock { list in
+            guard let i = list.lastIndex(where: { $0.directory == directory }) else { return nil }
+            return list.remove(at: i).fd
+        }
+    }
+
+    /// Takes back a spool's file, or closes it.
+    func give(_ fd: Int32, directory: String) {
+        var status = stat()
+        let kept =
+            fstat(fd, &status) == 0 && Int(status.st_size) <= SpoolFiles.maxKeptBytes
+            && idle.withLock { list in
+                guard list.count < SpoolFiles.maxIdle else { return false }
+                list.append(Idle(directory: directory, fd: fd))
+                return true
+            }
+        if !kept { close(fd) }
     }
 }
