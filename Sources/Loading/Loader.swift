@@ -161,6 +161,8 @@ public final class Loader {
                 }
                 try addLoose(reject.dropLast())
             }
+            // The rows-read counter is live: brought up to date whenever the stream may pause.
+            if checkClock && rowsNotCounted > 0 { countRowsRead() }
             if readyRows >= config.batchRows || readyResident >= config.batchMemory {
                 try commit()
             } else if checkClock, let oldest = oldestReadyAt, monotonicSeconds() - oldest >= config.maxDelay {
@@ -282,8 +284,8 @@ public final class Loader {
         return file
     }
 
-    /// Adds the rows read since the last call to the metrics (per 4,096 rows and per file, not
-    /// per row: the counter's lock per row was measurable).
+    /// Adds the rows read since the last call to the metrics (per 4,096 rows, per file, and
+    /// when the stream may pause; not per row: the counter's lock per row was measurable).
     private func countRowsRead() {
         config.metrics.rowsRead(rowsNotCounted)
         rowsNotCounted = 0
