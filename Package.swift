@@ -32,10 +32,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         // load's /metrics endpoint: a Prometheus registry and exposition (on swift-metrics'
-        // CoreMetrics, pinned here) and a small HTTP server without SwiftNIO.
+        // CoreMetrics, pinned here). Its HTTP server is hand-written (Sources/Telemetry/
+        // MetricsEndpoint.swift): FlyingFox, used before, linked all of Foundation into load.
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
-        .package(url: "https://github.com/swhitty/FlyingFox", exact: "0.27.1"),
     ],
     targets: [
         // SHA-256 from the system's libcrypto (libpq-dev already brings libssl-dev).
@@ -65,7 +65,6 @@ let package = Package(
             dependencies: [
                 .product(name: "CoreMetrics", package: "swift-metrics"),  // Prometheus' own; named here for the exact pin
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "FlyingFox", package: "FlyingFox"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

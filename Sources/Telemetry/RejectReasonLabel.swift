@@ -14,7 +14,7 @@ public enum RejectReasonLabel {
     /// The label value for `reason`.
     public static func normalise(_ reason: String) -> String {
         var text = Substring(reason)
-        if let colon = text.range(of: ": ") { text = text[..<colon.lowerBound] }
+        if let colon = text.firstRange(of: ": ") { text = text[..<colon.lowerBound] }
         var out = ""
         var inDigits = false
         for ch in text.prefix(80) {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -160,6 +161,93 @@ import Glibc
         let usage = try runTool(Executables.url("load"), ["--metrics-listen", "nowhere"], stdin: Data())
         #expect(usage.status == 64)
         #expect(usage.stderr.contains("--metrics-listen: not HOST:PORT: nowhere"))
+    }
+
+    @Test func theEndpointAnswersScrapesOnly() throws {
+        try TestDatabase.with { db in
+            let load = try ServingLoad(db: db)
+            defer { load.stop() }
+            let base = load.url.replacingOccurrences(of: "/metrics", with: "")
+            #expect(try httpStatus(load.url) == "200")
+            #expect(try httpStatus(load.url + "?debug=1") == "200")
+            #expect(try httpStatus(base + "/") == "200")
+            #expect(try httpStatus(base + "/metrics/x") == "404")
+            #expect(try httpStatus(base + "/favicon.ico") == "404")
+            #expect(try httpStatus(load.url, method: "POST") == "405")
+            #expect(try httpStatus(load.url, method: "DELETE") == "405")
+            #expect(try httpStatus(load.url, method: "HEAD") == "200")
+            // Not HTTP, and a request that never ends its headers: answered, not hung on.
+            #expect(try exchange(port: load.port, "hello\r\n\r\n").hasPrefix("HTTP/1.1 400 "))
+            let huge = "GET /metrics HTTP/1.1\r\nX-Padding: " + String(repeating: "a", count: 20_000) + "\r\n\r\n"
+            #expect(try exchange(port: load.port, huge).hasPrefix("HTTP/1.1 431 "))
+            let answer = try exchange(port: load.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer.prefix(200))")
+            #expect(answer.contains("\r\nConnection: close\r\n"))
+            #expect(answer.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"))
+            #expect(answer.contains("\ningest_rows_read_total 0\n"))
+            #expect(load.isRunning)
+        }
+    }
+
+    @Test func aSilentClientDelaysNoScrape() throws {
+        try TestDatabase.with { db in
+            let load = try ServingLoad(db: db)
+            defer { load.stop() }
+            // Connects and sends nothing; another sends half a request line.
+            let silent = try LoopbackConnection(port: load.port)
+            let halfway = try LoopbackConnection(port: load.port)
+            try halfway.send("GET /metr")
+            let started = Date()
+            let samples = try scrape(load.url)
+            #expect(samples["ingest_rows_read_total"] == 0)
+            #expect(Date().timeIntervalSince(started) < 3, "a scrape waited for the silent clients")
+            // The endpoint drops both at its read timeout (5 s), without an answer.
+            #expect(try silent.receiveAll(timeout: 20) == "")
+            #expect(try halfway.receiveAll(timeout: 20) == "")
+            #expect(Date().timeIntervalSince(started) < 15)
+            #expect(try httpStatus(load.url) == "200")
+        }
+    }
+
+    @Test func concurrentScrapesEachGetTheWholeExposition() throws {
+        try TestDatabase.with { db in
+            let load = try ServingLoad(db: db)
+            defer { load.stop() }
+            // Interleaved by hand: the first request completes after the second was answered.
+            let first = try LoopbackConnection(port: load.port)
+            let second = try LoopbackConnection(port: load.port)
+            try first.send("GET /metrics HTTP/1.1\r\n")
+            try second.send("GET /metrics HTTP/1.1\r\n\r\n")
+            let secondAnswer = try second.receiveAll(timeout: 10)
+            try first.send("Host: x\r\n\r\n")
+            let firstAnswer = try first.receiveAll(timeout: 10)
+            for answer in [firstAnswer, secondAnswer] {
+                #expect(answer.hasPrefix("HTTP/1.1 200 OK"), "\(answer.prefix(200))")
+                #expect(answer.hasSuffix("\n") && answer.contains("ingest_oldest_pending_age_seconds"))
+            }
+            // And two real clients at once.
+            let results = Mutex<[[String: Double]]>([])
+            let url = load.url
+            DispatchQueue.concurrentPerform(iterations: 2) { _ in
+                let samples = (try? scrape(url)) ?? [:]
+                results.withLock { $0.append(samples) }
+            }
+            let both = results.withLock { $0 }
+            #expect(both.count == 2)
+            for samples in both {
+                #expect(samples["ingest_rows_read_total"] == 0, "\(samples)")
+                #expect(samples["ingest_files_pending"] == 0)
+            }
+        }
+    }
+
+    @Test func anIPv6AddressIsServed() throws {
+        try TestDatabase.with { db in
+            let load = try ServingLoad(db: db, listen: "[::1]:0")
+            defer { load.stop() }
+            #expect(load.url.hasPrefix("http://[::1]:"), "\(load.url)")
+            #expect(try scrape(load.url)["ingest_rows_read_total"] == 0)
+        }
     }
 
     @Test func watchWritesProgressBeforeEachFile() throws {
@@ -366,6 +454,121 @@ final class TemporaryFolder: @unchecked Sendable {
     }
     deinit { try? FileManager.default.removeItem(at: url) }
     func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+}
+
+/// load with `--metrics-listen` on a free port, its input held open until `stop()`.
+final class ServingLoad {
+    let process = Process()
+    let input = Pipe()
+    let folder: TemporaryFolder
+    let url: String
+    let port: UInt16
+
+    init(db: TestDatabase, listen: String = "127.0.0.1:0") throws {
+        let folder = try TemporaryFolder("serving")
+        let log = folder.path("load.err")
+        process.executableURL = Executables.url("load")
+        process.arguments = [
+            "--db", db.conninfo, "--metrics-listen", listen, "--incoming", folder.path("in"),
+            "--bad-records", folder.path("bad"), "--archive", folder.path("done"), "--log-level", "trace",
+        ]
+        process.standardInput = input
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        try process.run()
+        let process = self.process
+        var found: String?
+        _ = eventually(timeout: 60) {
+            found = metricsURL(in: (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+            return found != nil || !process.isRunning
+        }
+        guard let found, let colon = found.lastIndex(of: ":"),
+            let port = UInt16(found[found.index(after: colon)...].prefix { $0.isNumber })
+        else {
+            try? input.fileHandleForWriting.close()
+            process.waitUntilExit()
+            throw TestDatabaseError(
+                "load never said where its metrics are: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        }
+        (self.folder, url, self.port) = (folder, found, port)
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    func stderr() -> String { (try? String(contentsOfFile: folder.path("load.err"), encoding: .utf8)) ?? "" }
+
+    func stop() {
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+}
+
+/// A raw TCP connection to 127.0.0.1, for what curl will not send.
+final class LoopbackConnection {
+    let fd: Int32
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, connected == 0 else {
+            let problem = String(cString: strerror(errno))
+            if fd >= 0 { close(fd) }
+            throw TestDatabaseError("connect to port \(port): \(problem)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw TestDatabaseError("send: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+    }
+
+    /// Everything until the other side closes; throws when it has not closed within `timeout` seconds.
+    func receiveAll(timeout: Double) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { throw TestDatabaseError("not closed within \(timeout) s; got \(received.count) bytes") }
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, Int32(left * 1000) + 1) > 0 else { continue }
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            received += chunk[..<n]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+}
+
+/// Sends `request` on a new connection and returns all of the answer.
+func exchange(port: UInt16, _ request: String) throws -> String {
+    let connection = try LoopbackConnection(port: port)
+    try connection.send(request)
+    return try connection.receiveAll(timeout: 10)
+}
+
+/// The HTTP status code curl got for `method url` (`200`, `404`).
+func httpStatus(_ url: String, method: String = "GET") throws -> String {
+    var arguments = ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", url]
+    arguments += method == "HEAD" ? ["-I"] : ["-X", method]
+    let r = try runTool(URL(fileURLWithPath: "/usr/bin/curl"), arguments, timeout: 30)
+    guard r.status == 0 else { throw TestDatabaseError("\(method) \(url): curl exit \(r.status): \(r.stderr)") }
+    return r.stdout
 }
 
 /// `http://…/metrics` from load's "metrics at …" log line.
