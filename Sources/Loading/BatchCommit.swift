@@ -354,24 +354,18 @@ struct BatchCommit {
         }
     }
 
+    /// Dead letters, file by file: the NDJSON file, then the table rows in one COPY. Each
+    /// pass reads the reject lines again from their spool rather than holding them: a file of
+    /// 500,000 rejects must not become 300 MB of memory.
     private func writeDeadLetters(
         _ conn: PostgresConnection, skip: [Bool], refused: [Int: [(line: [UInt8], reason: RejectReason)]],
         checkpointID: [Int: String]
     ) throws -> [String: Int] {
-        var rows: [UInt8] = []
         var decoder = LineDecoder()
-        var tally = RejectReasonTally()
-        for (i, file) in files.enumerated() where !skip[i] {
-            guard file.rejects > 0 || refused[i] != nil else { continue }
-            var ndjson: [UInt8] = []
-            func add(_ rejectLine: UnsafeRawBufferPointer) {
-                ndjson.append(contentsOf: rejectLine)
-                ndjson.append(0x0A)
-                guard let line = try? decoder.decode(rejectLine) else { return }
-                tally.add(line)
-                appendBadRecordRow(line, file: file.name, checkpoint: checkpointID[i], into: &rows)
-            }
-            try file.rejectLines.forEachLine { add($0) }
+        let newline: [UInt8] = [0x0A]
+        /// The file's reject lines, then its records the server refused, made rejects.
+        func forEachReject(_ i: Int, _ file: PendingFile, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+            try file.rejectLines.forEachLine(body)
             for (record, reason) in refused[i] ?? [] {
                 var reject: [UInt8] = []
                 record.withUnsafeBytes { raw in
@@ -379,14 +373,39 @@ struct BatchCommit {
                         LineEncoder.appendReject(from: line, reasons: [reason], into: &reject)
                     }
                 }
+                guard !reject.isEmpty else { continue }
                 reject.removeLast()
-                reject.withUnsafeBytes { add($0) }
+                try reject.withUnsafeBytes { try body($0) }
             }
-            let name = deadLetterName(for: file)
-            try config.badRecords.writeAtomically(name, ndjson)
         }
-        guard !rows.isEmpty else { return tally.counts }
-        _ = try conn.copyIn(sql.copyBadRecords) { copy in try copy.send(rows) }
+        let withRejects = files.indices.filter { !skip[$0] && (files[$0].rejects > 0 || refused[$0] != nil) }
+        for i in withRejects {
+            let file = files[i]
+            try config.badRecords.writeAtomically(deadLetterName(for: file), expectedBytes: file.rejectLines.byteCount) { write in
+                try forEachReject(i, file) { line in
+                    try write(line)
+                    try newline.withUnsafeBytes { try write($0) }
+                }
+            }
+        }
+        var tally = RejectReasonTally()
+        guard !withRejects.isEmpty else { return tally.counts }
+        _ = try conn.copyIn(sql.copyBadRecords) { copy in
+            var rows: [UInt8] = []
+            for i in withRejects {
+                let file = files[i]
+                try forEachReject(i, file) { rejectLine in
+                    guard let line = try? decoder.decode(rejectLine) else { return }
+                    tally.add(line)
+                    appendBadRecordRow(line, file: file.name, checkpoint: checkpointID[i], into: &rows)
+                    if rows.count >= 1 << 16 {
+                        try copy.send(rows)
+                        rows.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+            if !rows.isEmpty { try copy.send(rows) }
+        }
         return tally.counts
     }
 

@@ -51,19 +51,48 @@ public struct ContainedFolder: Sendable {
     /// A full disk is waited out (``waitingForSpace(at:needing:logger:_:)``), the whole write
     /// repeated from the start.
     public func writeAtomically(_ name: String, _ bytes: [UInt8]) throws {
+        try writeAtomically(name, expectedBytes: bytes.count) { write in try bytes.withUnsafeBytes { try write($0) } }
+    }
+
+    /// Writes what `produce` passes to its writer as the file `name`, atomically (a temporary
+    /// file, fsync, rename) and in 64 KiB pieces, so a file of any size never sits in memory.
+    /// On a full disk the whole file is written again once there is room: `produce` must give
+    /// the same bytes each time.
+    public func writeAtomically(
+        _ name: String, expectedBytes: Int = 1 << 16,
+        _ produce: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
         guard let target = child(name) else { throw SystemError("write", errno: EINVAL, path: name) }
-        try waitingForSpace(at: target, needing: bytes.count) {
+        try waitingForSpace(at: target, needing: expectedBytes) {
             try create()
-            try writeAtomicallyOnce(target: target, temporary: path + "/." + name + ".tmp", bytes)
+            try writeAtomicallyOnce(target: target, temporary: path + "/." + name + ".tmp", produce)
         }
     }
 
-    private func writeAtomicallyOnce(target: String, temporary: String, _ bytes: [UInt8]) throws {
+    private func writeAtomicallyOnce(
+        target: String, temporary: String, _ produce: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SystemError("open", errno: errno, path: temporary) }
         do {
             do {
-                try bytes.withUnsafeBytes { try writeAll(fd, $0) }
+                let chunk = 1 << 16
+                let pending = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+                defer { pending.deallocate() }
+                var count = 0
+                try produce { bytes in
+                    if count + bytes.count > chunk && count > 0 {
+                        try writeAll(fd, UnsafeRawBufferPointer(start: pending, count: count))
+                        count = 0
+                    }
+                    if bytes.count >= chunk {
+                        try writeAll(fd, bytes)
+                    } else if let base = bytes.baseAddress {
+                        (pending + count).copyMemory(from: base, byteCount: bytes.count)
+                        count += bytes.count
+                    }
+                }
+                if count > 0 { try writeAll(fd, UnsafeRawBufferPointer(start: pending, count: count)) }
             } catch let error as SystemError {
                 throw SystemError(error.call, errno: error.errno, path: temporary)
             }

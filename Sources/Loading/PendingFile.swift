@@ -30,13 +30,14 @@ final class PendingFile {
     init(name: String?, spoolLimit: Int, spoolDirectory: String) {
         self.name = name
         // Two batches live at once (one committing, one filling), each of up to three spools
-        // per file: small shares of memory before disk keep load's resident memory flat and
-        // low (its libraries alone are ~20 MB of the 25 MB it may use). A batch of small files
-        // is bounded by `LoaderConfiguration.batchMemory`; tuples are read back once (COPY),
-        // record and reject lines only for dead letters and isolation.
-        self.copyRows = Spool(memoryLimit: min(spoolLimit, 256 << 10), directory: spoolDirectory)
-        self.recordLines = Spool(memoryLimit: min(spoolLimit, 64 << 10), directory: spoolDirectory)
-        self.rejectLines = Spool(memoryLimit: min(spoolLimit, 64 << 10), directory: spoolDirectory)
+        // per file: small shares of memory before disk (a reused, page-cached file: cheap)
+        // keep load's resident memory flat and low: its libraries alone are ~23 MB of the 25 MB
+        // it may use. A 50-row file stays in memory; a batch of small files is bounded by
+        // `LoaderConfiguration.batchMemory`. Tuples are read back once (COPY), record and
+        // reject lines only for dead letters and isolation.
+        self.copyRows = Spool(memoryLimit: min(spoolLimit, 64 << 10), directory: spoolDirectory)
+        self.recordLines = Spool(memoryLimit: min(spoolLimit, 16 << 10), directory: spoolDirectory)
+        self.rejectLines = Spool(memoryLimit: min(spoolLimit, 16 << 10), directory: spoolDirectory)
         self.firstLineAt = monotonicSeconds()
     }
 

@@ -87,14 +87,14 @@ public final class Spool {
         try spillIfFull()
     }
 
-    /// Calls `body` with the spool's bytes in order, in chunks of up to 256 KiB (disk) or all
+    /// Calls `body` with the spool's bytes in order, in chunks of up to 64 KiB (disk) or all
     /// at once (memory); chunk boundaries fall anywhere.
     public func forEachChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         if fd >= 0 {
             let copy = dup(fd)
             guard copy >= 0 else { throw SystemError("dup", errno: errno) }
             defer { close(copy) }
-            let size = 1 << 18
+            let size = Spool.diskChunk
             let chunk = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
             defer { chunk.deallocate() }
             var offset: off_t = 0
