@@ -40,8 +40,8 @@ public final class LineReader {
     public let fd: Int32
     public let maxLineLength: Int
     // `@exclusivity(unchecked)`: a reader is used by one thread, one call at a time, and the
-    // dynamic checks of these class fields cost ~230 instructions per line (3 per line at ~76
-    // each, callgrind of `validate`), as much as framing the line.
+    // dynamic checks of these class fields cost ~150 instructions per line (`next()` and
+    // `lastLineUnterminated`, ~76 each, callgrind of `validate`), as much as framing the line.
     @exclusivity(unchecked) private var buffer: UnsafeMutableRawPointer
     @exclusivity(unchecked) private var capacity: Int
     @exclusivity(unchecked) private var start = 0

@@ -101,13 +101,13 @@ struct DuplicateTracker {
 /// A set of event ids, exact (16 bytes compared, never a false match), in 64 open-addressing
 /// shards that grow one at a time.
 ///
-/// Why not `Set<EventID>`: a Swift set doubles, holding the old and the new storage at once, so
-/// 500,000 ids peaked at ≈ 24 MB over the 16 bytes each (validate's RSS: 39 MB on a 300 MB
-/// file); it also hashes each id with SipHash (~700 instructions per insert here). A shard grows
-/// by half when 85 % full, so growth holds two copies of one 64th of the set; its last growth
-/// is fitted to `expectedCount`, so a full table uses ≈ 20 bytes per id. The hash is a multiply-xorshift with a per-process random seed:
-/// ids from a file are not trusted to be random, and a fixed hash would let crafted ids pile
-/// into one probe chain.
+/// Why not `Set<EventID>`: a Swift set doubles, holding the old and the new storage at once,
+/// so 500,000 ids took ≈ 25 MB at the peak (validate's RSS: 39.8 MB on a 300 MB file, 14.7 MB
+/// for `--help`); it also hashes each id with SipHash (~700 instructions per insert here, ~270
+/// now). A shard grows by half when 85 % full, so growth holds two copies of one 64th of the
+/// set; its last growth is fitted to `expectedCount`, so a full table uses ≈ 20 bytes per id.
+/// The hash is a multiply-xorshift with a per-process random seed: ids from a file are not
+/// trusted to be random, and a fixed hash would let crafted ids pile into one probe chain.
 final class EventIDTable {
     private struct Shard {
         var slots: UnsafeMutablePointer<EventID>?
