@@ -55,10 +55,12 @@ public enum ProtocolKey: Int, CaseIterable, Sendable {
     static func classify(_ p: UnsafePointer<UInt8>, _ n: Int) -> ProtocolKey? {
         let r = UnsafeRawPointer(p)
         @inline(__always) func short() -> UInt64 {  // 4...8 bytes: first four, last four
-            UInt64(r.loadUnaligned(as: UInt32.self)) | UInt64(r.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)) << 32
+            UInt64(UInt32(littleEndian: r.loadUnaligned(as: UInt32.self)))
+                | UInt64(UInt32(littleEndian: r.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))) << 32
         }
         @inline(__always) func long(_ first: UInt64, _ last: UInt64) -> Bool {  // 8...16 bytes
-            r.loadUnaligned(as: UInt64.self) == first && r.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self) == last
+            UInt64(littleEndian: r.loadUnaligned(as: UInt64.self)) == first
+                && UInt64(littleEndian: r.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) == last
         }
         // The constants are the keys' bytes read little-endian the same way ("kind" twice,
         // "bytes" as "byte" then "ytes", …).
