@@ -24,6 +24,9 @@ public struct JSONMember: Sendable {
     public var kind: JSONKind
     /// For strings: true when the text holds a backslash escape.
     public var valueEscaped: Bool
+    /// The `ProtocolKey` raw value the key names, or -1: classified while scanning, so a
+    /// decoded line needs no second pass over its keys.
+    var protocolKey: Int8 = -1
 }
 
 /// Why a line is not a JSON object.
@@ -45,6 +48,8 @@ public struct JSONObjectScanner {
     public private(set) var members: [JSONMember] = []
     /// Nesting limit, so hostile input cannot exhaust the stack.
     public var maxDepth = 256
+    /// For each `ProtocolKey`, the index of its member in `members` (the last if repeated).
+    private(set) var keySlots = ProtocolKeySlots()
 
     public init() {
         members.reserveCapacity(16)
@@ -53,6 +58,7 @@ public struct JSONObjectScanner {
     /// Scans `line`, which must hold exactly one JSON object (surrounding whitespace allowed).
     public mutating func scan(_ line: UnsafeRawBufferPointer) throws(JSONSyntaxError) {
         members.removeAll(keepingCapacity: true)
+        keySlots = ProtocolKeySlots()
         guard let base = line.baseAddress, line.count > 0 else {
             throw JSONSyntaxError(offset: 0, problem: "empty line")
         }
@@ -77,11 +83,21 @@ public struct JSONObjectScanner {
                 c.i += 1
                 c.skipSpace()
                 let valueStart = c.i
-                let (kind, escaped) = try c.value(depth: 1)
+                let kind: JSONKind
+                let escaped: Bool
+                if c.peek == UInt8(ascii: "\"") {  // most values: no call through `value`
+                    kind = .string
+                    escaped = try c.string()
+                } else {
+                    (kind, escaped) = try c.value(depth: 1)
+                }
+                let key = ProtocolKey.classify(c.p + keyStart, keyEnd - keyStart, escaped: keyEscaped)
+                if let key { keySlots[key] = members.count }
                 members.append(
                     JSONMember(
                         keyStart: keyStart, keyEnd: keyEnd, keyEscaped: keyEscaped,
-                        valueStart: valueStart, valueEnd: c.i, kind: kind, valueEscaped: escaped))
+                        valueStart: valueStart, valueEnd: c.i, kind: kind, valueEscaped: escaped,
+                        protocolKey: Int8(truncatingIfNeeded: key?.rawValue ?? -1)))
                 c.skipSpace()
                 if c.peek == UInt8(ascii: ",") {
                     c.i += 1
@@ -188,14 +204,42 @@ private struct Cursor {
     }
 
     /// Scans a string starting at its opening quote; returns whether it holds escapes.
+    ///
+    /// Inlined fast path for plain ASCII strings (keys, ids, timestamps: most of a line), eight
+    /// bytes at a time; the lowest byte `plainASCIIMask` flags is exact, so the run ends there
+    /// without a byte loop. Anything else (escapes, UTF-8, the last bytes of a line) goes to
+    /// `stringRest`. Callgrind of `validate`, 10,000 lines of ~208 bytes: `scan` with its key
+    /// classification went from ~3,870 to ~2,420 instructions per line.
+    @inline(__always)
     mutating func string() throws(JSONSyntaxError) -> Bool {
         i += 1
+        while i + 8 <= n {
+            let mask = plainASCIIMask(UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)))
+            if mask != 0 {
+                i += mask.trailingZeroBitCount >> 3
+                if p[i] == UInt8(ascii: "\"") {
+                    i += 1
+                    return false
+                }
+                break
+            }
+            i += 8
+        }
+        return try stringRest()
+    }
+
+    /// The rest of a string from `i` (inside it), byte by byte where needed.
+    @inline(never)
+    mutating func stringRest() throws(JSONSyntaxError) -> Bool {
         var escaped = false
         while true {
-            // Fast run over plain ASCII, eight bytes at a time: strings are most of a line.
             while i + 8 <= n {
                 let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
-                if plainASCIIMask(w) != 0 { break }
+                let mask = plainASCIIMask(UInt64(littleEndian: w))
+                if mask != 0 {
+                    i += mask.trailingZeroBitCount >> 3
+                    break
+                }
                 i += 8
             }
             while i < n {

@@ -36,41 +36,93 @@ public enum ProtocolKey: Int, CaseIterable, Sendable {
         rawValue >= ProtocolKey.eventID.rawValue ? EventField(rawValue: rawValue - ProtocolKey.eventID.rawValue) : nil
     }
 
+    /// Classifies a scanned key (inside its quotes); nil for keys the protocol does not know.
+    @inline(__always)
+    static func classify(_ p: UnsafePointer<UInt8>, _ n: Int, escaped: Bool) -> ProtocolKey? {
+        if !escaped { return classify(p, n) }
+        var plain: [UInt8] = []
+        unescapeJSONString(UnsafeRawBufferPointer(start: p, count: n), into: &plain)
+        return plain.withUnsafeBufferPointer { $0.baseAddress.flatMap { classify($0, plain.count) } }
+    }
+
     /// Classifies raw (unescaped) key bytes; nil for keys the protocol does not know.
+    ///
+    /// Compares whole words loaded from the key (two overlapping loads cover any length up to
+    /// 16) with constants, instead of one `memcmp` per candidate, during the scan instead of a
+    /// second pass: ~21 instead of ~31 instructions per key, and every member of every line
+    /// passes here.
     @inline(__always)
     static func classify(_ p: UnsafePointer<UInt8>, _ n: Int) -> ProtocolKey? {
-        @inline(__always) func eq(_ s: StaticString) -> Bool {
-            n == s.utf8CodeUnitCount && memcmp(p, s.utf8Start, n) == 0
+        let r = UnsafeRawPointer(p)
+        @inline(__always) func short() -> UInt64 {  // 4...8 bytes: first four, last four
+            UInt64(UInt32(littleEndian: r.loadUnaligned(as: UInt32.self)))
+                | UInt64(UInt32(littleEndian: r.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))) << 32
         }
+        @inline(__always) func long(_ first: UInt64, _ last: UInt64) -> Bool {  // 8...16 bytes
+            UInt64(littleEndian: r.loadUnaligned(as: UInt64.self)) == first
+                && UInt64(littleEndian: r.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) == last
+        }
+        // The constants are the keys' bytes read little-endian the same way ("kind" twice,
+        // "bytes" as "byte" then "ytes", …).
         switch n {
-        case 3: return eq("raw") ? .raw : nil
+        case 3: return p[0] == UInt8(ascii: "r") && p[1] == UInt8(ascii: "a") && p[2] == UInt8(ascii: "w") ? .raw : nil
         case 4:
-            if eq("kind") { return .kind }
-            if eq("file") { return .file }
-            if eq("line") { return .line }
-            if eq("rows") { return .rows }
-            if eq("seen") { return .seen }
-            return nil
+            switch short() {
+            case 0x646e_696b_646e_696b: return .kind
+            case 0x656c_6966_656c_6966: return .file
+            case 0x656e_696c_656e_696c: return .line
+            case 0x7377_6f72_7377_6f72: return .rows
+            case 0x6e65_6573_6e65_6573: return .seen
+            default: return nil
+            }
         case 5:
-            if eq("bytes") { return .bytes }
-            if eq("price") { return .price }
-            if eq("inode") { return .inode }
-            return nil
-        case 6: return eq("sha256") ? .sha256 : nil
+            switch short() {
+            case 0x7365_7479_6574_7962: return .bytes
+            case 0x6563_6972_6369_7270: return .price
+            case 0x6564_6f6e_646f_6e69: return .inode
+            default: return nil
+            }
+        case 6: return short() == 0x3635_3261_3261_6873 ? .sha256 : nil
         case 7:
-            if eq("reasons") { return .reasons }
-            if eq("user_id") { return .userID }
-            return nil
+            switch short() {
+            case 0x736e_6f73_7361_6572: return .reasons
+            case 0x6469_5f72_7265_7375: return .userID
+            default: return nil
+            }
         case 8:
-            if eq("event_id") { return .eventID }
-            if eq("mtime_ns") { return .mtimeNs }
-            return nil
+            switch short() {
+            case 0x6469_5f74_6e65_7665: return .eventID
+            case 0x736e_5f65_6d69_746d: return .mtimeNs
+            default: return nil
+            }
         case 10:
-            if eq("product_id") { return .productID }
-            if eq("event_type") { return .eventType }
+            if long(0x5f74_6375_646f_7270, 0x6469_5f74_6375_646f) { return .productID }
+            if long(0x7974_5f74_6e65_7665, 0x6570_7974_5f74_6e65) { return .eventType }
             return nil
-        case 15: return eq("event_timestamp") ? .eventTimestamp : nil
+        case 15: return long(0x6974_5f74_6e65_7665, 0x706d_6174_7365_6d69) ? .eventTimestamp : nil
         default: return nil
+        }
+    }
+}
+
+/// For each `ProtocolKey`, the index of the member holding it, or -1: a fixed tuple, so a
+/// lookup is an index, not a search or a dictionary.
+struct ProtocolKeySlots {
+    private var slots:
+        (Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int32) =
+            (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
+
+    /// By a `ProtocolKey` raw value, which must be valid.
+    subscript(rawKey key: Int) -> Int {
+        @inline(__always) get { withUnsafeBytes(of: slots) { Int($0.load(fromByteOffset: key * 4, as: Int32.self)) } }
+    }
+
+    subscript(key: ProtocolKey) -> Int {
+        @inline(__always) get { withUnsafeBytes(of: slots) { Int($0.load(fromByteOffset: key.rawValue * 4, as: Int32.self)) } }
+        @inline(__always) set {
+            withUnsafeMutableBytes(of: &slots) {
+                $0.storeBytes(of: Int32(truncatingIfNeeded: newValue), toByteOffset: key.rawValue * 4, as: Int32.self)
+            }
         }
     }
 }
@@ -90,42 +142,43 @@ public struct ProtocolLine {
     public let bytes: UnsafeRawBufferPointer
     public let members: [JSONMember]
     /// For each `ProtocolKey`, the index of its member (the last one if repeated), or -1.
-    private var slots: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int)
+    let slots: ProtocolKeySlots
 
-    init(bytes: UnsafeRawBufferPointer, members: [JSONMember]) {
+    init(bytes: UnsafeRawBufferPointer, members: [JSONMember], slots: ProtocolKeySlots) {
         self.bytes = bytes
         self.members = members
-        slots = (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
-        let base = bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        withUnsafeMutableBytes(of: &slots) { raw in
-            let s = raw.bindMemory(to: Int.self)
-            for (index, m) in members.enumerated() {
-                let key: ProtocolKey?
-                if m.keyEscaped {
-                    var plain: [UInt8] = []
-                    unescapeJSONString(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), into: &plain)
-                    key = plain.withUnsafeBufferPointer { ProtocolKey.classify($0.baseAddress ?? base, $0.count) }
-                } else {
-                    key = ProtocolKey.classify(base + m.keyStart, m.keyEnd - m.keyStart)
-                }
-                if let key { s[key.rawValue] = index }
-            }
+        self.slots = slots
+    }
+
+    /// From a scanner's members alone (their keys were classified while scanning).
+    init(bytes: UnsafeRawBufferPointer, members: [JSONMember]) {
+        var slots = ProtocolKeySlots()
+        for (index, m) in members.enumerated() {
+            if let key = ProtocolKey(rawValue: Int(m.protocolKey)) { slots[key] = index }
         }
+        self.init(bytes: bytes, members: members, slots: slots)
     }
 
     /// The member holding `key`, if present.
     @inline(__always)
     public func member(_ key: ProtocolKey) -> JSONMember? {
-        let index = withUnsafeBytes(of: slots) { $0.bindMemory(to: Int.self)[key.rawValue] }
+        let index = slots[key]
         return index >= 0 ? members[index] : nil
     }
+
+    /// The index in `members` of the member holding `key`, or -1.
+    @inline(__always)
+    func memberIndex(_ key: ProtocolKey) -> Int { slots[key] }
 
     public var kind: LineKind {
         guard let m = member(.kind) else { return .record }
         guard m.kind == .string else { return .other(String(decoding: span(m), as: UTF8.self)) }
         return withStringBytes(m) { text -> LineKind in
+            // A byte loop, not `memcmp`: the words are short and every line asks.
             @inline(__always) func equals(_ word: StaticString) -> Bool {
-                text.count == word.utf8CodeUnitCount && memcmp(text.baseAddress!, word.utf8Start, text.count) == 0
+                guard text.count == word.utf8CodeUnitCount else { return false }
+                for k in 0..<text.count where text[k] != word.utf8Start[k] { return false }
+                return true
             }
             if equals("record") { return .record }
             if equals("reject") { return .reject }
@@ -203,6 +256,6 @@ public struct LineDecoder {
     /// Scans `bytes` (one line, no newline). The result borrows `bytes`.
     public mutating func decode(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> ProtocolLine {
         try scanner.scan(bytes)
-        return ProtocolLine(bytes: bytes, members: scanner.members)
+        return ProtocolLine(bytes: bytes, members: scanner.members, slots: scanner.keySlots)
     }
 }

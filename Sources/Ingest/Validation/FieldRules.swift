@@ -61,6 +61,28 @@ public struct EventID: Hashable, Sendable {
         }
     }
 
+    /// Writes the canonical lowercase form (36 bytes) at `p`; returns 36.
+    @inline(__always)
+    func writeText(to p: UnsafeMutablePointer<UInt8>) -> Int {
+        let digits: StaticString = "0123456789abcdef"
+        let d = digits.utf8Start
+        @inline(__always) func hex(_ word: UInt64, _ firstNibble: Int, _ count: Int, _ at: Int) {
+            for k in 0..<count {
+                p[at + k] = d[Int(truncatingIfNeeded: (word >> UInt64(60 - (firstNibble + k) * 4)) & 0xF)]
+            }
+        }
+        hex(high, 0, 8, 0)
+        p[8] = UInt8(ascii: "-")
+        hex(high, 8, 4, 9)
+        p[13] = UInt8(ascii: "-")
+        hex(high, 12, 4, 14)
+        p[18] = UInt8(ascii: "-")
+        hex(low, 0, 4, 19)
+        p[23] = UInt8(ascii: "-")
+        hex(low, 4, 12, 24)
+        return 36
+    }
+
     public var text: String {
         var out: [UInt8] = []
         appendText(to: &out)

@@ -1,0 +1,189 @@
+import Generating
+import Testing
+
+@testable import Ingest
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The hand-tuned pieces of the decode side against slow, obvious references.
+@Suite struct DecodeFastPathTests {
+    /// Every string length and every position of a special byte, near and far from the end
+    /// of the line: the word-at-a-time run must stop exactly where a byte loop would.
+    @Test func stringScanStopsWhereAByteLoopWould() throws {
+        let specials: [(text: String, valid: Bool)] = [
+            ("\\\"", true), ("\\\\", true), ("\\n", true), ("\\u00e9", true), ("é", true), ("€", true), ("😀", true),
+            ("\u{1}", false), ("\t", false), ("\\x", false),
+        ]
+        for length in 0..<40 {
+            for tail in ["}", ",\"z\":1}", ",\"zzzzzzzzzzzzzzzz\":\"zzzzzzzzzzzz\"}"] {
+                let plain = String(repeating: "a", count: length)
+                try expectScan("{\"k\":\"\(plain)\"\(tail)", value: "\"\(plain)\"", escaped: false)
+                for position in 0...length {
+                    for special in specials {
+                        let text = String(plain.prefix(position)) + special.text + String(plain.dropFirst(position))
+                        let line = "{\"k\":\"\(text)\"\(tail)"
+                        if special.valid {
+                            try expectScan(line, value: "\"\(text)\"", escaped: special.text.hasPrefix("\\"))
+                        } else {
+                            var scanner = JSONObjectScanner()
+                            let bytes = Array(line.utf8)
+                            #expect(throws: JSONSyntaxError.self, "\(line)") { try bytes.withUnsafeBytes { try scanner.scan($0) } }
+                        }
+                    }
+                }
+            }
+        }
+        // A string cut off by the end of the line, at every length.
+        for length in 0..<20 {
+            var scanner = JSONObjectScanner()
+            let bytes = Array("{\"k\":\"\(String(repeating: "a", count: length))".utf8)
+            #expect(throws: JSONSyntaxError.self) { try bytes.withUnsafeBytes { try scanner.scan($0) } }
+        }
+    }
+
+    private func expectScan(_ line: String, value: String, escaped: Bool) throws {
+        var scanner = JSONObjectScanner()
+        let bytes = Array(line.utf8)
+        try bytes.withUnsafeBytes { raw in
+            try scanner.scan(raw)
+            let m = scanner.members[0]
+            #expect(String(decoding: raw[m.valueStart..<m.valueEnd], as: UTF8.self) == value, "\(line)")
+            #expect(m.valueEscaped == escaped, "\(line)")
+            #expect(scanner.members.count == (line.hasSuffix(",\"z\":1}") || line.hasSuffix("zz\"}") ? 2 : 1))
+        }
+    }
+
+    /// Every protocol key is found by its name, escaped or not, and near misses are not.
+    @Test func keyClassificationMatchesNames() throws {
+        for key in ProtocolKey.allCases {
+            let name = key.name.description
+            #expect(classify(name) == key, "\(name)")
+            // The same key with its first letter escaped.
+            let first = Array(name.utf8)[0]
+            let hex = Array("0123456789abcdef".utf8)
+            let escaped = "\\u00" + String(decoding: [hex[Int(first >> 4)], hex[Int(first & 0xF)]], as: UTF8.self) + name.dropFirst()
+            #expect(classify(escaped) == key, "\(escaped)")
+            // Every one-byte change, a byte more and a byte less.
+            var bytes = Array(name.utf8)
+            for i in bytes.indices {
+                let saved = bytes[i]
+                bytes[i] = saved ^ 0x01
+                #expect(classify(String(decoding: bytes, as: UTF8.self)) == nil, "\(bytes)")
+                bytes[i] = saved
+            }
+            #expect(classify(name + "x") == nil)
+            #expect(classify(String(name.dropLast())) == nil)
+            #expect(classify(name.uppercased()) == nil)
+        }
+        #expect(classify("\\u006bind") == .kind)
+        #expect(classify("\\u0065vent_timestamp") == .eventTimestamp)
+        #expect(classify("") == nil)
+    }
+
+    private func classify(_ key: String) -> ProtocolKey? {
+        var scanner = JSONObjectScanner()
+        let bytes = Array("{\"\(key)\":1}".utf8)
+        return bytes.withUnsafeBytes { raw -> ProtocolKey? in
+            guard (try? scanner.scan(raw)) != nil else { return nil }
+            let line = ProtocolLine(bytes: raw, members: scanner.members, slots: scanner.keySlots)
+            return ProtocolKey.allCases.first { line.member($0) != nil }
+        }
+    }
+
+    /// The id table answers as `Set<EventID>` does, for random ids, ids differing in few
+    /// bits, the nil UUID, and across many growths of its shards.
+    @Test func eventIDTableAgreesWithASet() {
+        var rng = SplitMix64(seed: 42)
+        var ids: [EventID] = [EventID(high: 0, low: 0), EventID(high: 0, low: 1), EventID(high: 1, low: 0)]
+        for k in 0..<30_000 { ids.append(EventID(high: 0, low: UInt64(k) << 1)) }  // sequential, even only
+        for k in 0..<30_000 { ids.append(EventID(high: UInt64(k) << 48, low: 7)) }  // only high bits differ
+        for _ in 0..<60_000 { ids.append(EventID(high: rng.next(), low: rng.next())) }
+        for expected in [1, 1000, 250_000] {
+            let table = EventIDTable(expectedCount: expected)
+            var reference = Set<EventID>()
+            for (index, id) in ids.enumerated() {
+                // Ask about ids not yet inserted (and some already), then insert, some twice.
+                let probe = ids[(index * 7919) % ids.count]
+                #expect(table.contains(probe) == reference.contains(probe))
+                #expect(table.insert(id) == reference.insert(id).inserted)
+                if index % 3 == 0 { #expect(!table.insert(id)) }
+            }
+            #expect(table.count == reference.count)
+            #expect(ids.allSatisfy { table.contains($0) })
+            #expect(!table.contains(EventID(high: 3, low: 1)))
+            #expect(!table.contains(EventID(high: 0, low: 3)))
+        }
+    }
+
+    @Test func nilUUIDIsAnIDLikeAnyOther() {
+        let zero = recordJSON(["event_id": "\"00000000-0000-0000-0000-000000000000\""])
+        let out = runValidator([zero, zero])
+        #expect(out[0].hasPrefix(#"{"kind":"record""#))
+        #expect(out[1].contains("duplicate event_id"))
+    }
+
+    /// The record writer: values normalised in place, the kind first, other members as they
+    /// came, repeated keys (only the last counts), a price added when absent.
+    @Test func recordWriterKeepsOrderAndRepeatedKeys() {
+        let line =
+            #"{"z":[1, 2],"event_id":"x","user_id":"007","kind":"record","event_id":"6F1C2A3B-1111-4222-8333-444455556666","product_id":12,"price":5,"event_type":"Purchase","event_timestamp":"2024-01-30T10:15:23Z","kind":"record","q":"\u00e9"}"#
+        #expect(
+            runValidator([line]) == [
+                #"{"kind":"record","z":[1, 2],"event_id":"x","user_id":7,"kind":"record","event_id":"6f1c2a3b-1111-4222-8333-444455556666","product_id":12,"price":"5.00","event_type":"purchase","event_timestamp":"2024-01-30T10:15:23.000Z","q":"\u00e9"}"#
+            ])
+        let noPrice =
+            #"{"event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":1,"product_id":1,"event_type":"view","event_timestamp":"0001-01-01T00:00:00Z"}"#
+        #expect(
+            runValidator([noPrice]) == [
+                #"{"kind":"record","event_id":"6f1c2a3b-1111-4222-8333-444455556666","user_id":1,"product_id":1,"event_type":"view","event_timestamp":"0001-01-01T00:00:00.000Z","price":null}"#
+            ])
+    }
+
+    /// Lines far longer than the writer's first buffer, and a configured type that needs escaping.
+    @Test func recordWriterGrowsAndEscapesTypes() {
+        let big = String(repeating: "b", count: 20_000)
+        let line = recordJSON(["event_type": #""say \"hi\"""#, "price": "<absent>"], prefix: "\"kind\":\"record\",\"big\":\"\(big)\"")
+        let rules = ValidationRules(eventTypes: ["purchase", "say \"hi\""])
+        let out = runValidator([line], rules: rules)
+        #expect(out.count == 1)
+        #expect(out[0].contains(#""event_type":"say \"hi\"""#))
+        #expect(out[0].contains(big))
+        #expect(out[0].hasSuffix(#""event_timestamp":"2024-01-30T10:15:23.123Z","price":null}"#))
+    }
+
+    /// `hasBufferedLine` remembers the newline it found; `next()` must hand out the same lines
+    /// as without asking, whatever the buffer size and however the bytes arrive.
+    @Test func lineReaderAnswersTheSameWhenAskedFirst() throws {
+        let text = "one\n\ntwo\r\n" + String(repeating: "x", count: 300) + "\n" + String(repeating: "y\n", count: 50) + "last"
+        for bufferSize in [4, 16, 64, 1024] {
+            for ask in [false, true] {
+                var fds: [Int32] = [0, 0]
+                #expect(pipe(&fds) == 0)
+                _ = Array(text.utf8).withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+                close(fds[1])
+                defer { close(fds[0]) }
+                let reader = LineReader(fd: fds[0], bufferSize: bufferSize, maxLineLength: 100)
+                var items: [String] = []
+                while true {
+                    if ask { _ = reader.hasBufferedLine }
+                    guard let item = try reader.next() else { break }
+                    if ask { _ = reader.hasBufferedLine }
+                    switch item {
+                    case .line(let raw): items.append(String(decoding: raw, as: UTF8.self))
+                    case .overlong(let count):
+                        items.append("overlong \(count)")
+                        reader.compact(to: 4)
+                    }
+                }
+                // A line within the buffer is not checked against the limit (as before).
+                let long = bufferSize >= 1024 ? String(repeating: "x", count: 300) : "overlong 300"
+                let expected = ["one", "", "two\r", long] + Array(repeating: "y", count: 50) + ["last"]
+                #expect(items == expected, "buffer \(bufferSize), ask \(ask)")
+            }
+        }
+    }
+}
