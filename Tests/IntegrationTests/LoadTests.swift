@@ -189,6 +189,35 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
         }
     }
 
+    /// Repeats of an id within one file, found while isolating: a repeat is a duplicate only
+    /// when its earlier row loaded; a repeat of a row the server refused for another reason loads.
+    @Test func repeatedIDsAreDuplicatesOnlyWhenTheEarlierRowLoaded() throws {
+        try TestDatabase.with { db in
+            let f = try LoadFixture()
+            let refusedFirst = UUID().uuidString.lowercased()
+            let loadedFirst = UUID().uuidString.lowercased()
+            func record(_ line: Int, _ id: String, price: String) -> String {
+                #"{"kind":"record","file":"repeats.csv","line":\#(line),"event_id":"\#(id)","user_id":1,"product_id":1,"event_type":"purchase","price":"\#(price)","event_timestamp":"2024-01-30T10:15:23.123Z"}"#
+            }
+            let extra = [
+                record(90, refusedFirst, price: "123456789012.00"),  // numeric overflow: 22003
+                record(91, loadedFirst, price: "1.00"),
+                record(92, refusedFirst, price: "2.00"),  // its earlier row was refused: loads
+                record(93, loadedFirst, price: "3.00"),  // its earlier row loaded: a duplicate
+            ]
+            let lines = try f.file("repeats.csv", valid: 30, rejects: 0, extraRecords: extra)
+            let result = try runTool(load, f.arguments(db), stdin: stdinData(lines))
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 32)
+            #expect(try db.scalar("SELECT price::text FROM ecommerce_events WHERE event_id = $1", [refusedFirst]) == "2.00")
+            #expect(try db.scalar("SELECT price::text FROM ecommerce_events WHERE event_id = $1", [loadedFirst]) == "1.00")
+            let letters = try f.deadLetterLines("repeats.csv")
+            #expect(letters.count == 2, "\(letters)")
+            #expect(letters.filter { $0.contains("database refused the row: ERROR 22003") && $0.contains(refusedFirst) }.count == 1)
+            #expect(letters.filter { $0.contains("duplicate event_id (already loaded)") && $0.contains(loadedFirst) }.count == 1)
+        }
+    }
+
     @Test func recordsWithoutProvenanceLoadAndReplaysBecomeRejects() throws {
         try TestDatabase.with { db in
             let f = try LoadFixture()
