@@ -137,7 +137,7 @@ public final class Spool {
     }
 
     /// Bytes written per `write` once the spool is on disk.
-    static let diskChunk = 1 << 16
+    static let diskChunk = 1 << 15
 
     /// Bytes held in memory now (what counts toward load's resident memory).
     public var residentBytes: Int { used }

@@ -76,7 +76,7 @@ struct Load: ToolCommand {
     @Option(
         name: .customLong("batch-rows"),
         help: ArgumentHelp("Commit once this many rows of complete files are waiting.", valueName: "n"))
-    var batchRows = 20_000
+    var batchRows = 10_000
 
     @Option(
         name: .customLong("max-delay"),
@@ -153,6 +153,11 @@ struct Load: ToolCommand {
             ArgumentVector.hide(password, inValueOf: "--db")
         }
         signal(SIGPIPE, SIG_IGN)
+        #if canImport(Glibc)
+        // One malloc arena for the reading thread and both commit threads: with an arena per
+        // thread, memory one frees is not reused by the others (peak RSS ~0.5 MB higher).
+        _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
+        #endif
         // In a pipeline Ctrl+C reaches every stage at once: the first signal is ignored here (the
         // source stops, our input ends, the last batch commits); a second one exits at once.
         // From a terminal, the first one exits.
@@ -232,3 +237,9 @@ struct Load: ToolCommand {
 }
 
 func exitProcess(_ code: Int32) -> Never { exit(code) }
+
+#if canImport(Glibc)
+/// glibc's `mallopt` (malloc.h is not part of the Glibc module).
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif

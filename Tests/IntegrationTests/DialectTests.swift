@@ -508,7 +508,7 @@ let pinnedHelp: [String: String] = [
       --table <name>          Target table (may be schema-qualified). (default:
                               ecommerce_events)
       --batch-rows <n>        Commit once this many rows of complete files are
-                              waiting. (default: 20000)
+                              waiting. (default: 10000)
       --max-delay <duration>  Commit at the latest this long after the oldest
                               waiting row arrived: 250ms, 1.5s, 5m, 1h (a bare
                               number is seconds). (default: 1s)
