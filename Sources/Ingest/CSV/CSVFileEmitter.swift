@@ -22,7 +22,7 @@ public struct EmittedFile: Sendable {
 /// rejects for rows that cannot be read, then the end-of-file marker with the file's identity.
 ///
 /// Shared by `watch` and `validate FILE.csv`, so both read files exactly the same way.
-public struct CSVFileEmitter {
+public struct CSVFileEmitter: Sendable {
     public var maxRowBytes: Int
 
     public init(maxRowBytes: Int = 32 << 20) {
