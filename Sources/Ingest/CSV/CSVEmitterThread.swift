@@ -10,15 +10,16 @@ import Darwin
 ///
 /// `validate FILE.csv` ran the emitter and the validator on one thread at 0.70 of the two
 /// processes' speed on 2 cores (bin/bench); this way the emitting and the validating overlap.
-/// Memory stays flat: `slotCount` chunks of about `chunkBytes` (a chunk holds whole lines, so
-/// one longer line makes its chunk longer, for that chunk only).
+/// Memory stays flat: `slotCount + 1` buffers of about `chunkBytes`, handed over whole (no
+/// copy): the emitter fills one while the caller reads the others. A chunk holds whole lines, so
+/// one longer line makes its buffer longer, until the buffer comes round again.
 public final class CSVEmitterThread {
     private let channel: Channel
     private var thread: pthread_t?
 
-    /// Starts emitting `path` at once. Call `nextChunk()` until nil, then `finish()`.
+    /// Starts emitting `path` at once. Call `withNextChunk` until it returns false, then `finish()`.
     public init(
-        path: String, name: String, seen: UTCTimestamp?, emitter: CSVFileEmitter = CSVFileEmitter(), slotCount: Int = 3,
+        path: String, name: String, seen: UTCTimestamp?, emitter: CSVFileEmitter = CSVFileEmitter(), slotCount: Int = 1,
         chunkBytes: Int = 1 << 16
     ) throws {
         channel = Channel(path: path, name: name, seen: seen, emitter: emitter, slotCount: max(slotCount, 1), chunkBytes: chunkBytes)
@@ -44,10 +45,13 @@ public final class CSVEmitterThread {
         join()
     }
 
-    /// The next chunk of whole lines, valid until the next call; nil once the file is done
-    /// (or failed: `finish()` says which).
-    public func nextChunk() -> UnsafeRawBufferPointer? {
-        channel.nextChunk()
+    /// Calls `body` with the next chunk of whole lines; false (without calling it) once the
+    /// file is done or failed (`finish()` says which).
+    public func withNextChunk(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows -> Bool {
+        guard let index = channel.takeChunk() else { return false }
+        defer { channel.release() }
+        try channel.slots[index].withUnsafeBytes(body)
+        return true
     }
 
     /// Waits for the emitter's thread and returns what it read, or rethrows its error (the
@@ -68,21 +72,16 @@ public final class CSVEmitterThread {
 private struct EmitterCancelled: Error {}
 
 /// The state both threads share; every field that both touch is guarded by `lock`. A slot is
-/// written only by the producer while free, and read only by the consumer while filled.
+/// touched only by the producer while free, and only by the consumer while filled.
 private final class Channel {
-    struct Slot {
-        var base: UnsafeMutableRawPointer
-        var capacity: Int
-        var count = 0
-    }
-
     let path: String
     let name: String
     let seen: UTCTimestamp?
     let emitter: CSVFileEmitter
     let chunkBytes: Int
     let slotCount: Int
-    let slots: UnsafeMutablePointer<Slot>
+    /// Filled buffers waiting for the consumer, from `readIndex` on; the others are empty.
+    let slots: UnsafeMutablePointer<[UInt8]>
     let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
@@ -93,9 +92,6 @@ private final class Channel {
     var cancelled = false
     var result: Result<EmittedFile, any Error>?
 
-    /// Consumer only: whether it holds the slot at `readIndex`.
-    var holding = false
-
     init(path: String, name: String, seen: UTCTimestamp?, emitter: CSVFileEmitter, slotCount: Int, chunkBytes: Int) {
         self.path = path
         self.name = name
@@ -104,16 +100,12 @@ private final class Channel {
         self.slotCount = slotCount
         self.chunkBytes = chunkBytes
         slots = .allocate(capacity: slotCount)
-        for i in 0..<slotCount {
-            let capacity = chunkBytes + 4096
-            (slots + i).initialize(to: Slot(base: .allocate(byteCount: capacity, alignment: 16), capacity: capacity))
-        }
+        slots.initialize(repeating: [], count: slotCount)
         pthread_mutex_init(lock, nil)
         pthread_cond_init(changed, nil)
     }
 
     deinit {
-        for i in 0..<slotCount { slots[i].base.deallocate() }
         slots.deinitialize(count: slotCount)
         slots.deallocate()
         pthread_cond_destroy(changed)
@@ -124,7 +116,7 @@ private final class Channel {
 
     /// The emitter's thread: the file into chunks, then the outcome.
     func produce() {
-        let lines = ByteOutput(flushThreshold: chunkBytes) { [self] chunk in try put(chunk) }
+        let lines = ByteOutput(flushThreshold: chunkBytes) { [self] bytes in try put(&bytes) }
         let outcome: Result<EmittedFile, any Error>
         do {
             let emitted = try emitter.emit(path: path, name: name, seen: seen, into: lines)
@@ -140,8 +132,9 @@ private final class Channel {
         pthread_mutex_unlock(lock)
     }
 
-    /// Producer: copies `chunk` into the next free slot, waiting while all are full.
-    func put(_ chunk: UnsafeRawBufferPointer) throws {
+    /// Producer: swaps `bytes` into the next free slot (waiting while none is free) and takes
+    /// that slot's emptied buffer in exchange.
+    func put(_ bytes: inout [UInt8]) throws {
         pthread_mutex_lock(lock)
         while filled == slotCount && !cancelled { pthread_cond_wait(changed, lock) }
         if cancelled {
@@ -152,16 +145,11 @@ private final class Channel {
         pthread_mutex_unlock(lock)
 
         // The slot is free: only this thread touches it until it is counted as filled.
-        var slot = slots[index]
-        if slot.capacity < chunk.count || (slot.capacity > 4 * (chunkBytes + 4096) && chunk.count <= chunkBytes) {
-            // Grown for one long line, or back to the usual size after one.
-            slot.base.deallocate()
-            slot.capacity = max(chunk.count, chunkBytes + 4096)
-            slot.base = .allocate(byteCount: slot.capacity, alignment: 16)
-        }
-        if let source = chunk.baseAddress { slot.base.copyMemory(from: source, byteCount: chunk.count) }
-        slot.count = chunk.count
-        slots[index] = slot
+        swap(&bytes, &slots[index])
+        let usual = chunkBytes + 4096
+        // A buffer grown for one long line shrinks back when it comes round again.
+        bytes.removeAll(keepingCapacity: bytes.capacity <= 4 * usual)
+        if bytes.capacity < usual { bytes.reserveCapacity(usual) }
 
         pthread_mutex_lock(lock)
         filled += 1
@@ -169,21 +157,22 @@ private final class Channel {
         pthread_mutex_unlock(lock)
     }
 
-    /// Consumer: releases the chunk it held, then waits for the next; nil at the end.
-    func nextChunk() -> UnsafeRawBufferPointer? {
+    /// Consumer: waits for a filled slot; its index, or nil at the end. The slot stays the
+    /// consumer's until `release()`.
+    func takeChunk() -> Int? {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
-        if holding {
-            holding = false
-            readIndex = (readIndex + 1) % slotCount
-            filled -= 1
-            pthread_cond_broadcast(changed)
-        }
         while filled == 0 && !done { pthread_cond_wait(changed, lock) }
-        guard filled > 0 else { return nil }
-        holding = true
-        let slot = slots[readIndex]
-        return UnsafeRawBufferPointer(start: slot.base, count: slot.count)
+        return filled > 0 ? readIndex : nil
+    }
+
+    /// Consumer: gives the slot taken by `takeChunk()` back to the producer.
+    func release() {
+        pthread_mutex_lock(lock)
+        readIndex = (readIndex + 1) % slotCount
+        filled -= 1
+        pthread_cond_broadcast(changed)
+        pthread_mutex_unlock(lock)
     }
 
     /// Consumer: tells the producer to stop at its next chunk.
