@@ -116,7 +116,7 @@ private final class Channel {
 
     /// The emitter's thread: the file into chunks, then the outcome.
     func produce() {
-        let lines = ByteOutput(flushThreshold: chunkBytes) { [self] bytes in try put(&bytes) }
+        let lines = ByteOutput(handingOverAt: chunkBytes) { [self] bytes in try put(&bytes) }
         let outcome: Result<EmittedFile, any Error>
         do {
             let emitted = try emitter.emit(path: path, name: name, seen: seen, into: lines)

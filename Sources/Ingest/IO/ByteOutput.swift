@@ -45,8 +45,9 @@ public final class ByteOutput {
     }
 
     /// Hands each flushed buffer over whole to `handOff`, which swaps in an empty one (another
-    /// thread then reads the lines without a copy: `CSVEmitterThread`).
-    public init(flushThreshold: Int = 1 << 16, handOff: @escaping (inout [UInt8]) throws -> Void) {
+    /// thread then reads the lines without a copy: `CSVEmitterThread`). No default threshold, so
+    /// a bare trailing closure (`ByteOutput { … }`) still means `sink`.
+    public init(handingOverAt flushThreshold: Int, to handOff: @escaping (inout [UInt8]) throws -> Void) {
         self.fd = -1
         self.flushThreshold = flushThreshold
         self.bytes = []
