@@ -19,7 +19,7 @@ public final class CSVEmitterThread {
 
     /// Starts emitting `path` at once. Call `withNextChunk` until it returns false, then `finish()`.
     public init(
-        path: String, name: String, seen: UTCTimestamp?, emitter: CSVFileEmitter = CSVFileEmitter(), slotCount: Int = 1,
+        path: String, name: String, seen: UTCTimestamp?, emitter: CSVFileEmitter = CSVFileEmitter(), slotCount: Int = 2,
         chunkBytes: Int = 1 << 16
     ) throws {
         channel = Channel(path: path, name: name, seen: seen, emitter: emitter, slotCount: max(slotCount, 1), chunkBytes: chunkBytes)
