@@ -215,6 +215,47 @@ func jsonLines(_ text: String) -> [[String: Any]] {
         #expect(result.stderr.contains("/nonexistent/batch.csv"))
     }
 
+    /// `validate FILE.csv` runs the CSV emitter on a thread of its own: its output must stay
+    /// line for line what `watch --once | validate` writes, over files of many chunks, and a
+    /// file that cannot be read in between must not stop the others.
+    @Test func validateFilesWritesWhatWatchPipedIntoValidateWrites() throws {
+        let folder = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("incoming")
+        let gen = try run(
+            "gen",
+            ["--files", "2", "--rows-per-file", "3000", "--seed", "5", "--interval", "0", "--invalid-rate", "0.1", "--out", out.path])
+        #expect(gen.status == 0, "\(gen.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".csv") }.sorted()
+        #expect(files.count == 2)
+        let watch = try run("watch", ["--once", out.path])
+        #expect(watch.status == 0, "\(watch.stderr)")
+        // Through files, not `run`'s stdin: it writes all of stdin before reading stdout.
+        let watched = folder.appendingPathComponent("watched.ndjson")
+        let validated = folder.appendingPathComponent("validated.ndjson")
+        try Data(watch.stdout.utf8).write(to: watched)
+        let piped = Process()
+        piped.executableURL = Executables.url("validate")
+        piped.arguments = []
+        piped.standardInput = try FileHandle(forReadingFrom: watched)
+        _ = FileManager.default.createFile(atPath: validated.path, contents: nil)
+        piped.standardOutput = try FileHandle(forWritingTo: validated)
+        piped.standardError = FileHandle.nullDevice
+        try piped.run()
+        piped.waitUntilExit()
+        #expect(piped.terminationStatus == 0)
+        let pipedOutput = try String(contentsOf: validated, encoding: .utf8)
+        let paths = files.map { out.appendingPathComponent($0).path }
+        let direct = try run("validate", [paths[0], "/nonexistent/x.csv", paths[1]])
+        #expect(direct.status == 1)
+        #expect(direct.stderr.contains("/nonexistent/x.csv"))
+        func withoutSeen(_ text: String) -> String {
+            text.replacingOccurrences(of: #""seen":"[^"]*""#, with: "", options: .regularExpression)
+        }
+        #expect(jsonLines(direct.stdout).count == 6_002)
+        #expect(withoutSeen(direct.stdout) == withoutSeen(pipedOutput))
+    }
+
     @Test func sigintToGenFinishesTheFileAndExitsZero() throws {
         let folder = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: folder) }

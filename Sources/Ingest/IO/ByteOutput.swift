@@ -21,6 +21,8 @@ public final class ByteOutput {
 
     /// Takes the bytes instead of `fd` when set.
     private let sink: ((UnsafeRawBufferPointer) throws -> Void)?
+    /// Takes the buffer itself instead of `fd` when set (see `init(flushThreshold:handOff:)`).
+    private let handOff: ((inout [UInt8]) throws -> Void)?
 
     public init(fd: Int32, flushThreshold: Int = 1 << 16) {
         self.fd = fd
@@ -28,6 +30,7 @@ public final class ByteOutput {
         self.bytes = []
         self.bytes.reserveCapacity(flushThreshold + 4096)
         self.sink = nil
+        self.handOff = nil
     }
 
     /// Hands each flushed buffer to `sink` instead of writing it: one stage feeding the next
@@ -38,6 +41,19 @@ public final class ByteOutput {
         self.bytes = []
         self.bytes.reserveCapacity(flushThreshold + 4096)
         self.sink = sink
+        self.handOff = nil
+    }
+
+    /// Hands each flushed buffer over whole to `handOff`, which swaps in an empty one (another
+    /// thread then reads the lines without a copy: `CSVEmitterThread`). No default threshold, so
+    /// a bare trailing closure (`ByteOutput { … }`) still means `sink`.
+    public init(handingOverAt flushThreshold: Int, to handOff: @escaping (inout [UInt8]) throws -> Void) {
+        self.fd = -1
+        self.flushThreshold = flushThreshold
+        self.bytes = []
+        self.bytes.reserveCapacity(flushThreshold + 4096)
+        self.sink = nil
+        self.handOff = handOff
     }
 
     /// Writes the buffer out if it has passed the threshold.
@@ -49,6 +65,10 @@ public final class ByteOutput {
     /// Writes every buffered byte, handling partial writes and EINTR.
     public func flush() throws {
         guard !bytes.isEmpty else { return }
+        if let handOff {
+            try handOff(&bytes)
+            return
+        }
         try bytes.withUnsafeBytes { raw in
             if let sink { try sink(raw) } else { try writeAll(fd, raw) }
         }

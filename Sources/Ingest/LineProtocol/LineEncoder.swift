@@ -86,7 +86,91 @@ public struct FileMarker: Equatable, Sendable {
 /// Writes the protocol's lines into a byte buffer.
 public enum LineEncoder {
     /// `{"kind":"record","file":…,"line":…,<fields>}` — fields as raw strings, as read from CSV.
+    ///
+    /// The whole line is written into capacity reserved once for its worst case (every byte a
+    /// 6-byte escape): `watch`'s hot path, ~1,000 fewer instructions per row than appending key
+    /// by key (callgrind). Rows too long for such a reservation take the key-by-key writer.
     public static func appendRecord(
+        file: String?, line: Int?, fields: [(EventField, UnsafeRawBufferPointer)], into out: inout [UInt8]
+    ) {
+        // `{"kind":"record","file":"…","line":<20 digits>}` and a newline: 60 bytes.
+        var bound = 60 + (file?.utf8.count ?? 0) * 6
+        for (_, value) in fields { bound += 21 + value.count * 6 }  // `,"event_timestamp":""` is 21
+        guard bound <= 1 << 16 else {
+            appendRecordByKeys(file: file, line: line, fields: fields, into: &out)
+            return
+        }
+        guard var file else {
+            appendRecord(file: nil, line: line, fields: fields, bound: bound, into: &out)
+            return
+        }
+        file.withUTF8 { appendRecord(file: UnsafeRawBufferPointer($0), line: line, fields: fields, bound: bound, into: &out) }
+    }
+
+    @inline(__always)
+    private static func appendRecord(
+        file: UnsafeRawBufferPointer?, line: Int?, fields: [(EventField, UnsafeRawBufferPointer)], bound: Int, into out: inout [UInt8]
+    ) {
+        out.appendReserved(maxCount: bound) { w in
+            w.bytes("{\"kind\":\"record\"")
+            if let file {
+                w.bytes(",\"file\":")
+                w.string(file)
+            }
+            if let line {
+                w.bytes(",\"line\":")
+                w.int(line)
+            }
+            for (field, value) in fields {
+                w.byte(UInt8(ascii: ","))
+                w.byte(UInt8(ascii: "\""))
+                w.bytes(field.key)
+                w.byte(UInt8(ascii: "\""))
+                w.byte(UInt8(ascii: ":"))
+                w.string(value)
+            }
+            w.byte(UInt8(ascii: "}"))
+            w.byte(0x0A)
+        }
+    }
+
+    /// The record of a CSV row whose fields lie back to back in `fieldBytes`, field i ending
+    /// at `fieldEnds[i]`: `watch`'s per-row call, with no array of field spans built per row.
+    static func appendRecord(
+        file: UnsafeRawBufferPointer, line: Int, columns: UnsafeBufferPointer<(EventField, Int)>, fieldBytes: UnsafeRawBufferPointer,
+        fieldEnds: UnsafeBufferPointer<Int>, into out: inout [UInt8]
+    ) {
+        @inline(__always) func value(_ column: Int) -> UnsafeRawBufferPointer {
+            let start = column == 0 ? 0 : fieldEnds[column - 1]
+            return UnsafeRawBufferPointer(rebasing: fieldBytes[start..<fieldEnds[column]])
+        }
+        var bound = 60 + file.count * 6
+        for (_, column) in columns { bound += 21 + value(column).count * 6 }
+        guard bound <= 1 << 16 else {
+            let fields = columns.map { ($0.0, value($0.1)) }
+            appendRecordByKeys(file: String(decoding: file, as: UTF8.self), line: line, fields: fields, into: &out)
+            return
+        }
+        out.appendReserved(maxCount: bound) { w in
+            w.bytes("{\"kind\":\"record\",\"file\":")
+            w.string(file)
+            w.bytes(",\"line\":")
+            w.int(line)
+            for (field, column) in columns {
+                w.byte(UInt8(ascii: ","))
+                w.byte(UInt8(ascii: "\""))
+                w.bytes(field.key)
+                w.byte(UInt8(ascii: "\""))
+                w.byte(UInt8(ascii: ":"))
+                w.string(value(column))
+            }
+            w.byte(UInt8(ascii: "}"))
+            w.byte(0x0A)
+        }
+    }
+
+    /// The same line as `appendRecord`, written key by key (no worst-case reservation).
+    static func appendRecordByKeys(
         file: String?, line: Int?, fields: [(EventField, UnsafeRawBufferPointer)], into out: inout [UInt8]
     ) {
         var w = JSONWriter()
