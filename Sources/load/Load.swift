@@ -156,7 +156,8 @@ struct Load: ToolCommand {
         #if canImport(Glibc)
         // One malloc arena for the reading thread and both commit threads: with an arena per
         // thread, memory one frees is not reused by the others (peak RSS ~0.5 MB higher).
-        _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 1)
+        // -8 is M_ARENA_MAX in malloc.h.
+        _ = glibcMallopt(-8, 1)
         #endif
         // In a pipeline Ctrl+C reaches every stage at once: the first signal is ignored here (the
         // source stops, our input ends, the last batch commits); a second one exits at once.
