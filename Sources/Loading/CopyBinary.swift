@@ -31,10 +31,10 @@ enum CopyBinary {
     /// check each) was ~10 % of load's instructions per row.
     static func writeRow(from line: ProtocolLine, to base: UnsafeMutableRawPointer) -> Int? {
         var out = TupleWriter(base: base)
-        out.int16(Int16(EventField.allCases.count))
+        out.integer(Int16(EventField.allCases.count))
         for field in EventField.allCases {
             guard let m = line.member(ProtocolKey(field)), m.kind != .null else {
-                out.int32(-1)
+                out.integer(Int32(-1))
                 continue
             }
             let ok: Bool
@@ -45,7 +45,7 @@ enum CopyBinary {
                 ok = line.withStringBytes(m) { text in
                     // Text bytes as they are; NUL cannot be stored, so leave it to the text path.
                     guard text.isEmpty || memchr(text.baseAddress!, 0, text.count) == nil else { return false }
-                    out.int32(Int32(text.count))
+                    out.integer(Int32(text.count))
                     out.bytes(text)
                     return true
                 }
@@ -77,22 +77,11 @@ enum CopyBinary {
 
         init(base: UnsafeMutableRawPointer) { self.base = base }
 
+        /// A big-endian integer of its own width (int16, int32, int64 in the format).
         @inline(__always)
-        mutating func int16(_ v: Int16) {
-            base.storeBytes(of: v.bigEndian, toByteOffset: count, as: Int16.self)
-            count += 2
-        }
-
-        @inline(__always)
-        mutating func int32(_ v: Int32) {
-            base.storeBytes(of: v.bigEndian, toByteOffset: count, as: Int32.self)
-            count += 4
-        }
-
-        @inline(__always)
-        mutating func int64(_ v: Int64) {
-            base.storeBytes(of: v.bigEndian, toByteOffset: count, as: Int64.self)
-            count += 8
+        mutating func integer<T: FixedWidthInteger>(_ v: T) {
+            base.storeBytes(of: v.bigEndian, toByteOffset: count, as: T.self)
+            count += MemoryLayout<T>.size
         }
 
         @inline(__always)
@@ -129,17 +118,17 @@ enum CopyBinary {
         hexDigits(p + 19, 4, into: &low, bad: &bad)
         hexDigits(p + 24, 12, into: &low, bad: &bad)
         guard !bad else { return false }
-        out.int32(16)
-        out.int64(Int64(bitPattern: high))
-        out.int64(Int64(bitPattern: low))
+        out.integer(Int32(16))
+        out.integer(Int64(bitPattern: high))
+        out.integer(Int64(bitPattern: low))
         return true
     }
 
     /// A JSON integer that fits int4.
     static func appendInt4(_ text: UnsafeRawBufferPointer, _ out: inout TupleWriter) -> Bool {
         guard let value = parseInteger(text), let v = Int32(exactly: value) else { return false }
-        out.int32(4)
-        out.int32(v)
+        out.integer(Int32(4))
+        out.integer(v)
         return true
     }
 
@@ -191,9 +180,9 @@ enum CopyBinary {
             let lead = (4 - intDigits % 4) % 4
             var acc = 0
             var n = 0
-            for k in 0..<(lead + intDigits) {
-                let d = k < lead ? 0 : Int(text[intStart + k - lead] - UInt8(ascii: "0"))
-                acc = acc * 10 + d
+            /// One more decimal digit; every fourth closes a group.
+            func push(_ digit: Int) {
+                acc = acc * 10 + digit
                 n += 1
                 if n == 4 {
                     groups[count] = Int16(acc)
@@ -202,19 +191,10 @@ enum CopyBinary {
                     n = 0
                 }
             }
+            for k in 0..<(lead + intDigits) { push(k < lead ? 0 : Int(text[intStart + k - lead] - UInt8(ascii: "0"))) }
             var weight = count - 1
             let fracDigits = fracEnd - fracStart
-            for k in 0..<((fracDigits + 3) / 4 * 4) {
-                let d = k < fracDigits ? Int(text[fracStart + k] - UInt8(ascii: "0")) : 0
-                acc = acc * 10 + d
-                n += 1
-                if n == 4 {
-                    groups[count] = Int16(acc)
-                    count += 1
-                    acc = 0
-                    n = 0
-                }
-            }
+            for k in 0..<((fracDigits + 3) / 4 * 4) { push(k < fracDigits ? Int(text[fracStart + k] - UInt8(ascii: "0")) : 0) }
             var first = 0
             while first < count && groups[first] == 0 {
                 first += 1
@@ -227,12 +207,12 @@ enum CopyBinary {
                 weight = 0
                 negative = false
             }
-            out.int32(Int32(8 + 2 * digits))
-            out.int16(Int16(digits))
-            out.int16(Int16(weight))
-            out.int16(negative ? 0x4000 : 0)
-            out.int16(Int16(fracDigits))
-            for g in first..<last { out.int16(groups[g]) }
+            out.integer(Int32(8 + 2 * digits))
+            out.integer(Int16(digits))
+            out.integer(Int16(weight))
+            out.integer(Int16(negative ? 0x4000 : 0))
+            out.integer(Int16(fracDigits))
+            for g in first..<last { out.integer(groups[g]) }
             return true
         }
     }
@@ -267,8 +247,8 @@ enum CopyBinary {
         }
         let days = daysFromCivil(year, month, day) - daysFromCivil(2000, 1, 1)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + second)
-        out.int32(8)
-        out.int64(seconds * 1_000_000 + Int64(micros))
+        out.integer(Int32(8))
+        out.integer(seconds * 1_000_000 + Int64(micros))
         return true
     }
 

@@ -50,8 +50,9 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable {
         return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
-    /// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC, milliseconds).
-    public func appendRFC3339(to out: inout [UInt8], separator: UInt8 = UInt8(ascii: "T"), zulu: Bool = true) {
+    /// Year, month, day, second of the day and millisecond (days before 1970 included).
+    @inline(__always)
+    private var civilParts: (year: Int, month: Int, day: Int, second: Int, millisecond: Int) {
         var ms = millisecondsSinceEpoch
         var days = Int(ms / 86_400_000)
         ms %= 86_400_000
@@ -60,8 +61,12 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable {
             days -= 1
         }
         let (y, mo, d) = UTCTimestamp.civilFromDays(days)
-        let secs = Int(ms / 1000)
-        let milli = Int(ms % 1000)
+        return (y, mo, d, Int(ms / 1000), Int(ms % 1000))
+    }
+
+    /// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` (RFC 3339, UTC, milliseconds).
+    public func appendRFC3339(to out: inout [UInt8], separator: UInt8 = UInt8(ascii: "T"), zulu: Bool = true) {
+        let (y, mo, d, secs, milli) = civilParts
         @inline(__always) func two(_ v: Int) {
             out.append(UInt8(0x30 + v / 10))
             out.append(UInt8(0x30 + v % 10))
@@ -92,22 +97,13 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable {
     /// returns the count. Plain stores, for `validate`'s record writer.
     @inline(__always)
     func writeRFC3339(to p: UnsafeMutablePointer<UInt8>) -> Int {
-        var ms = millisecondsSinceEpoch
-        var days = Int(ms / 86_400_000)
-        ms %= 86_400_000
-        if ms < 0 {
-            ms += 86_400_000
-            days -= 1
-        }
-        let (y, mo, d) = UTCTimestamp.civilFromDays(days)
+        let (y, mo, d, secs, milli) = civilParts
         guard y >= 0 && y <= 9999 else {
             var out: [UInt8] = []
             appendRFC3339(to: &out)
             out.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: $0.count) }
             return out.count
         }
-        let secs = Int(ms / 1000)
-        let milli = Int(ms % 1000)
         @inline(__always) func two(_ v: Int, _ at: Int) {
             p[at] = UInt8(truncatingIfNeeded: 0x30 + v / 10)
             p[at + 1] = UInt8(truncatingIfNeeded: 0x30 + v % 10)

@@ -188,6 +188,16 @@ struct ReservedBytes {
         bytes(text.utf8Start, text.utf8CodeUnitCount)
     }
 
+    /// `,"key":`, before a member's value: the key's length plus 4.
+    @inline(__always)
+    mutating func memberKey(_ key: StaticString) {
+        byte(UInt8(ascii: ","))
+        byte(UInt8(ascii: "\""))
+        bytes(key)
+        byte(UInt8(ascii: "\""))
+        byte(UInt8(ascii: ":"))
+    }
+
     /// `"text"` with JSON escapes: at most 6 bytes per input byte, plus 2.
     @inline(__always)
     mutating func string(_ text: UnsafeRawBufferPointer) {

@@ -122,11 +122,7 @@ public enum LineEncoder {
                 w.int(line)
             }
             for (field, value) in fields {
-                w.byte(UInt8(ascii: ","))
-                w.byte(UInt8(ascii: "\""))
-                w.bytes(field.key)
-                w.byte(UInt8(ascii: "\""))
-                w.byte(UInt8(ascii: ":"))
+                w.memberKey(field.key)
                 w.string(value)
             }
             w.byte(UInt8(ascii: "}"))
@@ -157,11 +153,7 @@ public enum LineEncoder {
             w.bytes(",\"line\":")
             w.int(line)
             for (field, column) in columns {
-                w.byte(UInt8(ascii: ","))
-                w.byte(UInt8(ascii: "\""))
-                w.bytes(field.key)
-                w.byte(UInt8(ascii: "\""))
-                w.byte(UInt8(ascii: ":"))
+                w.memberKey(field.key)
                 w.string(value(column))
             }
             w.byte(UInt8(ascii: "}"))
