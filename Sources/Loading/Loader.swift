@@ -107,6 +107,9 @@ public final class Loader {
     /// versions of one name wait for each other on their advisory lock, as across pipelines.
     static let commitSessions = 2
     private var nextSession = 0
+    /// Sessions used: `commitSessions`, or 1 once the server refused a second connection (a
+    /// role's CONNECTION LIMIT, max_connections): one session is slower, not wrong.
+    private var sessionsInUse = Loader.commitSessions
     /// Serialises what a committed batch changes here (totals, archiving, logs) across sessions.
     private let reporting = Mutex(())
     private var warnedKinds: Set<String> = []
@@ -329,8 +332,12 @@ public final class Loader {
     func commit() throws {
         countRowsRead()
         guard hasCommittable else { return }
-        let session = nextSession
+        var session = nextSession
         try awaitCommit(session: session)
+        if session > 0 && sessions[session].connection == nil && !openExtraSession(session) {
+            session = 0
+            try awaitCommit(session: 0)
+        }
         // Two versions of one name (a file appended to between two reads) never share a batch:
         // the later one waits for the next, where it is judged against the committed one.
         var now: [PendingFile] = []
@@ -353,13 +360,31 @@ public final class Loader {
         oldestReadyAt = later.map(\.firstLineAt).min()
         let kafkaFiles = kafka.pendingFiles()
         if kafkaFiles.isEmpty {
-            nextSession = (session + 1) % Loader.commitSessions
+            nextSession = (session + 1) % sessionsInUse
             sessions[session].inFlight = try CommitThread { [self] in try commitBatch(batch, kafkaFiles: [], session: session) }
         } else {
             // Kafka runs are the reader's state too (a fence trims them): commit them here,
             // not on a commit thread, and in order: after every batch in flight.
             try awaitCommit()
             try commitBatch(batch, kafkaFiles: kafkaFiles, session: 0)
+        }
+    }
+
+    /// Connects an extra commit session once, without retrying; false (and one session from
+    /// now on) when the server refuses: the batches then commit in session 0, which retries.
+    private func openExtraSession(_ session: Int) -> Bool {
+        do {
+            let conn = try PostgresConnection(conninfo: config.conninfo)
+            try sql.checkTables(conn)
+            sessions[session].connection = conn
+            return true
+        } catch {
+            sessionsInUse = 1
+            nextSession = 0
+            logger.warning(
+                "\(config.endpoint): a second database session could not be opened (\(error)); committing in one session from now on"
+            )
+            return false
         }
     }
 

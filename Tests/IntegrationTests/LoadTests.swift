@@ -218,6 +218,33 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
         }
     }
 
+    /// load commits in two sessions; a role allowed one connection gets everything loaded in one,
+    /// with one warning saying so.
+    @Test func aRoleLimitedToOneConnectionLoadsInOneSession() throws {
+        try TestDatabase.with { db in
+            let role = "ingest_one_session_\(getpid())_\(String(UInt32.random(in: .min ... .max), radix: 16))"
+            let password = UUID().uuidString
+            try db.query("CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD '\(password)' CONNECTION LIMIT 1 IN ROLE ingest_loader")
+            defer { _ = try? db.query("DROP ROLE IF EXISTS \(quoteIdentifier(role))") }
+            let f = try LoadFixture()
+            var lines: [String] = []
+            for n in 0..<6 { lines += try f.file("one-\(n).csv", valid: 4, rejects: 1) }
+            var environment = ProcessInfo.processInfo.environment
+            environment["PGPASSWORD"] = nil
+            environment["PGUSER"] = nil
+            let result = try runTool(
+                load,
+                ["--db", "\(db.conninfo) user=\(role) password=\(password)"] + Array(f.arguments(db, ["--batch-rows", "5"]).dropFirst(2)),
+                stdin: stdinData(lines), environment: environment)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 24)
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 6)
+            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == 6)
+            #expect(result.stderr.components(separatedBy: "a second database session could not be opened").count == 2, "\(result.stderr)")
+            #expect(!result.stderr.contains(password))
+        }
+    }
+
     @Test func recordsWithoutProvenanceLoadAndReplaysBecomeRejects() throws {
         try TestDatabase.with { db in
             let f = try LoadFixture()
