@@ -172,11 +172,13 @@ import Testing
             let job = try Job(db)
             let arguments = script == "run" ? ["--no-gen"] : []
             let marker = script == "run" ? "running; Ctrl+C to stop" : "running (watch"
-            // A file big enough to be in flight when the second signal arrives (~5 s of work).
+            // A file big enough to be in flight when the second signal arrives: ~7 s of work for
+            // the debug builds (50,000 rows were ~5 s before issue 12 made the stages faster, and
+            // then no longer in flight).
             let big = try runTool(
                 Executables.url("gen"),
                 [
-                    "--files", "1", "--rows-per-file", "50000", "--interval", "0",
+                    "--files", "1", "--rows-per-file", "400000", "--interval", "0",
                     "--out", job.copy.url("data/incoming").path,
                 ])
             #expect(big.status == 0, "\(big.stderr)")
