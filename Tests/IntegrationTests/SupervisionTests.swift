@@ -186,6 +186,14 @@ import Testing
             defer { if process.isRunning { process.signal(SIGKILL) } }
             // bin/run's own marker comes before its pipeline's stages run: wait for those too.
             #expect(eventually(timeout: 60) { stderr().contains(marker) && stderr().contains("running (watch") }, "\(stderr())")
+            // The stages run, but watch may still be starting: a first Ctrl+C before it took the
+            // file up ends the job at once, cleanly (status 0), and the second one comes too late.
+            // Wait until watch has listed the file; then it is read for seconds.
+            let stageLog = job.copy.url("logs/pipeline.log").path
+            #expect(
+                eventually(timeout: 30) { ((try? String(contentsOfFile: stageLog, encoding: .utf8)) ?? "").contains("1 files pending") },
+                "\((try? String(contentsOfFile: stageLog, encoding: .utf8)) ?? "")")
+            Thread.sleep(forTimeInterval: 0.5)
             process.signal(SIGINT)
             #expect(eventually(timeout: 10) { stderr().contains("stopping:") })
             process.signal(SIGINT)
