@@ -70,6 +70,18 @@ final class LoadFixture {
 
 func stdinData(_ lines: [String]) -> Data { Data((lines.joined(separator: "\n") + "\n").utf8) }
 
+/// Runs `body` with a new login role in `ingest_loader` (name, password), dropped afterwards;
+/// `options` go into its CREATE ROLE (e.g. `CONNECTION LIMIT 1`).
+func withLoaderRole<R>(_ db: TestDatabase, prefix: String, options: String = "", _ body: (_ role: String, _ password: String) throws -> R)
+    throws -> R
+{
+    let role = "\(prefix)_\(getpid())_\(String(UInt32.random(in: .min ... .max), radix: 16))"
+    let password = UUID().uuidString
+    try db.query("CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD '\(password)' \(options) IN ROLE ingest_loader")
+    defer { _ = try? db.query("DROP ROLE IF EXISTS \(quoteIdentifier(role))") }
+    return try body(role, password)
+}
+
 func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -> Int {
     Int(try db.scalar(sql, params) ?? "") ?? -1
 }
@@ -222,26 +234,26 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
     /// with one warning saying so.
     @Test func aRoleLimitedToOneConnectionLoadsInOneSession() throws {
         try TestDatabase.with { db in
-            let role = "ingest_one_session_\(getpid())_\(String(UInt32.random(in: .min ... .max), radix: 16))"
-            let password = UUID().uuidString
-            try db.query("CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD '\(password)' CONNECTION LIMIT 1 IN ROLE ingest_loader")
-            defer { _ = try? db.query("DROP ROLE IF EXISTS \(quoteIdentifier(role))") }
-            let f = try LoadFixture()
-            var lines: [String] = []
-            for n in 0..<6 { lines += try f.file("one-\(n).csv", valid: 4, rejects: 1) }
-            var environment = ProcessInfo.processInfo.environment
-            environment["PGPASSWORD"] = nil
-            environment["PGUSER"] = nil
-            let result = try runTool(
-                load,
-                ["--db", "\(db.conninfo) user=\(role) password=\(password)"] + Array(f.arguments(db, ["--batch-rows", "5"]).dropFirst(2)),
-                stdin: stdinData(lines), environment: environment)
-            #expect(result.status == 0, "\(result.stderr)")
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 24)
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 6)
-            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == 6)
-            #expect(result.stderr.components(separatedBy: "a second database session could not be opened").count == 2, "\(result.stderr)")
-            #expect(!result.stderr.contains(password))
+            try withLoaderRole(db, prefix: "ingest_one_session", options: "CONNECTION LIMIT 1") { role, password in
+                let f = try LoadFixture()
+                var lines: [String] = []
+                for n in 0..<6 { lines += try f.file("one-\(n).csv", valid: 4, rejects: 1) }
+                var environment = ProcessInfo.processInfo.environment
+                environment["PGPASSWORD"] = nil
+                environment["PGUSER"] = nil
+                let result = try runTool(
+                    load,
+                    ["--db", "\(db.conninfo) user=\(role) password=\(password)"]
+                        + Array(f.arguments(db, ["--batch-rows", "5"]).dropFirst(2)),
+                    stdin: stdinData(lines), environment: environment)
+                #expect(result.status == 0, "\(result.stderr)")
+                #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 24)
+                #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records") == 6)
+                #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == 6)
+                #expect(
+                    result.stderr.components(separatedBy: "a second database session could not be opened").count == 2, "\(result.stderr)")
+                #expect(!result.stderr.contains(password))
+            }
         }
     }
 

@@ -596,19 +596,6 @@ func httpGet(_ url: String) throws -> String {
     return r.stdout
 }
 
-/// A loopback TCP port nobody listens on right now (the kernel's pick for port 0).
-func freeLoopbackPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestDatabaseError("socket: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-    }
-    guard bound else { throw TestDatabaseError("bind: \(String(cString: strerror(errno)))") }
-    return UInt16(bigEndian: addr.sin_port)
-}
+/// A loopback TCP port nobody listens on right now (the kernel's pick for port 0), free again
+/// once returned.
+func freeLoopbackPort() throws -> UInt16 { UInt16(try ClosedPort().number) }

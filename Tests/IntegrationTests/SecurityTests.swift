@@ -214,48 +214,46 @@ private func environment(_ changes: [String: String?]) -> [String: String] {
 
     @Test func theLoaderRoleCanInsertAndSelectButNothingElse() throws {
         try TestDatabase.with { db in
-            let role = "ingest_test_loader_\(getpid())_\(String(UInt32.random(in: .min ... .max), radix: 16))"
-            let password = UUID().uuidString
-            try db.query("CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD '\(password)' IN ROLE ingest_loader")
-            defer { _ = try? db.query("DROP ROLE IF EXISTS \(quoteIdentifier(role))") }
-            let conninfo = "\(db.conninfo) user=\(role) password=\(password)"
-            let connection = try PostgresConnection(conninfo: conninfo)
-            #expect(try connection.execute("SELECT current_user").rows.first?.first == role)
-            let id = UUID().uuidString.lowercased()
-            try connection.execute(
-                "INSERT INTO ecommerce_events (event_id, user_id, product_id, event_type, price, event_timestamp) VALUES ($1, 1, 1, 'view', NULL, now())",
-                [id])
-            #expect(try connection.execute("SELECT count(*) FROM ecommerce_events").rows.first?.first == "1")
-            for statement in [
-                "DROP TABLE ecommerce_events",
-                "ALTER TABLE ecommerce_events ADD COLUMN extra int",
-                "DELETE FROM ecommerce_events",
-                "TRUNCATE ecommerce_events",
-                "UPDATE ecommerce_events SET user_id = 2",
-                "DELETE FROM ingest_checkpoints",
-                "UPDATE ecommerce_bad_records SET raw = ''",
-                "CREATE TABLE public.sneaky (x int)",
-            ] {
-                do {
-                    try connection.execute(statement)
-                    Issue.record("\(statement) succeeded as \(role)")
-                } catch let error as PostgresError {
-                    #expect(error.sqlstate == "42501", "\(statement): \(error)")
+            try withLoaderRole(db, prefix: "ingest_test_loader") { role, password in
+                let conninfo = "\(db.conninfo) user=\(role) password=\(password)"
+                let connection = try PostgresConnection(conninfo: conninfo)
+                #expect(try connection.execute("SELECT current_user").rows.first?.first == role)
+                let id = UUID().uuidString.lowercased()
+                try connection.execute(
+                    "INSERT INTO ecommerce_events (event_id, user_id, product_id, event_type, price, event_timestamp) VALUES ($1, 1, 1, 'view', NULL, now())",
+                    [id])
+                #expect(try connection.execute("SELECT count(*) FROM ecommerce_events").rows.first?.first == "1")
+                for statement in [
+                    "DROP TABLE ecommerce_events",
+                    "ALTER TABLE ecommerce_events ADD COLUMN extra int",
+                    "DELETE FROM ecommerce_events",
+                    "TRUNCATE ecommerce_events",
+                    "UPDATE ecommerce_events SET user_id = 2",
+                    "DELETE FROM ingest_checkpoints",
+                    "UPDATE ecommerce_bad_records SET raw = ''",
+                    "CREATE TABLE public.sneaky (x int)",
+                ] {
+                    do {
+                        try connection.execute(statement)
+                        Issue.record("\(statement) succeeded as \(role)")
+                    } catch let error as PostgresError {
+                        #expect(error.sqlstate == "42501", "\(statement): \(error)")
+                    }
                 }
-            }
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_events WHERE user_id = 1") == 1)
+                #expect(try count(db, "SELECT count(*) FROM ecommerce_events WHERE user_id = 1") == 1)
 
-            let f = try LoadFixture()
-            let lines = try f.file("role.csv", valid: 5, rejects: 2)
-            let result = try runTool(
-                load, Array(f.arguments(db).dropFirst(2)) + ["--db", conninfo],
-                stdin: stdinData(lines), environment: environment(["PGPASSWORD": nil, "PGUSER": nil]))
-            #expect(result.status == 0, "\(result.stderr)")
-            #expect(result.stderr.contains("user=\(role)"), "\(result.stderr)")
-            #expect(!result.stderr.contains(password))
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 6)
-            #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE source_file = 'role.csv'") == 2)
-            #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'role.csv' AND rows_loaded = 5") == 1)
+                let f = try LoadFixture()
+                let lines = try f.file("role.csv", valid: 5, rejects: 2)
+                let result = try runTool(
+                    load, Array(f.arguments(db).dropFirst(2)) + ["--db", conninfo],
+                    stdin: stdinData(lines), environment: environment(["PGPASSWORD": nil, "PGUSER": nil]))
+                #expect(result.status == 0, "\(result.stderr)")
+                #expect(result.stderr.contains("user=\(role)"), "\(result.stderr)")
+                #expect(!result.stderr.contains(password))
+                #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 6)
+                #expect(try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE source_file = 'role.csv'") == 2)
+                #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints WHERE source_file = 'role.csv' AND rows_loaded = 5") == 1)
+            }
         }
     }
 
