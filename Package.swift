@@ -4,7 +4,8 @@ import PackageDescription
 // Targets follow the pipeline, with no edge pointing back up it:
 //
 //   CLibCrypto ─┐
-//               Ingest (the domain: event, CSV, line protocol, validation, IO)
+//   CLibYAML ── YAML ─┐
+//               Ingest (the domain: contracts, CSV, line protocol, validation, IO)
 //               ├── Generating ── gen
 //               ├── Watching ──── watch
 //               ├──────────────── validate
@@ -40,10 +41,14 @@ let package = Package(
     targets: [
         // SHA-256 from the system's libcrypto (libpq-dev already brings libssl-dev).
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        // The domain: the event, CSV reading, the line protocol, validation rules, file identity, IO.
+        // libyaml, the YAML parser Yams wraps (Debian libyaml-dev), and a plain tree over it:
+        // Yams itself links Foundation (+12 MB of RSS per stage, Sources/YAML/YAMLNode.swift).
+        .systemLibrary(name: "CLibYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .target(name: "YAML", dependencies: ["CLibYAML"]),
+        // The domain: contracts, CSV reading, the line protocol, validation rules, file identity, IO.
         .target(
             name: "Ingest",
-            dependencies: ["CLibCrypto", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CLibCrypto", "YAML", .product(name: "Logging", package: "swift-log")]
         ),
         // gen's machinery: synthetic rows (valid and invalid by rule) and batch files.
         .target(name: "Generating", dependencies: ["Ingest"]),

@@ -36,11 +36,11 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 
     /// A version 4 UUID, lowercase.
-    public mutating func uuid() -> EventID {
+    public mutating func uuid() -> RowKey {
         var high = next()
         var low = next()
         high = (high & ~0xF000) | 0x4000  // version 4
         low = (low & ~(0xC000_0000_0000_0000)) | 0x8000_0000_0000_0000  // RFC 4122 variant
-        return EventID(high: high, low: low)
+        return RowKey(high: high, low: low)
     }
 }

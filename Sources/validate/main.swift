@@ -9,24 +9,37 @@ import Glibc
 import Darwin
 #endif
 
-/// The rule settings, shared in shape with any tool that validates.
+/// The rule settings: a contract, and the two older knobs that adjust it.
 struct RuleOptions: ParsableArguments {
+    @OptionGroup var contractOption: ContractOption
+
     @Option(
         name: .customLong("event-types"),
-        help: ArgumentHelp("Accepted event types, comma separated (any case).", valueName: "list"))
-    var eventTypes: String = ValidationRules.defaultEventTypes.joined(separator: ",")
+        help: ArgumentHelp(
+            "Accepted event_type values, comma separated (any case): replaces the contract's accepted_values for event_type.",
+            valueName: "list"))
+    var eventTypes: String?
 
     @Option(
         name: .customLong("max-future"),
         help: ArgumentHelp(
-            "How far past the clock an event_timestamp may be: 250ms, 1.5s, 5m, 1h (a bare number is seconds).",
+            "How far past the clock a timestamp may be, for every column with a max_future: 250ms, 1.5s, 5m, 1h (a bare number is seconds).",
             valueName: "duration"))
-    var maxFuture = DurationArgument(milliseconds: 300_000)
+    var maxFuture: DurationArgument?
 
     func rules() throws -> ValidationRules {
-        let types = eventTypes.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
-        guard !types.isEmpty else { throw ValidationError("--event-types: give at least one type") }
-        return ValidationRules(eventTypes: types, maxFutureMilliseconds: maxFuture.milliseconds)
+        var contract = try contractOption.contract()
+        var types: [String]?
+        if let eventTypes {
+            let list = eventTypes.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
+            guard !list.isEmpty else { throw ValidationError("--event-types: give at least one type") }
+            guard contract.column(named: "event_type") != nil else {
+                throw ValidationError("--event-types: the contract \(contract.path ?? "") has no event_type column")
+            }
+            types = list
+        }
+        contract.override(eventTypes: types, maxFutureMilliseconds: maxFuture?.milliseconds)
+        return ValidationRules(contract: contract)
     }
 }
 

@@ -94,17 +94,17 @@ import Darwin
         }
     }
 
-    /// The id table answers as `Set<EventID>` does, for random ids, ids differing in few
+    /// The id table answers as `Set<RowKey>` does, for random ids, ids differing in few
     /// bits, the nil UUID, and across many growths of its shards.
     @Test func eventIDTableAgreesWithASet() {
         var rng = SplitMix64(seed: 42)
-        var ids: [EventID] = [EventID(high: 0, low: 0), EventID(high: 0, low: 1), EventID(high: 1, low: 0)]
-        for k in 0..<30_000 { ids.append(EventID(high: 0, low: UInt64(k) << 1)) }  // sequential, even only
-        for k in 0..<30_000 { ids.append(EventID(high: UInt64(k) << 48, low: 7)) }  // only high bits differ
-        for _ in 0..<60_000 { ids.append(EventID(high: rng.next(), low: rng.next())) }
+        var ids: [RowKey] = [RowKey(high: 0, low: 0), RowKey(high: 0, low: 1), RowKey(high: 1, low: 0)]
+        for k in 0..<30_000 { ids.append(RowKey(high: 0, low: UInt64(k) << 1)) }  // sequential, even only
+        for k in 0..<30_000 { ids.append(RowKey(high: UInt64(k) << 48, low: 7)) }  // only high bits differ
+        for _ in 0..<60_000 { ids.append(RowKey(high: rng.next(), low: rng.next())) }
         for expected in [1, 1000, 250_000] {
-            let table = EventIDTable(expectedCount: expected)
-            var reference = Set<EventID>()
+            let table = RowKeyTable(expectedCount: expected)
+            var reference = Set<RowKey>()
             for (index, id) in ids.enumerated() {
                 // Ask about ids not yet inserted (and some already), then insert, some twice.
                 let probe = ids[(index * 7919) % ids.count]
@@ -114,8 +114,8 @@ import Darwin
             }
             #expect(table.count == reference.count)
             #expect(ids.allSatisfy { table.contains($0) })
-            #expect(!table.contains(EventID(high: 3, low: 1)))
-            #expect(!table.contains(EventID(high: 0, low: 3)))
+            #expect(!table.contains(RowKey(high: 3, low: 1)))
+            #expect(!table.contains(RowKey(high: 0, low: 3)))
         }
     }
 

@@ -17,7 +17,7 @@
 # shellcheck disable=SC2034  # used by the scripts that source this file
 INGEST_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
 # shellcheck disable=SC2034
-INGEST_APT_PACKAGES=(libpq-dev postgresql postgresql-client pkg-config jq systemd curl prometheus iproute2 nftables librdkafka-dev kcat)
+INGEST_APT_PACKAGES=(libpq-dev libyaml-dev postgresql postgresql-client pkg-config jq systemd curl prometheus iproute2 nftables librdkafka-dev kcat)
 _ingest_prog=${0##*/}
 
 info() { printf '%s: %s\n' "$_ingest_prog" "$*" >&2; }

@@ -8,7 +8,7 @@ import Darwin
 
 /// Incremental SHA-256 over the system's libcrypto.
 public struct SHA256Hasher {
-    private var context = SHA256_CTX()
+    fileprivate var context = SHA256_CTX()
 
     public init() { SHA256_Init(&context) }
 
@@ -68,5 +68,15 @@ public struct FileDigest: Hashable, Sendable {
             total += Int64(n)
         }
         return FileDigest(bytes: total, sha256: hasher.finalizeHex())
+    }
+}
+
+extension SHA256Hasher {
+    /// The first 128 bits of the digest: a row key for values that are not UUIDs (a collision
+    /// between two different keys is as unlikely as a SHA-256 one).
+    public mutating func finalizeRowKey() -> RowKey {
+        var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &digest) { SHA256_Final($0.baseAddress!.assumingMemoryBound(to: UInt8.self), &context) }
+        return RowKey(high: UInt64(bigEndian: digest.0), low: UInt64(bigEndian: digest.1))
     }
 }

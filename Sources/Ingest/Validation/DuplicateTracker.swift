@@ -7,7 +7,7 @@ import Darwin
 /// Remembers accepted event ids so a second row with the same id is rejected.
 ///
 /// Per source file: ids of the file being read, forgotten at its end-of-file marker, at most
-/// `maxIDsPerFile` each (the 250,000 default: ≈ 5 MB in an `EventIDTable`, so `validate` stays
+/// `maxIDsPerFile` each (the 250,000 default: ≈ 5 MB in an `RowKeyTable`, so `validate` stays
 /// near 20 MB of RSS whatever the file size; beyond it the database primary key still rejects
 /// duplicates and `load` reports them). Records without a file share a sliding window of the
 /// most recent `recentIDWindow` ids.
@@ -17,13 +17,13 @@ struct DuplicateTracker {
     /// Open files kept at once; a stream interleaving more than this forgets the oldest.
     let maxOpenFiles = 64
 
-    private var files: [[UInt8]: EventIDTable] = [:]
+    private var files: [[UInt8]: RowKeyTable] = [:]
     private var fileOrder: [[UInt8]] = []
     private var currentName: [UInt8] = []
-    private var current: EventIDTable?
+    private var current: RowKeyTable?
 
-    private var recent = Set<EventID>()
-    private var recentRing: [EventID] = []
+    private var recent = Set<RowKey>()
+    private var recentRing: [RowKey] = []
     private var recentNext = 0
 
     init(maxIDsPerFile: Int, recentIDWindow: Int) {
@@ -32,13 +32,13 @@ struct DuplicateTracker {
     }
 
     /// True when `id` was already accepted for `file` (nil: no provenance).
-    mutating func contains(_ id: EventID, file: UnsafeRawBufferPointer?) -> Bool {
+    mutating func contains(_ id: RowKey, file: UnsafeRawBufferPointer?) -> Bool {
         guard let file else { return recent.contains(id) }
         return table(for: file, create: false)?.contains(id) ?? false
     }
 
     /// Records `id` as accepted; false when it was already there.
-    mutating func insert(_ id: EventID, file: UnsafeRawBufferPointer?) -> Bool {
+    mutating func insert(_ id: RowKey, file: UnsafeRawBufferPointer?) -> Bool {
         guard let file else { return insertRecent(id) }
         let table = table(for: file, create: true)!
         if table.count >= maxIDsPerFile { return !table.contains(id) }
@@ -58,7 +58,7 @@ struct DuplicateTracker {
 
     var openFileCount: Int { files.count }
 
-    private mutating func table(for file: UnsafeRawBufferPointer, create: Bool) -> EventIDTable? {
+    private mutating func table(for file: UnsafeRawBufferPointer, create: Bool) -> RowKeyTable? {
         // Rows of one file arrive together: compare with the last file before hashing a name.
         if let current, currentName.count == file.count,
             file.count == 0 || currentName.withUnsafeBytes({ memcmp($0.baseAddress!, file.baseAddress!, file.count) == 0 })
@@ -76,7 +76,7 @@ struct DuplicateTracker {
             fileOrder.removeFirst()
             files.removeValue(forKey: oldest)
         }
-        let fresh = EventIDTable(expectedCount: maxIDsPerFile)
+        let fresh = RowKeyTable(expectedCount: maxIDsPerFile)
         files[key] = fresh
         fileOrder.append(key)
         current = fresh
@@ -84,7 +84,7 @@ struct DuplicateTracker {
         return fresh
     }
 
-    private mutating func insertRecent(_ id: EventID) -> Bool {
+    private mutating func insertRecent(_ id: RowKey) -> Bool {
         guard recentIDWindow > 0 else { return true }
         guard recent.insert(id).inserted else { return false }
         if recentRing.count < recentIDWindow {
@@ -101,16 +101,16 @@ struct DuplicateTracker {
 /// A set of event ids, exact (16 bytes compared, never a false match), in 64 open-addressing
 /// shards that grow one at a time.
 ///
-/// Why not `Set<EventID>`: a Swift set doubles, holding the old and the new storage at once,
+/// Why not `Set<RowKey>`: a Swift set doubles, holding the old and the new storage at once,
 /// so 500,000 ids took ≈ 25 MB at the peak (validate's RSS: 39.8 MB on a 300 MB file, 14.7 MB
 /// for `--help`); it also hashes each id with SipHash (~700 instructions per insert here, ~270
 /// now). A shard grows by half when 85 % full, so growth holds two copies of one 64th of the
 /// set; its last growth is fitted to `expectedCount`, so a full table uses ≈ 20 bytes per id.
 /// The hash is a multiply-xorshift with a per-process random seed: ids from a file are not
 /// trusted to be random, and a fixed hash would let crafted ids pile into one probe chain.
-final class EventIDTable {
+final class RowKeyTable {
     private struct Shard {
-        var slots: UnsafeMutablePointer<EventID>?
+        var slots: UnsafeMutablePointer<RowKey>?
         var capacity = 0
         var count = 0
     }
@@ -118,7 +118,7 @@ final class EventIDTable {
     private static let shardBits = 6
     private static let shardCount = 1 << shardBits
     /// The all-zero id marks an empty slot; the nil UUID itself is kept aside.
-    private static let empty = EventID(high: 0, low: 0)
+    private static let empty = RowKey(high: 0, low: 0)
 
     /// The shards and two counters live in raw memory owned by this object: the fields are
     /// constants, so no access to them pays a dynamic exclusivity check.
@@ -130,9 +130,9 @@ final class EventIDTable {
     private let fittedCapacity: Int
 
     init(expectedCount: Int) {
-        fittedCapacity = expectedCount / EventIDTable.shardCount * 5 / 4 + 32
-        shards = .allocate(capacity: EventIDTable.shardCount)
-        shards.initialize(repeating: Shard(), count: EventIDTable.shardCount)
+        fittedCapacity = expectedCount / RowKeyTable.shardCount * 5 / 4 + 32
+        shards = .allocate(capacity: RowKeyTable.shardCount)
+        shards.initialize(repeating: Shard(), count: RowKeyTable.shardCount)
         counters = .allocate(capacity: 2)
         counters.initialize(repeating: 0, count: 2)
         var generator = SystemRandomNumberGenerator()
@@ -140,8 +140,8 @@ final class EventIDTable {
     }
 
     deinit {
-        for s in 0..<EventIDTable.shardCount { shards[s].slots?.deallocate() }
-        shards.deinitialize(count: EventIDTable.shardCount)
+        for s in 0..<RowKeyTable.shardCount { shards[s].slots?.deallocate() }
+        shards.deinitialize(count: RowKeyTable.shardCount)
         shards.deallocate()
         counters.deallocate()
     }
@@ -149,7 +149,7 @@ final class EventIDTable {
     var count: Int { counters[0] }
 
     @inline(__always)
-    private func hash(_ id: EventID) -> UInt64 {
+    private func hash(_ id: RowKey) -> UInt64 {
         var h = (id.high ^ seed) &* 0x9E37_79B9_7F4A_7C15
         h ^= id.low
         h ^= h >> 32
@@ -163,35 +163,35 @@ final class EventIDTable {
     /// by a multiply: capacities are not powers of two).
     @inline(__always)
     private func place(_ h: UInt64, _ capacity: Int) -> Int {
-        Int(truncatingIfNeeded: (h << UInt64(EventIDTable.shardBits)).multipliedFullWidth(by: UInt64(capacity)).high)
+        Int(truncatingIfNeeded: (h << UInt64(RowKeyTable.shardBits)).multipliedFullWidth(by: UInt64(capacity)).high)
     }
 
-    func contains(_ id: EventID) -> Bool {
-        if id == EventIDTable.empty { return counters[1] != 0 }
+    func contains(_ id: RowKey) -> Bool {
+        if id == RowKeyTable.empty { return counters[1] != 0 }
         let h = hash(id)
-        let shard = shards + Int(truncatingIfNeeded: h >> UInt64(64 - EventIDTable.shardBits))
+        let shard = shards + Int(truncatingIfNeeded: h >> UInt64(64 - RowKeyTable.shardBits))
         guard let slots = shard.pointee.slots else { return false }
         let capacity = shard.pointee.capacity
         var i = place(h, capacity)
         while true {
             let held = slots[i]
             if held == id { return true }
-            if held == EventIDTable.empty { return false }
+            if held == RowKeyTable.empty { return false }
             i += 1
             if i == capacity { i = 0 }
         }
     }
 
     /// Adds `id`; false when it was already there.
-    func insert(_ id: EventID) -> Bool {
-        if id == EventIDTable.empty {
+    func insert(_ id: RowKey) -> Bool {
+        if id == RowKeyTable.empty {
             if counters[1] != 0 { return false }
             counters[1] = 1
             counters[0] += 1
             return true
         }
         let h = hash(id)
-        let shard = shards + Int(truncatingIfNeeded: h >> UInt64(64 - EventIDTable.shardBits))
+        let shard = shards + Int(truncatingIfNeeded: h >> UInt64(64 - RowKeyTable.shardBits))
         if shard.pointee.count * 20 >= shard.pointee.capacity * 17 { grow(shard) }
         let slots = shard.pointee.slots!
         let capacity = shard.pointee.capacity
@@ -199,7 +199,7 @@ final class EventIDTable {
         while true {
             let held = slots[i]
             if held == id { return false }
-            if held == EventIDTable.empty { break }
+            if held == RowKeyTable.empty { break }
             i += 1
             if i == capacity { i = 0 }
         }
@@ -215,13 +215,13 @@ final class EventIDTable {
         let old = shard.pointee
         var capacity = max(64, old.capacity + old.capacity / 2)
         if old.capacity < fittedCapacity && capacity > fittedCapacity { capacity = fittedCapacity }
-        let slots = UnsafeMutablePointer<EventID>.allocate(capacity: capacity)
-        slots.initialize(repeating: EventIDTable.empty, count: capacity)
+        let slots = UnsafeMutablePointer<RowKey>.allocate(capacity: capacity)
+        slots.initialize(repeating: RowKeyTable.empty, count: capacity)
         if let oldSlots = old.slots {
-            for k in 0..<old.capacity where oldSlots[k] != EventIDTable.empty {
+            for k in 0..<old.capacity where oldSlots[k] != RowKeyTable.empty {
                 let id = oldSlots[k]
                 var i = place(hash(id), capacity)
-                while slots[i] != EventIDTable.empty {
+                while slots[i] != RowKeyTable.empty {
                     i += 1
                     if i == capacity { i = 0 }
                 }

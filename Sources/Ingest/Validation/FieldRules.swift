@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// An event id as its 128 bits: what duplicate tracking stores (16 bytes, not a 36-byte string).
-public struct EventID: Hashable, Sendable {
+public struct RowKey: Hashable, Sendable {
     public var high: UInt64
     public var low: UInt64
 

@@ -1,223 +1,153 @@
-/// Applies the validation contract (docs/validation.md) to one record line and writes the
-/// normalised record, or collects every reason it fails.
+/// Applies a contract (docs/contracts.md) to one record line and writes the normalised record,
+/// or collects every reason it fails.
 ///
 /// Works on the scanned line's bytes: no `String` per row unless the row is rejected, no
 /// Foundation date parsing, and the output is written straight into the caller's buffer.
 public struct RecordValidator {
     public let rules: ValidationRules
+    public var contract: Contract { rules.contract }
     private var tracker: DuplicateTracker
-    private let typeBytes: [[UInt8]]
-    /// Each type as written: a quoted, escaped JSON string.
-    private let typeJSON: [[UInt8]]
-    private let longestTypeJSON: Int
+    private let parsers: [ColumnValueParser]
+    private let keys: ColumnKeys
+    private let checks: [CompiledCheck]
     private var scratch = RecordScratch(capacity: 4096)
-    private let purchaseType: Int?
-    private let unknownTypeReason: String
-    private let mustBeEmptyReasons: [String]
-    private let futureReason: String
+    /// Per row: each column's member index, output range and outcome.
+    private var slots: [Int32]
+    private var memberColumns: [Int16] = []
+    private var valueStart: [Int]
+    private var valueEnd: [Int]
+    private var outcome: [FieldOutcome]
+    private let overhead: Int
+    private let duplicateReason: String
+    private let keyIsUUID: Bool
 
     public init(rules: ValidationRules = ValidationRules()) {
         self.rules = rules
+        let contract = rules.contract
         tracker = DuplicateTracker(maxIDsPerFile: rules.maxIDsPerFile, recentIDWindow: rules.recentIDWindow)
-        typeBytes = rules.eventTypes.map { Array($0.utf8) }
-        typeJSON = rules.eventTypes.map { type in
-            var json: [UInt8] = []
-            JSONWriter.appendString(type, &json)
-            return json
-        }
-        longestTypeJSON = typeJSON.map(\.count).max() ?? 0
-        purchaseType = rules.eventTypes.firstIndex(of: "purchase")
-        unknownTypeReason = ValidationReason.unknownEventType(rules.eventTypes)
-        mustBeEmptyReasons = rules.eventTypes.map { ValidationReason.mustBeEmpty(for: $0) }
-        futureReason = ValidationReason.inFuture(rules.maxFutureMilliseconds)
+        let parsers = contract.columns.map(ColumnValueParser.init)
+        self.parsers = parsers
+        keys = ColumnKeys(contract.columns.map(\.name))
+        checks = contract.checks.map { CompiledCheck($0, parsers) }
+        slots = Array(repeating: -1, count: contract.columns.count)
+        valueStart = Array(repeating: 0, count: contract.columns.count)
+        valueEnd = Array(repeating: 0, count: contract.columns.count)
+        outcome = Array(repeating: .null, count: contract.columns.count)
+        overhead = 32 + parsers.reduce(0) { $0 + $1.memberPrefix.count + $1.maxGrowth + 4 }
+        duplicateReason = "duplicate \(contract.keyName)"
+        keyIsUUID = contract.key.count == 1 && contract.columns[contract.key[0]].type == .uuid
     }
 
     /// Checks a record. When valid, appends the normalised record to `out` and returns no
-    /// reasons; otherwise appends nothing and returns every reason (one per failing field).
+    /// reasons; otherwise appends nothing and returns every reason (one per failing field, in
+    /// column order, then the row's).
     public mutating func validate(_ line: ProtocolLine, now: UTCTimestamp, into out: inout [UInt8]) -> [RejectReason] {
+        keys.fill(&slots, &memberColumns, from: line)
+        let bound = line.bytes.count + overhead
+        if bound > scratch.capacity { scratch = RecordScratch(capacity: bound * 2) }
+        var w = RecordBytes(scratch.bytes)
+        w.put("{\"kind\":\"record\"")
+        // Every member in its order: a column's (last) member normalised, anything else copied
+        // as it came; then the columns the line lacks (`null`, or a reason).
+        let kindIndex = line.slots[.kind]
+        let nowMicros = now.millisecondsSinceEpoch * 1000
+        var failed = false
+        @inline(__always) func column(_ i: Int, _ member: JSONMember?) {
+            let mark = w.p
+            parsers[i].memberPrefix.withUnsafeBytes { w.put($0) }
+            valueStart[i] = scratch.bytes.distance(to: w.p)
+            let result = parsers[i].parse(line, member, nowMicros: nowMicros, into: &w)
+            valueEnd[i] = scratch.bytes.distance(to: w.p)
+            outcome[i] = result
+            if case .rejected = result {
+                failed = true
+                w.p = mark
+            }
+        }
+        for (index, m) in line.members.enumerated() where index != kindIndex {
+            let c = Int(memberColumns[index])
+            if c >= 0 && Int(slots[c]) == index {
+                column(c, m)
+                continue
+            }
+            w.put(UInt8(ascii: ","))
+            w.put(UInt8(ascii: "\""))
+            w.put(line.keySpan(m))
+            w.put(UInt8(ascii: "\""))
+            w.put(UInt8(ascii: ":"))
+            w.put(line.span(m))
+        }
+        for i in 0..<parsers.count where slots[i] < 0 { column(i, nil) }
         var reasons: [RejectReason] = []
-
-        // event_id
-        var id = EventID(high: 0, low: 0)
-        var idValid = false
-        if let m = line.member(.eventID), m.kind != .null {
-            if m.kind == .string {
-                let parsed: EventID?? = line.withStringBytes(m) { raw in
-                    let t = FieldRules.trimmed(raw)
-                    return t.isEmpty ? .none : .some(EventID(t))
-                }
-                switch parsed {
-                case .none: reasons.append(RejectReason(.eventID, ValidationReason.required))
-                case .some(.none): reasons.append(RejectReason(.eventID, ValidationReason.notUUID, value: valueText(line, m)))
-                case .some(.some(let v)):
-                    id = v
-                    idValid = true
-                }
-            } else {
-                reasons.append(RejectReason(.eventID, ValidationReason.notUUID, value: valueText(line, m)))
-            }
-        } else {
-            reasons.append(RejectReason(.eventID, ValidationReason.required))
-        }
-
-        let userID = checkID(line, .userID, &reasons)
-        let productID = checkID(line, .productID, &reasons)
-
-        // event_type
-        var type = -1
-        var typeValid = false
-        if let m = line.member(.eventType), m.kind != .null {
-            var empty = false
-            if m.kind == .string {
-                type = line.withStringBytes(m) { raw in
-                    let t = FieldRules.trimmed(raw)
-                    if t.isEmpty { empty = true }
-                    return matchType(t)
-                }
-            }
-            if empty {
-                reasons.append(RejectReason(.eventType, ValidationReason.required))
-            } else if type < 0 {
-                reasons.append(RejectReason(.eventType, unknownTypeReason, value: valueText(line, m)))
-            } else {
-                typeValid = true
-            }
-        } else {
-            reasons.append(RejectReason(.eventType, ValidationReason.required))
-        }
-
-        // price: required for a purchase, empty for any other type.
-        var cents = -1
-        let priceMember = line.member(.price)
-        var priceParse: FieldRules.PriceParse?  // nil: empty
-        if let m = priceMember {
-            switch m.kind {
-            case .null: break
-            case .string:
-                priceParse = line.withStringBytes(m) { raw in
-                    let t = FieldRules.trimmed(raw)
-                    return t.isEmpty ? nil : FieldRules.parsePrice(t)
-                }
-            case .number: priceParse = FieldRules.parsePrice(line.span(m))
-            default: priceParse = .notDecimal
+        var checkReasons: [(column: Int, reason: RejectReason)] = []
+        for check in checks {
+            if let reason = check.violation(outcome, valueStart, valueEnd, scratch.bytes) {
+                checkReasons.append((check.requireColumn, RejectReason(field: parsers[check.requireColumn].column.name, reason: reason, value: check.showsValue ? memberText(line, slots, check.requireColumn) : nil)))
             }
         }
-        if typeValid && type != purchaseType {
-            if priceParse != nil {
-                reasons.append(RejectReason(.price, mustBeEmptyReasons[type], value: valueText(line, priceMember!)))
-            }
-        } else if let priceParse {
-            let reason: String?
-            switch priceParse {
-            case .cents(let c):
-                cents = c
-                reason = nil
-            case .notDecimal: reason = ValidationReason.notDecimal
-            case .notPositive: reason = ValidationReason.notPositive
-            case .tooManyPlaces: reason = ValidationReason.tooManyPlaces
-            case .tooLarge: reason = ValidationReason.tooLarge
-            }
-            if let reason { reasons.append(RejectReason(.price, reason, value: valueText(line, priceMember!))) }
-        } else if typeValid {
-            reasons.append(RejectReason(.price, ValidationReason.requiredForPurchase))
-        }
-
-        // event_timestamp
-        var timestamp = UTCTimestamp(millisecondsSinceEpoch: 0)
-        if let m = line.member(.eventTimestamp), m.kind != .null {
-            var parsed: TimestampParse? = .notDateTime
-            if m.kind == .string {
-                parsed = line.withStringBytes(m) { raw in
-                    let t = FieldRules.trimmed(raw)
-                    return t.isEmpty ? nil : UTCTimestamp.parse(t)
+        if failed || !checkReasons.isEmpty {
+            for i in 0..<parsers.count {
+                if let c = checkReasons.first(where: { $0.column == i }) {
+                    // A value where the check wants none: the check's reason, not the parse's.
+                    reasons.append(c.reason)
+                } else if case .rejected(let text, let show) = outcome[i] {
+                    reasons.append(RejectReason(field: parsers[i].column.name, reason: text, value: show ? memberText(line, slots, i) : nil))
                 }
             }
-            let reason: String?
-            switch parsed {
-            case nil: reason = ValidationReason.required
-            case .instant(let t)?:
-                timestamp = t
-                reason =
-                    t.millisecondsSinceEpoch > now.millisecondsSinceEpoch + rules.maxFutureMilliseconds ? futureReason : nil
-            case .notDateTime?: reason = ValidationReason.notDateTime
-            case .noSuchDate?: reason = ValidationReason.noSuchDate
-            case .misplacedLeapSecond?: reason = ValidationReason.misplacedLeapSecond
-            case .yearOutOfRange?: reason = ValidationReason.yearOutOfRange
-            }
-            if let reason {
-                reasons.append(
-                    RejectReason(.eventTimestamp, reason, value: parsed == nil ? nil : valueText(line, m)))
-            }
-        } else {
-            reasons.append(RejectReason(.eventTimestamp, ValidationReason.required))
         }
-
-        // Duplicates: only an accepted row claims its id, so a rejected first row does not
+        // Duplicates: only an accepted row claims its key, so a rejected first row does not
         // make a corrected second one a duplicate.
-        if idValid {
+        if !contract.key.isEmpty, contract.key.allSatisfy({ if case .value = outcome[$0] { true } else { false } }) {
+            let key = rowKey()
             let duplicate = RecordValidator.withFile(line) { file in
-                reasons.isEmpty ? !tracker.insert(id, file: file) : tracker.contains(id, file: file)
+                reasons.isEmpty ? !tracker.insert(key, file: file) : tracker.contains(key, file: file)
             }
             if duplicate {
-                reasons.append(RejectReason(.eventID, ValidationReason.duplicate, value: id.text))
+                reasons.append(RejectReason(field: contract.keyName, reason: duplicateReason, value: keyText()))
             }
         }
         guard reasons.isEmpty else { return reasons }
-
-        writeRecord(
-            line, id: id, userID: userID, productID: productID, type: type, cents: cents, timestamp: timestamp, &out)
+        w.put("}\n")
+        let count = scratch.bytes.distance(to: w.p)
+        assert(count <= bound)
+        out.append(contentsOf: UnsafeRawBufferPointer(start: scratch.bytes, count: count))
         return reasons
     }
 
-    /// Forgets the ids of a file whose end-of-file marker passed.
+    /// The key of the row just checked: a UUID's own 128 bits, else the first 128 bits of the
+    /// SHA-256 of the normalised values.
+    private func rowKey() -> RowKey {
+        if keyIsUUID {
+            let c = contract.key[0]
+            // The normalised value is `"` + 36 lowercase characters + `"`.
+            return RowKey(UnsafeRawBufferPointer(start: scratch.bytes + valueStart[c] + 1, count: 36)) ?? RowKey(high: 0, low: 0)
+        }
+        var hasher = SHA256Hasher()
+        for c in contract.key {
+            hasher.update(UnsafeRawBufferPointer(start: scratch.bytes + valueStart[c], count: valueEnd[c] - valueStart[c]))
+            var separator: UInt8 = 0x1F
+            withUnsafeBytes(of: &separator) { hasher.update($0) }
+        }
+        return hasher.finalizeRowKey()
+    }
+
+    /// The key's value for a reason: the normalised text (a string's without its quotes).
+    private func keyText() -> String {
+        contract.key.map { c -> String in
+            var bytes = UnsafeRawBufferPointer(start: scratch.bytes + valueStart[c], count: valueEnd[c] - valueStart[c])
+            if bytes.count >= 2 && bytes[0] == UInt8(ascii: "\"") { bytes = UnsafeRawBufferPointer(rebasing: bytes[1..<(bytes.count - 1)]) }
+            return String(decoding: bytes, as: UTF8.self)
+        }.joined(separator: ", ")
+    }
+
+    /// Forgets the keys of a file whose end-of-file marker passed.
     public mutating func endOfFile(_ line: ProtocolLine) {
         guard let m = line.member(.file), m.kind == .string else { return }
         line.withStringBytes(m) { tracker.endOfFile($0) }
     }
 
-    /// Files whose ids are currently remembered (for tests and memory checks).
+    /// Files whose keys are currently remembered (for tests and memory checks).
     public var openFileCount: Int { tracker.openFileCount }
-
-    // MARK: - Pieces
-
-    private func checkID(_ line: ProtocolLine, _ key: ProtocolKey, _ reasons: inout [RejectReason]) -> Int {
-        let field = key.eventField!
-        guard let m = line.member(key), m.kind != .null else {
-            reasons.append(RejectReason(field, ValidationReason.required))
-            return 0
-        }
-        let parsed: FieldRules.IntegerParse?
-        switch m.kind {
-        case .number: parsed = FieldRules.parseID(line.span(m))
-        case .string:
-            parsed = line.withStringBytes(m) { raw in
-                let t = FieldRules.trimmed(raw)
-                return t.isEmpty ? nil : FieldRules.parseID(t)
-            }
-        default: parsed = .notInteger
-        }
-        switch parsed {
-        case .value(let v)?: return v
-        case nil: reasons.append(RejectReason(field, ValidationReason.required))
-        case .notInteger?: reasons.append(RejectReason(field, ValidationReason.notInteger, value: valueText(line, m)))
-        case .outOfRange?: reasons.append(RejectReason(field, ValidationReason.idOutOfRange, value: valueText(line, m)))
-        }
-        return 0
-    }
-
-    /// The index of the configured type `text` names, any case; -1 if none.
-    @inline(__always)
-    private func matchType(_ text: UnsafeRawBufferPointer) -> Int {
-        outer: for (index, type) in typeBytes.enumerated() where type.count == text.count {
-            for i in 0..<type.count {
-                var c = text[i]
-                if c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
-                if c != type[i] { continue outer }
-            }
-            return index
-        }
-        return -1
-    }
 
     /// Static on purpose: an instance method here would copy `self` (and its id sets) while
     /// the closure mutates the tracker — a full set copy per row.
@@ -225,86 +155,109 @@ public struct RecordValidator {
         guard let m = line.member(.file), m.kind == .string else { return body(nil) }
         return line.withStringBytes(m) { body($0) }
     }
+}
 
-    /// Writes the normalised record: `{"kind":"record"`, then every member in its order, the
-    /// event fields normalised and any other member copied as it came, then `"price":null`
-    /// when there was no price.
-    ///
-    /// Written with plain stores into a scratch buffer and appended to `out` once: through
-    /// `JSONWriter` (an `Array.append` with its uniqueness check per piece, ~25 per row) this
-    /// took ~5,100 instructions per row (callgrind), a third of `validate`; now ~1,600.
-    private mutating func writeRecord(
-        _ line: ProtocolLine, id: EventID, userID: Int, productID: Int, type: Int, cents: Int,
-        timestamp: UTCTimestamp, _ out: inout [UInt8]
-    ) {
-        // The output is never longer than the input plus this: `{"kind":"record",` (17),
-        // `,"price":null` (13), `}\n` (2), a price growing from `1` to `"1.00"` (5), a timestamp
-        // from 21 to 26 bytes (5), and the configured type's JSON text; every other value and
-        // key is copied or gets shorter (a trimmed id, an unescaped key).
-        let bound = line.bytes.count + 64 + longestTypeJSON
-        if bound > scratch.capacity { scratch = RecordScratch(capacity: bound * 2) }
-        var w = RecordBytes(scratch.bytes)
-        w.put("{\"kind\":\"record\"")
-        let slots = line.slots
-        let kindIndex = slots[.kind]
-        for (index, m) in line.members.enumerated() {
-            // The scanner tagged each member with its key: an event field's last member is
-            // normalised, anything else copied.
-            let key = Int(m.protocolKey)
-            let fieldValue = key - ProtocolKey.eventID.rawValue
-            guard fieldValue >= 0, let field = EventField(rawValue: fieldValue), slots[rawKey: key] == index else {
-                if index == kindIndex { continue }
-                w.put(UInt8(ascii: ","))
-                w.put(UInt8(ascii: "\""))
-                w.put(line.keySpan(m))
-                w.put(UInt8(ascii: "\""))
-                w.put(UInt8(ascii: ":"))
-                w.put(line.span(m))
-                continue
-            }
-            switch field {
-            case .eventID:
-                w.put(",\"event_id\":\"")
-                w.advance(id.writeText(to: w.p))
-                w.put(UInt8(ascii: "\""))
-            case .userID:
-                w.put(",\"user_id\":")
-                w.putDecimal(userID)
-            case .productID:
-                w.put(",\"product_id\":")
-                w.putDecimal(productID)
-            case .eventType:
-                w.put(",\"event_type\":")
-                typeJSON[type].withUnsafeBytes { w.put($0) }
-            case .price:
-                w.put(",\"price\":")
-                putPrice(cents, &w)
-            case .eventTimestamp:
-                w.put(",\"event_timestamp\":\"")
-                w.advance(timestamp.writeRFC3339(to: w.p))
-                w.put(UInt8(ascii: "\""))
-            }
-        }
-        if slots[.price] < 0 { w.put(",\"price\":null") }
-        w.put("}\n")
-        let count = scratch.bytes.distance(to: w.p)
-        assert(count <= bound)
-        out.append(contentsOf: UnsafeRawBufferPointer(start: scratch.bytes, count: count))
+/// A row check compiled against the columns' parsers: its predicates' values in the form the
+/// columns write them, so a test is a byte comparison.
+struct CompiledCheck {
+    let whenColumn: Int
+    let when: Test
+    let requireColumn: Int
+    let require: Test
+    let reason: ReasonTemplate
+    /// A check that wants no value quotes the value found.
+    var showsValue: Bool { if case .isNull = require { true } else { false } }
+
+    enum Test {
+        case isNull, notNull
+        case oneOf([[UInt8]])
+        case noneOf([[UInt8]])
     }
 
-    @inline(__always)
-    private func putPrice(_ cents: Int, _ w: inout RecordBytes) {
-        if cents < 0 {
-            w.put("null")
+    init(_ check: RowCheck, _ parsers: [ColumnValueParser]) {
+        func compile(_ p: ColumnPredicate) -> Test {
+            func forms(_ values: [String]) -> [[UInt8]] {
+                values.map { parsers[p.column].normalisedForm(of: $0) ?? [] }
+            }
+            switch p.test {
+            case .isNull: return .isNull
+            case .notNull: return .notNull
+            case .oneOf(let v): return .oneOf(forms(v))
+            case .noneOf(let v): return .noneOf(forms(v))
+            }
+        }
+        whenColumn = check.when.column
+        when = compile(check.when)
+        requireColumn = check.require.column
+        require = compile(check.require)
+        reason = ReasonTemplate(check.reason)
+    }
+
+    /// The reason when the row breaks this check; nil when it holds or cannot be judged (the
+    /// `when` column failed its own rules).
+    func violation(_ outcome: [FieldOutcome], _ start: [Int], _ end: [Int], _ base: UnsafeMutablePointer<UInt8>) -> String? {
+        func value(_ c: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base + start[c], count: end[c] - start[c]) }
+        func holds(_ test: Test, _ c: Int) -> Bool? {
+            switch (test, outcome[c]) {
+            case (_, .rejected): return nil
+            case (.isNull, let o): return o == .null
+            case (.notNull, let o): return o != .null
+            case (.oneOf(let forms), .value): return forms.contains { $0.elementsEqual(value(c)) }
+            case (.noneOf(let forms), .value): return !forms.contains { $0.elementsEqual(value(c)) }
+            case (.oneOf, _): return false
+            case (.noneOf, _): return true
+            }
+        }
+        guard holds(when, whenColumn) == true else { return nil }
+        switch (require, outcome[requireColumn]) {
+        case (.isNull, .rejected(let text, _)) where text != "required":
+            break  // a value where none may be, even one that does not parse
+        case (_, .rejected):
+            return nil
+        default:
+            guard holds(require, requireColumn) == false else { return nil }
+        }
+        return reason.text(value: value(whenColumn))
+    }
+}
+
+/// A check's reason with `{column}` or `{a column}` standing for the `when` column's value.
+struct ReasonTemplate {
+    let before: String
+    let after: String
+    let placeholder: Bool
+    let article: Bool
+
+    init(_ text: String) {
+        if let open = text.firstIndex(of: "{"), let close = text[open...].firstIndex(of: "}") {
+            before = String(text[..<open])
+            after = String(text[text.index(after: close)...])
+            placeholder = true
+            article = text[text.index(after: open)..<close].hasPrefix("a ")
         } else {
-            w.put(UInt8(ascii: "\""))
-            w.putDecimal(cents / 100)
-            w.put(UInt8(ascii: "."))
-            w.put(UInt8(0x30 + cents % 100 / 10))
-            w.put(UInt8(0x30 + cents % 10))
-            w.put(UInt8(ascii: "\""))
+            before = text
+            after = ""
+            placeholder = false
+            article = false
         }
     }
+
+    func text(value: UnsafeRawBufferPointer) -> String {
+        guard placeholder else { return before }
+        var bytes = value
+        if bytes.count >= 2 && bytes[0] == UInt8(ascii: "\"") { bytes = UnsafeRawBufferPointer(rebasing: bytes[1..<(bytes.count - 1)]) }
+        let shown = String(decoding: bytes, as: UTF8.self)
+        guard article else { return before + shown + after }
+        let an = shown.first.map { "aeiouAEIOU".contains($0) } == true ? "an" : "a"
+        return before + an + " " + shown + after
+    }
+}
+
+/// The text of column `c`'s member as received, for a reason.
+func memberText(_ line: ProtocolLine, _ slots: [Int32], _ c: Int) -> String? {
+    let slot = Int(slots[c])
+    guard slot >= 0 else { return nil }
+    return valueText(line, line.members[slot])
 }
 
 /// The buffer a normalised record is written into before one append to the output.
@@ -346,6 +299,20 @@ struct RecordBytes {
     }
 
     @inline(__always) mutating func advance(_ count: Int) { p += count }
+
+    /// `"text"` with JSON escapes (at most 6 bytes per input byte, plus 2).
+    @inline(__always) mutating func putJSONString(_ text: UnsafeRawBufferPointer) {
+        var r = ReservedBytes(p)
+        r.string(text)
+        p += r.count
+    }
+
+    /// A non-negative integer of any width in decimal.
+    @inline(__always) mutating func putUnsigned(_ value: UInt64) {
+        if value <= UInt64(Int.max) { return putDecimal(Int(value)) }
+        putDecimal(Int(value / 10))
+        put(UInt8(truncatingIfNeeded: 0x30 + value % 10))
+    }
 
     /// A non-negative integer in decimal, two digits per division.
     @inline(__always) mutating func putDecimal(_ value: Int) {

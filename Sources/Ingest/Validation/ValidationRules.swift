@@ -1,28 +1,53 @@
-/// The settings of the validation contract (docs/validation.md).
+/// What `validate` applies: a contract, and how many keys it remembers for duplicates.
 public struct ValidationRules: Sendable {
-    /// Accepted `event_type` values, lowercase, in the order the reason lists them.
-    public private(set) var eventTypes: [String]
-    /// How far past the clock an `event_timestamp` may be, in milliseconds.
-    public var maxFutureMilliseconds: Int64
-    /// Event ids remembered per source file for duplicate detection; beyond it the database
+    public var contract: Contract
+    /// Keys remembered per source file for duplicate detection; beyond it the database
     /// primary key still rejects duplicates, only the reason comes later. 250,000 (≈ 5 MB)
     /// rather than the earlier 500,000 (≈ 10 MB even in a compact table): keeps `validate`
     /// near 20 MB of peak RSS, inside the 25 MB per stage budget (issue 12), on any file.
     public var maxIDsPerFile: Int
-    /// Event ids remembered for records without file provenance (a sliding window).
+    /// Keys remembered for records without file provenance (a sliding window).
     public var recentIDWindow: Int
 
     public static let defaultEventTypes = ["view", "purchase"]
 
-    public init(
-        eventTypes: [String] = ValidationRules.defaultEventTypes, maxFutureMilliseconds: Int64 = 5 * 60_000,
-        maxIDsPerFile: Int = 250_000, recentIDWindow: Int = 100_000
-    ) {
-        var seen = Set<String>()
-        self.eventTypes = eventTypes.map { $0.lowercased() }.filter { !$0.isEmpty && seen.insert($0).inserted }
-        self.maxFutureMilliseconds = maxFutureMilliseconds
+    public init(contract: Contract = .ecommerceEvents, maxIDsPerFile: Int = 250_000, recentIDWindow: Int = 100_000) {
+        self.contract = contract
         self.maxIDsPerFile = maxIDsPerFile
         self.recentIDWindow = recentIDWindow
+    }
+
+    /// The e-commerce contract with `validate`'s two older knobs applied: the accepted
+    /// `event_type` values and the `event_timestamp`'s `max_future`.
+    public init(
+        eventTypes: [String] = ValidationRules.defaultEventTypes, maxFutureMilliseconds: Int64 = 5 * 60_000, maxIDsPerFile: Int = 250_000,
+        recentIDWindow: Int = 100_000
+    ) {
+        var contract = Contract.ecommerceEvents
+        contract.override(eventTypes: eventTypes, maxFutureMilliseconds: maxFutureMilliseconds)
+        self.init(contract: contract, maxIDsPerFile: maxIDsPerFile, recentIDWindow: recentIDWindow)
+    }
+
+    /// Accepted `event_type` values, in the order the reason lists them (empty when the
+    /// contract has no such column).
+    public var eventTypes: [String] {
+        contract.column(named: "event_type").flatMap { contract.columns[$0].rules.acceptedValues } ?? []
+    }
+}
+
+extension Contract {
+    /// Applies `--event-types` (to the `event_type` column's accepted values) and
+    /// `--max-future` (to every timestamp column that has a `max_future`).
+    public mutating func override(eventTypes: [String]?, maxFutureMilliseconds: Int64?) {
+        if let eventTypes, let c = column(named: "event_type") {
+            var seen = Set<String>()
+            columns[c].rules.acceptedValues = eventTypes.map { $0.lowercased() }.filter { !$0.isEmpty && seen.insert($0).inserted }
+        }
+        if let maxFutureMilliseconds {
+            for i in columns.indices where columns[i].rules.maxFutureMilliseconds != nil {
+                columns[i].rules.maxFutureMilliseconds = maxFutureMilliseconds
+            }
+        }
     }
 }
 

@@ -1,0 +1,718 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What one field came to.
+public enum FieldOutcome: Equatable, Sendable {
+    /// A value, written normalised.
+    case value
+    /// NULL (an absent member, JSON null, or a NULL token), written as `null`.
+    case null
+    /// Refused: the reason, and whether the value is worth quoting beside it.
+    case rejected(String, showValue: Bool)
+}
+
+/// One contract column compiled for the hot path: reads a field's bytes, applies the type and
+/// the rules, and writes the normalised JSON value (`42`, `"12.50"`, `"2024-01-30T10:15:23.123Z"`).
+///
+/// No `String` per value unless it is rejected; every reason text is made once, here.
+public struct ColumnValueParser {
+    public let column: ContractColumn
+    /// `,"name":` as written before the value.
+    let memberPrefix: [UInt8]
+    private let nullTokens: [[UInt8]]
+    private let kind: Kind
+    // Bounds, compiled for the type.
+    private var lowerInteger: Int64 = .min, upperInteger: Int64 = .max
+    private var lowerDecimal: DecimalDigits?, upperDecimal: DecimalDigits?
+    private var lowerDouble: Double = -.infinity, upperDouble: Double = .infinity
+    private var lowerMicros: Int64 = .min, upperMicros: Int64 = .max
+    private var lowerReason = "", upperReason = ""
+    private let typeRangeReason: String
+    private var accepted: [[UInt8]] = []
+    private var acceptedJSON: [[UInt8]] = []
+    private var unknownValueReason = ""
+    private var regex: RegularExpression?
+    private var patterns: [[UInt8]?] = []
+    private var futureReason = ""
+    private var scaleReason = ""
+    private var trueValues: [[UInt8]] = [], falseValues: [[UInt8]] = []
+    private var minLengthReason = "", maxLengthReason = ""
+
+    enum Kind {
+        case integer, numeric, float(single: Bool), text, boolean, date, timestamp(zoned: Bool), uuid, json
+    }
+
+    /// The longest a value's normalised text can grow past its input text.
+    var maxGrowth: Int { 64 + (column.rules.scale ?? 0) }
+
+    /// Why a column cannot be compiled (a bound that is not of its type); nil when it can.
+    static func problem(with column: ContractColumn) -> String? {
+        do {
+            _ = try ColumnValueParser(checking: column)
+            return nil
+        } catch {
+            return error.problem
+        }
+    }
+
+    struct CompileError: Error { var problem: String }
+
+    public init(_ column: ContractColumn) {
+        // The reader checked the column: compiling it again cannot fail.
+        self = try! ColumnValueParser(checking: column)
+    }
+
+    private init(checking column: ContractColumn) throws(CompileError) {
+        self.column = column
+        var prefix: [UInt8] = [UInt8(ascii: ",")]
+        JSONWriter.appendString(column.name, &prefix)
+        prefix.append(UInt8(ascii: ":"))
+        memberPrefix = prefix
+        nullTokens = column.nullValues.map { Array($0.utf8) }
+        let rules = column.rules
+        switch column.type {
+        case .smallint, .integer, .bigint: kind = .integer
+        case .numeric: kind = .numeric
+        case .real: kind = .float(single: true)
+        case .doublePrecision: kind = .float(single: false)
+        case .text, .varchar: kind = .text
+        case .boolean: kind = .boolean
+        case .date: kind = .date
+        case .timestamp: kind = .timestamp(zoned: false)
+        case .timestamptz: kind = .timestamp(zoned: true)
+        case .uuid: kind = .uuid
+        case .json, .jsonb: kind = .json
+        }
+        typeRangeReason = "out of range for \(column.type)"
+        func bad(_ bound: ColumnRules.Bound) -> CompileError {
+            CompileError(problem: "range bound \(quotedForMessage(bound.text)) is not a value of type \(column.type)")
+        }
+        let bothInclusive = rules.lower.map { !$0.exclusive } ?? false && rules.upper.map { !$0.exclusive } ?? false
+        if let l = rules.lower {
+            lowerReason = bothInclusive ? "out of range \(l.text)…\(rules.upper!.text)" : "must be \(l.exclusive ? ">" : ">=") \(l.text)"
+        }
+        if let u = rules.upper {
+            upperReason = bothInclusive ? lowerReason : "must be \(u.exclusive ? "<" : "<=") \(u.text)"
+        }
+        switch kind {
+        case .integer:
+            let range = column.type.integerRange!
+            lowerInteger = range.lowerBound
+            upperInteger = range.upperBound
+            if let l = rules.lower {
+                guard let v = Int64(l.text) else { throw bad(l) }
+                lowerInteger = max(lowerInteger, l.exclusive ? v &+ 1 : v)
+            }
+            if let u = rules.upper {
+                guard let v = Int64(u.text) else { throw bad(u) }
+                upperInteger = min(upperInteger, u.exclusive ? v &- 1 : v)
+            }
+        case .numeric:
+            if let l = rules.lower {
+                guard let d = DecimalDigits(l.text) else { throw bad(l) }
+                lowerDecimal = d
+            }
+            if let u = rules.upper {
+                guard let d = DecimalDigits(u.text) else { throw bad(u) }
+                upperDecimal = d
+            }
+        case .float:
+            if let l = rules.lower {
+                guard let v = Double(l.text) else { throw bad(l) }
+                lowerDouble = v
+            }
+            if let u = rules.upper {
+                guard let v = Double(u.text) else { throw bad(u) }
+                upperDouble = v
+            }
+        case .date, .timestamp:
+            let isDate = column.type == .date
+            func micros(_ b: ColumnRules.Bound) throws(CompileError) -> Int64 {
+                var text = b.text
+                let parsed = text.withUTF8 { TemporalText.parseISO(UnsafeRawBufferPointer($0), date: isDate) }
+                guard case .value(let c) = parsed, let m = ColumnValueParser.instant(c, defaultOffset: rules.utcOffsetSeconds)
+                else { throw bad(b) }
+                return m
+            }
+            if let l = rules.lower { lowerMicros = try micros(l) &+ (l.exclusive ? 1 : 0) }
+            if let u = rules.upper { upperMicros = try micros(u) &- (u.exclusive ? 1 : 0) }
+        default: break
+        }
+        if let values = rules.acceptedValues {
+            accepted = values.map { Array((rules.caseSensitive ? $0 : $0.lowercased()).utf8) }
+            acceptedJSON = values.map { v in
+                var json: [UInt8] = []
+                if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
+                return json
+            }
+            if case .integer = kind, values.contains(where: { Int64($0) == nil }) {
+                throw CompileError(problem: "accepted_values of an integer column must be integers")
+            }
+            unknownValueReason = "unknown \(column.name.replacingUnderscores) (expected \(values.joined(separator: ", ")))"
+        }
+        if let p = rules.pattern { regex = RegularExpression(p) }
+        patterns = rules.formats.map { if case .pattern(let p) = $0 { Array(p.utf8) } else { nil } }
+        if let f = rules.maxFutureMilliseconds { futureReason = "more than \(describeDuration(f)) in the future" }
+        if let s = rules.scale { scaleReason = "more than \(numberWord(s)) decimal place\(s == 1 ? "" : "s")" }
+        trueValues = rules.trueValues.map { Array($0.utf8) }
+        falseValues = rules.falseValues.map { Array($0.utf8) }
+        if let m = rules.minLength { minLengthReason = "shorter than \(m) character\(m == 1 ? "" : "s")" }
+        if let m = rules.maxLength { maxLengthReason = "longer than \(m) character\(m == 1 ? "" : "s")" }
+    }
+
+    /// The normalised JSON text of a value written in the contract (a check's `equals`), or
+    /// nil when the column would refuse it.
+    public func normalisedForm(of value: String) -> [UInt8]? {
+        var json: [UInt8] = []
+        JSONWriter.appendString(value, &json)
+        let scratch = RecordScratch(capacity: json.count * 2 + maxGrowth + 64)
+        return json.withUnsafeBytes { bytes -> [UInt8]? in
+            var decoder = LineDecoder()
+            var line: [UInt8] = Array("{\"v\":".utf8) + Array(bytes) + [UInt8(ascii: "}")]
+            return line.withUnsafeMutableBytes { l -> [UInt8]? in
+                guard let scanned = try? decoder.decode(UnsafeRawBufferPointer(l)) else { return nil }
+                var w = RecordBytes(scratch.bytes)
+                guard parse(scanned, scanned.members.first, nowMicros: .max / 2, into: &w) == .value else { return nil }
+                return Array(UnsafeRawBufferPointer(start: scratch.bytes, count: scratch.bytes.distance(to: w.p)))
+            }
+        }
+    }
+
+    /// Reads the member `m` of `line` (nil: absent) and writes its normalised value at `w`.
+    /// `nowMicros` is the clock for `max_future`.
+    @inline(__always)
+    func parse(_ line: ProtocolLine, _ m: JSONMember?, nowMicros: Int64, into w: inout RecordBytes) -> FieldOutcome {
+        guard let m, m.kind != .null else { return null(&w) }
+        switch m.kind {
+        case .string:
+            if !m.valueEscaped {
+                let inner = UnsafeRawBufferPointer(rebasing: line.bytes[(m.valueStart + 1)..<(m.valueEnd - 1)])
+                return parseText(inner, span: line.span(m), nowMicros: nowMicros, &w)
+            }
+            return line.withStringBytes(m) { parseText($0, span: nil, nowMicros: nowMicros, &w) }
+        case .number:
+            if case .json = kind { return copy(line.span(m), &w) }
+            if case .text = kind { return parseText(line.span(m), span: nil, nowMicros: nowMicros, &w) }
+            return parseText(line.span(m), span: nil, nowMicros: nowMicros, &w, isNumber: true)
+        case .true, .false:
+            switch kind {
+            case .boolean:
+                w.put(m.kind == .true ? "true" : "false")
+                return .value
+            case .json: return copy(line.span(m), &w)
+            default: return parseText(line.span(m), span: nil, nowMicros: nowMicros, &w)
+            }
+        default:
+            if case .json = kind { return copy(line.span(m), &w) }
+            return .rejected(notAReason, showValue: true)
+        }
+    }
+
+    @inline(__always)
+    private func null(_ w: inout RecordBytes) -> FieldOutcome {
+        if column.notNull { return .rejected("required", showValue: false) }
+        w.put("null")
+        return .null
+    }
+
+    private func copy(_ span: UnsafeRawBufferPointer, _ w: inout RecordBytes) -> FieldOutcome {
+        w.put(span)
+        return .value
+    }
+
+    /// The reason for a value that is not of the type at all.
+    var notAReason: String {
+        switch kind {
+        case .integer: "not an integer"
+        case .numeric: "not a decimal"
+        case .float: "not a number"
+        case .text: "not text"
+        case .boolean: "not a boolean"
+        case .date: TemporalReason.notDate
+        case .timestamp: TemporalReason.notDateTime
+        case .uuid: "not a UUID"
+        case .json: "not JSON"
+        }
+    }
+
+    /// A string's decoded bytes (or a literal's text). `span` is the JSON text of an unescaped
+    /// string, which a text value can be copied from as it is.
+    @inline(__always)
+    private func parseText(
+        _ raw: UnsafeRawBufferPointer, span: UnsafeRawBufferPointer?, nowMicros: Int64, _ w: inout RecordBytes, isNumber: Bool = false
+    ) -> FieldOutcome {
+        let trimmed = column.trim ? FieldRules.trimmed(raw) : raw
+        if isNullToken(column.trim ? trimmed : raw) { return null(&w) }
+        switch kind {
+        case .integer: return integer(trimmed, &w)
+        case .numeric: return numeric(trimmed, &w)
+        case .float(let single): return float(trimmed, single: single, &w)
+        case .text:
+            return text(trimmed, span: trimmed.count == raw.count ? span : nil, &w)
+        case .boolean: return boolean(trimmed, &w)
+        case .uuid:
+            guard let id = RowKey(trimmed) else { return .rejected(notAReason, showValue: true) }
+            w.put(UInt8(ascii: "\""))
+            w.advance(id.writeText(to: w.p))
+            w.put(UInt8(ascii: "\""))
+            return .value
+        case .date: return temporal(trimmed, date: true, zoned: false, nowMicros: nowMicros, &w)
+        case .timestamp(let zoned): return temporal(trimmed, date: false, zoned: zoned, nowMicros: nowMicros, &w)
+        case .json:
+            guard isJSONValue(trimmed) else { return .rejected(notAReason, showValue: true) }
+            w.put(trimmed)
+            return .value
+        }
+    }
+
+    @inline(__always)
+    private func isNullToken(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        for token in nullTokens where token.count == bytes.count {
+            if token.isEmpty { return true }
+            if token.withUnsafeBytes({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) { return true }
+        }
+        return false
+    }
+
+    private func integer(_ t: UnsafeRawBufferPointer, _ w: inout RecordBytes) -> FieldOutcome {
+        let n = t.count
+        var i = 0
+        let negative = n > 0 && t[0] == UInt8(ascii: "-")
+        if negative { i = 1 }
+        guard i < n else { return .rejected("not an integer", showValue: true) }
+        var magnitude: UInt64 = 0
+        var overflow = false
+        while i < n {
+            let d = UInt64(t[i]) &- 0x30
+            guard d <= 9 else { return .rejected("not an integer", showValue: true) }
+            let (m1, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (m2, o2) = m1.addingReportingOverflow(d)
+            if o1 || o2 { overflow = true } else { magnitude = m2 }
+            i += 1
+        }
+        let value: Int64
+        if overflow || magnitude > UInt64(Int64.max) + (negative ? 1 : 0) {
+            return .rejected(rangeReason(negative: negative), showValue: true)
+        } else {
+            value = negative ? Int64(truncatingIfNeeded: 0 &- magnitude) : Int64(magnitude)
+        }
+        if value < lowerInteger { return .rejected(rangeReason(negative: true), showValue: true) }
+        if value > upperInteger { return .rejected(rangeReason(negative: false), showValue: true) }
+        if !accepted.isEmpty {
+            guard let index = acceptedIndex(t, fold: false) else { return .rejected(unknownValueReason, showValue: true) }
+            _ = index
+        }
+        if negative && magnitude != 0 { w.put(UInt8(ascii: "-")) }
+        w.putUnsigned(magnitude)
+        return .value
+    }
+
+    /// The declared range's reason for a value past a bound, or the type's own.
+    private func rangeReason(negative: Bool) -> String {
+        if negative { return column.rules.lower != nil ? lowerReason : typeRangeReason }
+        return column.rules.upper != nil ? upperReason : typeRangeReason
+    }
+
+    private func numeric(_ t: UnsafeRawBufferPointer, _ w: inout RecordBytes) -> FieldOutcome {
+        guard let d = DecimalSpan(t) else {
+            if case .numeric(nil, nil) = column.type, column.rules.lower == nil, column.rules.upper == nil, isNaN(t) {
+                w.put("\"NaN\"")
+                return .value
+            }
+            return .rejected("not a decimal", showValue: true)
+        }
+        if let lower = lowerDecimal {
+            let c = d.compare(lower)
+            if c < 0 || (c == 0 && column.rules.lower!.exclusive) { return .rejected(lowerReason, showValue: true) }
+        }
+        if let scale = column.rules.scale, d.fractionDigits > scale {
+            return .rejected(scaleReason, showValue: true)
+        }
+        if let upper = upperDecimal {
+            let c = d.compare(upper)
+            if c > 0 || (c == 0 && column.rules.upper!.exclusive) { return .rejected(upperReason, showValue: true) }
+        }
+        if case .numeric(let p?, let s?) = column.type, d.integerDigits(t) > p - s {
+            return .rejected(typeRangeReason, showValue: true)
+        }
+        d.write(t, scale: column.rules.scale, &w)
+        return .value
+    }
+
+    private func isNaN(_ t: UnsafeRawBufferPointer) -> Bool {
+        t.count == 3 && (t[0] | 0x20) == UInt8(ascii: "n") && (t[1] | 0x20) == UInt8(ascii: "a") && (t[2] | 0x20) == UInt8(ascii: "n")
+    }
+
+    private func float(_ t: UnsafeRawBufferPointer, single: Bool, _ w: inout RecordBytes) -> FieldOutcome {
+        guard let v = FloatText.parse(t) else { return .rejected("not a number", showValue: true) }
+        if single && v.isFinite && (abs(v) > Double(Float.greatestFiniteMagnitude)) { return .rejected(typeRangeReason, showValue: true) }
+        if v.isNaN {
+            if column.rules.lower != nil || column.rules.upper != nil { return .rejected(lowerReason.isEmpty ? upperReason : lowerReason, showValue: true) }
+        } else {
+            if v < lowerDouble || (v == lowerDouble && column.rules.lower?.exclusive == true) { return .rejected(lowerReason, showValue: true) }
+            if v > upperDouble || (v == upperDouble && column.rules.upper?.exclusive == true) { return .rejected(upperReason, showValue: true) }
+        }
+        FloatText.write(v, single: single, &w)
+        return .value
+    }
+
+    private func text(_ t: UnsafeRawBufferPointer, span: UnsafeRawBufferPointer?, _ w: inout RecordBytes) -> FieldOutcome {
+        if !accepted.isEmpty {
+            guard let index = acceptedIndex(t, fold: !column.rules.caseSensitive) else {
+                return .rejected(unknownValueReason, showValue: true)
+            }
+            acceptedJSON[index].withUnsafeBytes { w.put($0) }
+            return .value
+        }
+        if let base = t.baseAddress, memchr(base, 0, t.count) != nil { return .rejected("contains a NUL byte", showValue: true) }
+        if column.rules.minLength != nil || column.rules.maxLength != nil {
+            var characters = 0
+            for b in t where b & 0xC0 != 0x80 { characters += 1 }
+            if let m = column.rules.minLength, characters < m { return .rejected(minLengthReason, showValue: true) }
+            if let m = column.rules.maxLength, characters > m { return .rejected(maxLengthReason, showValue: true) }
+        }
+        if let regex, !regex.matches(t) { return .rejected("does not match the pattern", showValue: true) }
+        if let span {
+            w.put(span)
+        } else {
+            w.putJSONString(t)
+        }
+        return .value
+    }
+
+    @inline(__always)
+    private func acceptedIndex(_ t: UnsafeRawBufferPointer, fold: Bool) -> Int? {
+        outer: for (index, value) in accepted.enumerated() where value.count == t.count {
+            for i in 0..<value.count {
+                var c = t[i]
+                if fold && c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
+                if c != value[i] { continue outer }
+            }
+            return index
+        }
+        return nil
+    }
+
+    private func boolean(_ t: UnsafeRawBufferPointer, _ w: inout RecordBytes) -> FieldOutcome {
+        func matches(_ list: [[UInt8]]) -> Bool {
+            outer: for value in list where value.count == t.count {
+                for i in 0..<value.count {
+                    var c = t[i]
+                    if c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
+                    if c != value[i] { continue outer }
+                }
+                return true
+            }
+            return false
+        }
+        if matches(trueValues) {
+            w.put("true")
+        } else if matches(falseValues) {
+            w.put("false")
+        } else {
+            return .rejected("not a boolean", showValue: true)
+        }
+        return .value
+    }
+
+    private func temporal(
+        _ t: UnsafeRawBufferPointer, date: Bool, zoned: Bool, nowMicros: Int64, _ w: inout RecordBytes
+    ) -> FieldOutcome {
+        var result = TemporalParse.malformed
+        for (index, format) in column.rules.formats.enumerated() {
+            switch format {
+            case .iso8601: result = TemporalText.parseISO(t, date: date)
+            case .epochSeconds: result = TemporalText.parseEpoch(t, milliseconds: false)
+            case .epochMilliseconds: result = TemporalText.parseEpoch(t, milliseconds: true)
+            case .pattern: result = TemporalText.parsePattern(patterns[index]!, t)
+            }
+            if case .malformed = result { continue }
+            break
+        }
+        var micros: Int64
+        switch result {
+        case .malformed: return .rejected(date ? TemporalReason.notDate : TemporalReason.notDateTime, showValue: true)
+        case .noSuchDate: return .rejected(TemporalReason.noSuchDate, showValue: true)
+        case .epochMicroseconds(let m): micros = m
+        case .value(let c):
+            if c.year < 1 { return .rejected(TemporalReason.yearOutOfRange, showValue: true) }
+            guard let m = ColumnValueParser.instant(c, defaultOffset: column.rules.utcOffsetSeconds) else {
+                return .rejected(TemporalReason.misplacedLeapSecond, showValue: true)
+            }
+            micros = m
+        }
+        guard micros >= UTCTimestamp.earliestMilliseconds * 1000 && micros < UTCTimestamp.pastLatestMilliseconds * 1000 else {
+            return .rejected(TemporalReason.yearOutOfRange, showValue: true)
+        }
+        if micros < lowerMicros { return .rejected(lowerReason, showValue: true) }
+        if micros > upperMicros { return .rejected(upperReason, showValue: true) }
+        if let f = column.rules.maxFutureMilliseconds, micros > nowMicros + f * 1000 {
+            return .rejected(futureReason, showValue: true)
+        }
+        // A timestamp without time zone is written as wall time in the column's zone.
+        let shown = zoned || date ? micros : micros + Int64(column.rules.utcOffsetSeconds) * 1_000_000
+        w.put(UInt8(ascii: "\""))
+        w.advance(CivilTime.write(micros: shown, date: date, zulu: zoned, to: w.p))
+        w.put(UInt8(ascii: "\""))
+        return .value
+    }
+
+    /// Microseconds since the epoch of a civil date-time; nil for a leap second that is not
+    /// 23:59:60 UTC. A leap second becomes 23:59:59.999999, which keeps it inside its day.
+    static func instant(_ c: CivilDateTime, defaultOffset: Int) -> Int64? {
+        let days = Int64(UTCTimestamp.daysFromCivil(year: c.year, month: c.month, day: c.day))
+        let secondOfDay = Int64(c.hour * 3600 + c.minute * 60 + min(c.second, 59))
+        let offset = Int64(c.offsetSeconds ?? defaultOffset)
+        var micros = (days * 86_400 + secondOfDay - offset) * 1_000_000
+        if c.second == 60 {
+            let utcSecond = ((micros / 1_000_000) % 86_400 + 86_400) % 86_400
+            guard utcSecond == 86_399 else { return nil }
+            micros += 999_999
+        } else {
+            micros += Int64(c.microsecond)
+        }
+        return micros
+    }
+}
+
+/// Writing instants as RFC 3339 text.
+enum CivilTime {
+    /// `YYYY-MM-DD` for a date; else `YYYY-MM-DDThh:mm:ss.fff[fff][Z]`: milliseconds when the
+    /// microseconds are whole milliseconds, else all six digits. Returns the count written.
+    static func write(micros: Int64, date: Bool, zulu: Bool, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        var days = micros / 86_400_000_000
+        var rest = micros % 86_400_000_000
+        if rest < 0 {
+            rest += 86_400_000_000
+            days -= 1
+        }
+        let (y, mo, d) = UTCTimestamp.civilFromDays(Int(days))
+        @inline(__always) func two(_ v: Int, _ at: Int) {
+            p[at] = UInt8(truncatingIfNeeded: 0x30 + v / 10)
+            p[at + 1] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+        }
+        two(y / 100, 0)
+        two(y % 100, 2)
+        p[4] = UInt8(ascii: "-")
+        two(mo, 5)
+        p[7] = UInt8(ascii: "-")
+        two(d, 8)
+        if date { return 10 }
+        let secs = Int(rest / 1_000_000)
+        let fraction = Int(rest % 1_000_000)
+        p[10] = UInt8(ascii: "T")
+        two(secs / 3600, 11)
+        p[13] = UInt8(ascii: ":")
+        two(secs / 60 % 60, 14)
+        p[16] = UInt8(ascii: ":")
+        two(secs % 60, 17)
+        p[19] = UInt8(ascii: ".")
+        var k = 20
+        let digits = fraction % 1000 == 0 ? 3 : 6
+        var scaled = digits == 3 ? fraction / 1000 : fraction
+        for i in stride(from: digits - 1, through: 0, by: -1) {
+            p[k + i] = UInt8(truncatingIfNeeded: 0x30 + scaled % 10)
+            scaled /= 10
+        }
+        k += digits
+        if zulu {
+            p[k] = UInt8(ascii: "Z")
+            k += 1
+        }
+        return k
+    }
+}
+
+/// A decimal as its parts, for bounds (owned digits).
+struct DecimalDigits {
+    var negative: Bool
+    /// Integer digits without leading zeros; fraction digits without trailing zeros.
+    var integer: [UInt8]
+    var fraction: [UInt8]
+
+    init?(_ text: String) {
+        var copy = text
+        guard let parsed = copy.withUTF8({ s -> DecimalDigits? in
+            let t = UnsafeRawBufferPointer(s)
+            guard let span = DecimalSpan(t) else { return nil }
+            return DecimalDigits(span, t)
+        }) else { return nil }
+        self = parsed
+    }
+
+    init(_ span: DecimalSpan, _ t: UnsafeRawBufferPointer) {
+        negative = span.negative
+        integer = Array(t[span.integerStart..<span.integerEnd])
+        fraction = Array(t[span.fractionStart..<span.fractionEnd])
+        while let f = integer.first, f == 0x30 { integer.removeFirst() }
+        while let l = fraction.last, l == 0x30 { fraction.removeLast() }
+        if integer.isEmpty && fraction.isEmpty { negative = false }
+    }
+}
+
+/// A decimal `-?digits[.digits]` inside the bytes it was read from.
+struct DecimalSpan {
+    var negative: Bool
+    var integerStart: Int, integerEnd: Int
+    var fractionStart: Int, fractionEnd: Int
+    /// The bytes, kept for comparisons (valid as long as the caller's buffer).
+    let base: UnsafeRawBufferPointer
+
+    var fractionDigits: Int { fractionEnd - fractionStart }
+
+    init?(_ t: UnsafeRawBufferPointer) {
+        base = t
+        var i = 0
+        negative = t.count > 0 && t[0] == UInt8(ascii: "-")
+        if negative { i = 1 }
+        integerStart = i
+        while i < t.count, t[i] &- 0x30 <= 9 { i += 1 }
+        integerEnd = i
+        guard integerEnd > integerStart else { return nil }
+        fractionStart = i
+        fractionEnd = i
+        if i < t.count && t[i] == UInt8(ascii: ".") {
+            i += 1
+            fractionStart = i
+            while i < t.count, t[i] &- 0x30 <= 9 { i += 1 }
+            fractionEnd = i
+            guard fractionEnd > fractionStart else { return nil }
+        }
+        guard i == t.count else { return nil }
+    }
+
+    /// Integer digits once leading zeros are dropped.
+    func integerDigits(_ t: UnsafeRawBufferPointer) -> Int {
+        var s = integerStart
+        while s < integerEnd && t[s] == 0x30 { s += 1 }
+        return integerEnd - s
+    }
+
+    func significantFractionDigits(_ t: UnsafeRawBufferPointer) -> Int {
+        var e = fractionEnd
+        while e > fractionStart && t[e - 1] == 0x30 { e -= 1 }
+        return e - fractionStart
+    }
+
+    func hasNonZeroFraction(_ t: UnsafeRawBufferPointer, beyond places: Int) -> Bool {
+        var k = fractionStart + places
+        while k < fractionEnd {
+            if t[k] != 0x30 { return true }
+            k += 1
+        }
+        return false
+    }
+
+    var isZero: Bool {
+        for k in integerStart..<integerEnd where base[k] != 0x30 { return false }
+        for k in fractionStart..<fractionEnd where base[k] != 0x30 { return false }
+        return true
+    }
+
+    /// -1, 0, 1 as this value is below, at or above `b`.
+    func compare(_ b: DecimalDigits) -> Int {
+        let aNegative = negative && !isZero
+        if aNegative != b.negative { return aNegative ? -1 : 1 }
+        let sign = aNegative ? -1 : 1
+        var s = integerStart
+        while s < integerEnd && base[s] == 0x30 { s += 1 }
+        let aInt = integerEnd - s
+        if aInt != b.integer.count { return aInt < b.integer.count ? -sign : sign }
+        for k in 0..<aInt where base[s + k] != b.integer[k] { return base[s + k] < b.integer[k] ? -sign : sign }
+        let n = max(fractionDigits, b.fraction.count)
+        for k in 0..<n {
+            let x = k < fractionDigits ? base[fractionStart + k] : 0x30
+            let y = k < b.fraction.count ? b.fraction[k] : 0x30
+            if x != y { return x < y ? -sign : sign }
+        }
+        return 0
+    }
+
+    /// Writes the value as a JSON string: no leading zeros, `scale` places when given (padded
+    /// with zeros; the caller refused more), `-` only for a value that is not zero.
+    func write(_ t: UnsafeRawBufferPointer, scale: Int?, _ w: inout RecordBytes) {
+        w.put(UInt8(ascii: "\""))
+        if negative && !isZero { w.put(UInt8(ascii: "-")) }
+        var s = integerStart
+        while s < integerEnd - 1 && t[s] == 0x30 { s += 1 }
+        w.put(UnsafeRawBufferPointer(rebasing: t[s..<integerEnd]))
+        let places = scale ?? fractionDigits
+        if places > 0 {
+            w.put(UInt8(ascii: "."))
+            let have = min(fractionDigits, places)
+            w.put(UnsafeRawBufferPointer(rebasing: t[fractionStart..<(fractionStart + have)]))
+            for _ in have..<places { w.put(UInt8(ascii: "0")) }
+        }
+        w.put(UInt8(ascii: "\""))
+    }
+}
+
+/// Floating-point text: `-?digits[.digits][e±digits]`, `NaN`, `Infinity`, `-Infinity`, `inf`.
+enum FloatText {
+    static func parse(_ t: UnsafeRawBufferPointer) -> Double? {
+        guard !t.isEmpty, t.count < 400 else { return nil }
+        var lower = [UInt8](t)
+        for i in lower.indices where lower[i] >= UInt8(ascii: "A") && lower[i] <= UInt8(ascii: "Z") { lower[i] |= 0x20 }
+        switch String(decoding: lower, as: UTF8.self) {
+        case "nan": return .nan
+        case "infinity", "inf", "+infinity", "+inf": return .infinity
+        case "-infinity", "-inf": return -.infinity
+        default: break
+        }
+        var i = 0
+        if t[0] == UInt8(ascii: "-") { i = 1 }
+        let digitsStart = i
+        while i < t.count, t[i] &- 0x30 <= 9 { i += 1 }
+        var digits = i - digitsStart
+        if i < t.count && t[i] == UInt8(ascii: ".") {
+            i += 1
+            let f = i
+            while i < t.count, t[i] &- 0x30 <= 9 { i += 1 }
+            digits += i - f
+        }
+        guard digits > 0 else { return nil }
+        if i < t.count && (t[i] | 0x20) == UInt8(ascii: "e") {
+            i += 1
+            if i < t.count && (t[i] == UInt8(ascii: "+") || t[i] == UInt8(ascii: "-")) { i += 1 }
+            let e = i
+            while i < t.count, t[i] &- 0x30 <= 9 { i += 1 }
+            guard i > e else { return nil }
+        }
+        guard i == t.count else { return nil }
+        lower.append(0)
+        return lower.withUnsafeBufferPointer { strtod(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), nil) }
+    }
+
+    /// A JSON number, or the strings `"NaN"`, `"Infinity"`, `"-Infinity"` (JSON has no such
+    /// numbers; `load` reads them back).
+    static func write(_ v: Double, single: Bool, _ w: inout RecordBytes) {
+        if v.isNaN { return w.put("\"NaN\"") }
+        if v.isInfinite { return w.put(v > 0 ? "\"Infinity\"" : "\"-Infinity\"") }
+        var text = single ? Float(v).description : v.description
+        text.withUTF8 { w.put(UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// Whether `t` is one JSON value (any kind), for json and jsonb columns.
+func isJSONValue(_ t: UnsafeRawBufferPointer) -> Bool {
+    // Wrapped as the member of an object, so the object scanner checks it whole.
+    var wrapped: [UInt8] = Array("{\"v\":".utf8)
+    wrapped.append(contentsOf: t)
+    wrapped.append(UInt8(ascii: "}"))
+    var scanner = JSONObjectScanner()
+    return wrapped.withUnsafeBytes { (try? scanner.scan($0)) != nil } && !t.isEmpty
+}
+
+/// `two`, `ten`, `12`: small numbers in words, as reasons read.
+func numberWord(_ n: Int) -> String {
+    let words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    return n >= 0 && n < words.count ? words[n] : String(n)
+}
+
+extension String {
+    /// `event_type` → `event type`, for reasons.
+    var replacingUnderscores: String { String(map { $0 == "_" ? " " : $0 }) }
+}
