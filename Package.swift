@@ -14,6 +14,7 @@ import PackageDescription
 //            Telemetry ─┘  (metrics and their Prometheus endpoint; knows nothing of events)
 //   CRdKafka ── Kafka ──┬── Consuming ── consume      (Kafka ── kafka-mock, for tests)
 //   Ingest, Postgres ───┘
+//   Ingest, Postgres ── ContractDrafting ── contract   (contract init and check, --create-table)
 //
 // Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
 // CommandLineDialect (over Ingest and swift-argument-parser) is what the four executables
