@@ -20,6 +20,8 @@ public struct ConsumerConfiguration: Sendable {
     /// How often the stored offsets of the assigned partitions are copied to the group's
     /// committed offsets in Kafka, for lag tools (seconds; 0: never).
     public var kafkaCommitInterval: Double = 5
+    /// The contract message keys are mapped through (`source` names → column names).
+    public var contract: Contract = .ecommerceEvents
 
     public init(brokers: String, topic: String, group: String) {
         self.brokers = brokers
@@ -99,7 +101,7 @@ public final class TopicConsumer {
         try consumer.subscribe([topic])
         logger.info("consume: group \(config.group), topic \(topic), brokers \(config.brokers)")
 
-        var lines = MessageLines()
+        var lines = MessageLines(contract: config.contract)
         var lastFlush = monotonicMilliseconds()
         var lastKafkaCommit = monotonicMilliseconds()
         while Interrupts.received == 0 {

@@ -93,9 +93,12 @@ struct Consume: ToolCommand {
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach PostgreSQL (default: keep trying).")
     var maxRetries: Int?
 
+    @OptionGroup var contractOption: ContractOption
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
+        _ = try contractOption.contract()
         for property in properties where !property.contains("=") || property.hasPrefix("=") {
             throw ValidationError("-X \(property): expected key=value")
         }
@@ -119,6 +122,7 @@ struct Consume: ToolCommand {
         }
         var config = ConsumerConfiguration(brokers: brokers, topic: topic, group: group)
         config.exitAtEnd = exitAtEnd
+        config.contract = try contractOption.contract()
         config.kafkaCommitInterval = kafkaCommitInterval.seconds
         config.settings = properties.map { property in
             let equals = property.firstIndex(of: "=")!

@@ -13,7 +13,7 @@ final class ProjectCopy {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("product-\(UUID().uuidString.prefix(8))")
         let fm = FileManager.default
         try fm.createDirectory(at: root, withIntermediateDirectories: true)
-        for item in ["bin", "sql", "docs", "docker", "README.md", ".env.example", "docker-compose.yml", "Dockerfile"] {
+        for item in ["bin", "sql", "docs", "docker", "contracts", "README.md", ".env.example", "docker-compose.yml", "Dockerfile"] {
             try fm.copyItem(at: TestDatabase.packageRoot.appendingPathComponent(item), to: root.appendingPathComponent(item))
         }
         for dir in ["data/incoming", "data/processed", "data/bad_records", "data/quarantine", "logs", ".build"] {
