@@ -257,7 +257,7 @@ public final class Loader {
                 ?? PendingFile(name: marker.file, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples)
             file.marker = marker
             // The file is complete and its reject count known: decide here, apply at commit.
-            file.refusal = config.rejectThreshold.refusal(records: file.records, rejects: file.rejects)
+            file.refusal = marker.refused ?? config.rejectThreshold.refusal(records: file.records, rejects: file.rejects)
             if file.rowCount != marker.rows {
                 logger.warning(
                     "\(marker.file): end marker says \(marker.rows) rows, \(file.rowCount) arrived; committing what arrived")

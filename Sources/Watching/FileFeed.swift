@@ -153,7 +153,11 @@ public final class FileFeed {
                 "Emitted \(name): \(result.marker.rows) rows (\(result.records) records, \(result.rejects) rejects), \(result.marker.bytes) bytes in \(ms) ms"
             )
             if let problem = result.fileProblem {
-                logger.warning("watch: \(path): \(problem)")
+                logger.warning("\(path): \(problem)")
+            }
+            if !result.ignoredColumns.isEmpty {
+                logger.info(
+                    "\(path): columns not in the contract, not carried: \(result.ignoredColumns.joined(separator: ", "))")
             }
         } catch let error as SystemError {
             // Lines already written for this file have no marker, so `load` never commits them.

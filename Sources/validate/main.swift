@@ -96,7 +96,8 @@ struct Validate: ToolCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap(stage: "validate")
-        var stage = StreamValidator(rules: try ruleOptions.rules(), rejectsOnly: rejectsOnly)
+        let rules = try ruleOptions.rules()
+        var stage = StreamValidator(rules: rules, rejectsOnly: rejectsOnly)
         let output = ByteOutput(fd: 1)
         var failed = false
         do {
@@ -163,7 +164,8 @@ struct Validate: ToolCommand {
     /// 2.21 s (with one slot instead of two, 2.18 s: the validator waited for each hand-over).
     private func validateFile(_ path: String, _ stage: inout StreamValidator, _ output: ByteOutput) throws {
         let name = String(path.split(separator: "/").last ?? Substring(path))
-        let emitter = try CSVEmitterThread(path: path, name: name, seen: UTCTimestamp.now())
+        let emitter = try CSVEmitterThread(
+            path: path, name: name, seen: UTCTimestamp.now(), emitter: CSVFileEmitter(contract: stage.validator.contract))
         var inputLine = 0
         while try emitter.withNextChunk({ chunk in
             guard let base = chunk.baseAddress else { return }

@@ -148,6 +148,7 @@ struct Watch: ToolCommand {
     @OptionGroup var journalOptions: JournalOptions
     @OptionGroup var share: ShareOptions
 
+    @OptionGroup var contractOption: ContractOption
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -184,7 +185,8 @@ struct Watch: ToolCommand {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap(stage: "watch")
         let stop = try StopSignal.install()
-        let feed = FileFeed(output: ByteOutput(fd: 1), logger: logger)
+        let contract = try contractOption.contract()
+        let feed = FileFeed(output: ByteOutput(fd: 1), emitter: CSVFileEmitter(contract: contract), logger: logger)
         if follow.progress { feed.backlog = FolderBacklog() }
 
         var files: [String] = []
