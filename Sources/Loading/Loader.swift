@@ -24,9 +24,12 @@ public struct LoaderConfiguration: Sendable {
     public var conninfo: String
     /// Where libpq connects, for logs (no password).
     public var endpoint: String
-    public var table: String = "ecommerce_events"
+    /// What the table accepts (docs/contracts.md); `table` and `badRecordsTable` are its
+    /// tables unless set otherwise (`load --table`).
+    public var contract: Contract = .ecommerceEvents
+    public var table: String = "public.ecommerce_events"
     public var checkpointTable: String = "ingest_checkpoints"
-    public var badRecordsTable: String = "ecommerce_bad_records"
+    public var badRecordsTable: String = "public.ecommerce_bad_records"
     /// Each Kafka partition's next offset to load, stored with the rows (see docs/kafka.md).
     public var kafkaOffsetsTable: String = "ingest_kafka_offsets"
     /// Commit once this many rows of complete files are waiting.
@@ -119,7 +122,10 @@ public final class Loader {
     private var rowsNotCounted = 0
     private var linesSinceClock = 0
     public private(set) var totals = LoaderTotals()
-    private let sql: LoaderSQL
+    /// The SQL and the contract's plan: made from the contract at init, then again from the
+    /// table's catalog at start-up (`adoptCatalog`), before any line is read.
+    var sql: LoaderSQL
+    let tuples: TupleEncoder
     /// Claims of pipelines sharing the incoming folder (`watch --shared`): released once a file
     /// has left the folder, and this pipeline marked alive while it works.
     private let claims: FileClaims
@@ -129,9 +135,12 @@ public final class Loader {
     public init(config: LoaderConfiguration, logger: Logger) {
         self.config = config
         self.logger = logger
-        self.sql = LoaderSQL(config: config)
+        let plan = LoadPlan(contract: config.contract, table: TableName(config.table))
+        self.sql = LoaderSQL(config: config, plan: plan)
+        self.tuples = TupleEncoder(plan: plan)
         self.claims = FileClaims(folder: config.incoming.path, pipeline: config.pipeline)
-        self.kafka = KafkaRuns(spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, logger: logger)
+        self.kafka = KafkaRuns(
+            spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples, logger: logger)
     }
 
     /// Marks the pipeline alive every second or so, when the folder is shared.
@@ -146,7 +155,7 @@ public final class Loader {
 
     /// Reads `fd` to end of input, committing as it goes. Throws on permanent errors only.
     public func run(fd: Int32) throws {
-        _ = try connectedConnection()
+        try adoptCatalog(try connectedConnection())
         let reader = LineReader(fd: fd)
         while true {
             // Kafka lines arrive as one continuous stream through a 64 KiB pipe: an empty pipe for
@@ -245,7 +254,7 @@ public final class Loader {
             marker.file = marker.file.replacingNUL()
             let file =
                 open.removeValue(forKey: line.file ?? marker.file)
-                ?? PendingFile(name: marker.file, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
+                ?? PendingFile(name: marker.file, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples)
             file.marker = marker
             // The file is complete and its reject count known: decide here, apply at commit.
             file.refusal = marker.refused ?? config.rejectThreshold.refusal(records: file.records, rejects: file.rejects)
@@ -294,7 +303,7 @@ public final class Loader {
             open[name]
             ?? {
                 config.metrics.fileStarted(name)
-                let created = PendingFile(name: name, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
+                let created = PendingFile(name: name, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples)
                 open[name] = created
                 return created
             }()
@@ -311,7 +320,7 @@ public final class Loader {
     }
 
     private func looseFile() -> PendingFile {
-        let file = loose ?? PendingFile(name: nil, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory)
+        let file = loose ?? PendingFile(name: nil, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples)
         loose = file
         return file
     }

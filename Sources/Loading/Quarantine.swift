@@ -124,17 +124,19 @@ enum ChangedFile {
         return nil
     }
 
-    /// Event ids of a file's first `limit` records, for the "already loaded?" probe.
-    static func firstIDs(_ file: PendingFile, limit: Int = 1_000) throws -> [String] {
+    /// The keys of a file's first `limit` records (the contract's key), for the "already
+    /// loaded?" probe; empty when the contract has no key.
+    static func firstKeys(_ file: PendingFile, plan: LoadPlan, limit: Int = 1_000) throws -> [[String]] {
+        guard !plan.key.isEmpty else { return [] }
         var decoder = LineDecoder()
-        var ids: [String] = []
+        var keys: [[String]] = []
         try file.recordLines.forEachLine { bytes in
-            guard ids.count < limit, let line = try? decoder.decode(bytes), line.kind == .record,
-                let id = line.string(.eventID), looksLikeUUID(id)
+            guard keys.count < limit, let line = try? decoder.decode(bytes), line.kind == .record,
+                let key = KeyProbe.key(of: line, plan: plan)
             else { return }
-            ids.append(id.lowercased())
+            keys.append(key)
         }
-        return ids
+        return keys
     }
 
     /// Moves `path` into `folder` (never over an existing file) and writes its reason beside it.

@@ -451,17 +451,26 @@ let pinnedHelp: [String: String] = [
 
     Reads records, rejects and end-of-file markers (see docs/protocol.md) on stdin,
     usually from `watch data/incoming | validate`. A source file is committed only
-    when its end marker arrives: its rows, its rejects and a checkpoint (file name,
-    size, SHA-256) go into one transaction, so a file seen again is skipped and a
-    crash at any instant loses or doubles nothing. Records without provenance (from
-    jq, kcat, …) load in batches by size and time; the event_id primary key keeps
-    replays from doubling rows.
+    when its end marker arrives: its rows, its rejects and a checkpoint (table,
+    file name, size, SHA-256) go into one transaction, so a file seen again is
+    skipped and a crash at any instant loses or doubles nothing. Records without
+    provenance (from jq, kcat, …) load in batches by size and time; the table's
+    primary key keeps replays from doubling rows.
+
+    The contract (--contract, docs/contracts.md; default: the e-commerce events)
+    names the table, its dead-letter table and its columns. At start-up it is
+    checked against the table's catalog: a contract column the table lacks or whose
+    type the table's cannot hold, a table type load does not write, a NOT NULL
+    column without default the contract leaves out, or a key other than the table's
+    primary key stops load with one line naming the contract file and the column,
+    exit status 64.
 
     Rejects are written to <bad-records>/<source file>.ndjson (atomically, before
-    the commit) and to the table ecommerce_bad_records. An event_id already in the
-    table becomes a reject "duplicate event_id (already loaded)"; a row the
-    database refuses becomes a reject with the database's message; the rest of the
-    batch commits.
+    the commit) and to the contract's dead-letter table (by default
+    ecommerce_bad_records). A key already in the table becomes a reject "duplicate
+    event_id (already in the table)" (the contract's key); a row the database
+    refuses becomes a reject with the database's message; the rest of the batch
+    commits.
 
     Connection (highest precedence first): --db (a conninfo or postgresql:// URI);
     the libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…;
@@ -505,8 +514,12 @@ let pinnedHelp: [String: String] = [
                               and POSTGRES_* settings.
       --env-file <path>       Read POSTGRES_* keys from this file (default: ./.env
                               if it exists).
-      --table <name>          Target table (may be schema-qualified). (default:
-                              ecommerce_events)
+      --contract <file>       The table's contract, a YAML file
+                              (docs/contracts.md); default: $INGEST_CONTRACT, else
+                              contracts/ecommerce_events.yaml (built in).
+      --table <name>          Target table (may be schema-qualified), instead of
+                              the contract's (its columns must still fit the
+                              contract).
       --batch-rows <n>        Commit once this many rows of complete files are
                               waiting. (default: 10000)
       --max-delay <duration>  Commit at the latest this long after the oldest

@@ -136,7 +136,7 @@ import Testing
                     .contains(#"\u0000"#))
             // Line 4: already loaded, with the offending id.
             let duplicate = (byLine[4]?["reasons"] as? [[String: Any]])?.first
-            #expect(duplicate?["reason"] as? String == "duplicate event_id (already loaded)")
+            #expect(duplicate?["reason"] as? String == "duplicate event_id (already in the table)")
             #expect(duplicate?["value"] as? String == loadedID)
 
             let table = try db.query("SELECT raw FROM ecommerce_bad_records WHERE source_file = 'second.csv' ORDER BY line_number")
