@@ -126,14 +126,15 @@ _rotate() {
 
 log_to() {
   local file=$1 tee=${2:-} max=${INGEST_LOG_MAX_BYTES:-10485760} keep=${INGEST_LOG_KEEP:-3} size line
-  # The writer outlives the stages it logs for: it stops at end of input, not on a signal.
-  trap '' INT TERM
+  # The writer outlives the stages it logs for: it stops at end of input, not on a signal, nor
+  # when the stderr it copies to (--tee) is gone: then it goes on writing the file alone.
+  trap '' INT TERM HUP PIPE
   local LC_ALL=C  # ${#line} in bytes
   mkdir -p -- "$(dirname -- "$file")"
   size=$(stat -c %s -- "$file" 2>/dev/null || echo 0)
   while IFS= read -r line || [[ -n $line ]]; do
     printf '%s\n' "$line" >>"$file"
-    [[ -z $tee ]] || printf '%s\n' "$line" >&2
+    [[ -z $tee ]] || printf '%s\n' "$line" >&2 2>/dev/null || tee=
     size=$((size + ${#line} + 1))
     if ((size >= max)); then
       _rotate "$file" "$keep"

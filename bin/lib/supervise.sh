@@ -9,6 +9,12 @@
 #   job_tree PID           PID and every process below it, parents first
 #   job_holders            every process that holds the pidfile open: the job's processes, even
 #                          when its script is gone (killed) and they live on
+#   job_describe           one line for bin/status: running since when, which pid and script, or
+#                          that the script is gone and which of its processes live on
+#   stop_with_script PID...  SIGTERM to each PID (this script's stages) once this script is gone
+#                          without stopping them (kill -9, the OOM killer): a job lives and dies
+#                          as one
+#   stop_with_script_end   end that watcher (call before a normal exit)
 #
 # The lock, not the pid, says whether a job runs: a pid can be reused after a crash, a lock
 # dies with the last process that holds it. watch skips dot-files, so the pidfile is never read
@@ -100,4 +106,37 @@ job_tree() {
     printf '%s\n' "$pid"
     for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do queue+=("$child"); done
   done
+}
+
+job_describe() {
+  if kill -0 "${job_pid:-0}" 2>/dev/null; then
+    printf 'running since %s (pid %s, %s)\n' "$job_since" "$job_pid" "$job_what"
+    return 0
+  fi
+  local holders
+  holders=$(job_holders | tr '\n' ' ')
+  printf 'running since %s, but %s (pid %s) is gone; its processes live on: %s(bin/stop stops them)\n' \
+    "$job_since" "${job_what:-its script}" "${job_pid:-?}" "${holders:-? }"
+}
+
+# The watcher is a process of its own (its own group, so a terminal's Ctrl+C does not reach it),
+# holding neither the job's lock nor the script's stdio. `tail --pid` wakes when the script is
+# gone; a script that ends normally ends the watcher first, so its stages' pids are never
+# signalled after they were reaped (and possibly reused).
+_job_watcher=
+stop_with_script() {
+  local script=$$ flags=$-
+  set -m
+  (
+    trap '' INT TERM HUP
+    tail --pid="$script" -f /dev/null 2>/dev/null || true
+    kill -TERM "$@" 2>/dev/null || true
+  ) </dev/null >/dev/null 2>&1 9>&- &
+  _job_watcher=$!
+  [[ $flags == *m* ]] || set +m
+}
+
+stop_with_script_end() {
+  [[ -z $_job_watcher ]] || kill -KILL -- "-$_job_watcher" 2>/dev/null || true
+  _job_watcher=
 }
