@@ -12,6 +12,7 @@
 #   need_apt_packages PKG...   install missing Debian packages (root) or say how to (non-root)
 #   duration_ms DURATION       250ms, 1.5s, 5m, 1h, 20 (seconds) -> milliseconds; the tools' syntax
 #   env_file_entries FILE      KEY=VALUE lines of a .env file, parsed as the tools parse it
+#   env_file_check FILE        the first line of it the tools would refuse, or nothing
 #   usage_error MSG...         error line on stderr, then exit 64
 #   say LINE                   a line on stderr and in INGEST_SCRIPT_LOG; a dead stderr is ignored
 #   ignore_dead_output         a dead stdout/stderr fails writes instead of killing the script
@@ -113,6 +114,39 @@ env_file_entries() {
       value=${value%"${value##*[!$' \t']}"}
     fi
     printf '%s=%s\n' "$key" "$value"
+  done <"$1"
+}
+
+# env_file_check FILE
+# The first line of FILE that env_file_entries would skip or read other than it looks, as
+# "FILE:LINE: problem" (EnvFile.firstProblem's rules and words; values are never shown);
+# nothing when the file is clean. bin/ refuses such a file, as the tools do.
+env_file_check() {
+  local line key value quote number=0
+  while IFS= read -r line || [[ -n $line ]]; do
+    number=$((number + 1))
+    line=${line%$'\r'}
+    line=${line#"${line%%[!$' \t']*}"}
+    line=${line%"${line##*[!$' \t']}"}
+    [[ -n $line && $line != '#'* ]] || continue
+    [[ $line =~ ^export[$' \t']+(.*)$ ]] && line=${BASH_REMATCH[1]}
+    if [[ $line != *=* ]]; then
+      printf '%s:%d: not a KEY=VALUE line\n' "$1" "$number"
+      return 0
+    fi
+    key=${line%%=*}
+    key=${key%"${key##*[!$' \t']}"}
+    if [[ ! $key =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+      printf '%s:%d: not a KEY=VALUE line (a key is letters, digits and _, not starting with a digit)\n' "$1" "$number"
+      return 0
+    fi
+    value=${line#*=}
+    value=${value#"${value%%[!$' \t']*}"}
+    quote=${value:0:1}
+    if [[ ($quote == "'" || $quote == '"') && ${value:1} != *"$quote"* ]]; then
+      printf "%s:%d: %s: the value's opening %s is not closed\n" "$1" "$number" "$key" "$quote"
+      return 0
+    fi
   done <"$1"
 }
 
