@@ -61,6 +61,18 @@ import Testing
             let again1 = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv.1.reason.json"), encoding: .utf8)
             #expect(again1.contains(#""reason":"already quarantined""#), "\(again1)")
 
+            // Moved back unchanged (not copied): refused again under its own name, and its reason
+            // file keeps why it was refused first, the later event appended.
+            try FileManager.default.moveItem(
+                at: quarantine.appendingPathComponent("garbage.csv"), to: p.incoming.appendingPathComponent("garbage.csv"))
+            let moved = try p.run(p.incoming.path, loadArguments: threshold)
+            #expect(moved.status == 0, "\(moved.stderr)")
+            let history = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv.reason.json"), encoding: .utf8)
+            let events = history.split(separator: "\n").map(String.init)
+            #expect(events.count == 2, "\(history)")
+            #expect(events.first.map { Data($0.utf8) + Data([0x0A]) } == reasonData, "the first reason is kept as it was")
+            #expect(events.last?.contains(#""reason":"already quarantined""#) == true, "\(history)")
+
             // Fixed (the bad prices corrected) and put back: it loads.
             let fixed = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv"), encoding: .utf8)
                 .replacingOccurrences(of: ",-3,", with: ",3.00,")

@@ -325,6 +325,13 @@ import Testing
             let once = try job.run("pipeline", ["--once", "--", "--max-rejects", "0"])
             #expect(once.status == 0, "\(once.stderr)")
             #expect(job.copy.files("data/quarantine") == ["half.csv", "half.csv.reason.json"])
+            // One line on the terminal per quarantined file, not only in the log.
+            let shown = once.stderr.components(separatedBy: "\n").filter { $0.contains("quarantined") }
+            #expect(
+                shown == [
+                    "pipeline: warning: half.csv: quarantined: 1 of 2 rows rejected, over --max-rejects 0; moved to \(job.copy.url("data/quarantine/half.csv").path)"
+                ],
+                "\(once.stderr)")
             let status = job.status()
             #expect(status.contains("files quarantined: 1"), "\(status)")
             #expect(
@@ -332,6 +339,13 @@ import Testing
                     "quarantined files in \(job.copy.url("data/quarantine").path):\n  half.csv: 1 of 2 rows rejected, over --max-rejects 0 ("
                 ),
                 "\(status)")
+            // Put back unchanged: refused again; bin/status keeps the first reason and adds the event.
+            try FileManager.default.moveItem(at: job.copy.url("data/quarantine/half.csv"), to: job.copy.url("data/incoming/half.csv"))
+            let again = try job.run("pipeline", ["--once", "--", "--max-rejects", "0"])
+            #expect(again.status == 0, "\(again.stderr)")
+            let history = job.status()
+            #expect(history.contains("  half.csv: 1 of 2 rows rejected, over --max-rejects 0 ("), "\(history)")
+            #expect(history.contains("\n    then: "), "\(history)")
         }
     }
 

@@ -11,8 +11,10 @@
 #                          --require-configured: fail when nothing is configured
 #   prepare_database       create the database if missing and apply sql/postgres_setup.sql
 #   db_psql ARGS...        psql on the selected database (quiet, no psqlrc, stop on error)
-#   log_to FILE [--tee]    copy stdin to FILE, rotated at INGEST_LOG_MAX_BYTES (10 MB) keeping
-#                          INGEST_LOG_KEEP (3) old files; --tee also copies to stderr
+#   log_to FILE [--tee] [--show-quarantine DIR]
+#                          copy stdin to FILE, rotated at INGEST_LOG_MAX_BYTES (10 MB) keeping
+#                          INGEST_LOG_KEEP (3) old files; --tee also copies to stderr;
+#                          --show-quarantine: load's line for each file moved to DIR, to stderr
 #   stop_stages PID...     SIGTERM each (the graceful first signal)
 #   kill_stages PID...     a second signal to each: stages exit at once
 #
@@ -154,7 +156,15 @@ _rotate() {
 }
 
 log_to() {
-  local file=$1 tee=${2:-} max=${INGEST_LOG_MAX_BYTES:-10485760} keep=${INGEST_LOG_KEEP:-3} size line
+  local file=$1 tee='' show='' max=${INGEST_LOG_MAX_BYTES:-10485760} keep=${INGEST_LOG_KEEP:-3} size line
+  shift
+  while (($# > 0)); do
+    case $1 in
+      --tee) tee=1 && shift ;;
+      --show-quarantine) show=$2 && shift 2 ;;
+      *) shift ;;
+    esac
+  done
   # The writer outlives the stages it logs for: it stops at end of input, not on a signal, nor
   # when the stderr it copies to (--tee) is gone: then it goes on writing the file alone.
   trap '' INT TERM HUP PIPE
@@ -164,6 +174,10 @@ log_to() {
   while IFS= read -r line || [[ -n $line ]]; do
     printf '%s\n' "$line" >>"$file"
     [[ -z $tee ]] || printf '%s\n' "$line" >&2 2>/dev/null || tee=
+    # A file refused as a whole is worth a line where the job is watched, not only in the log.
+    if [[ -n $show && -z $tee && $line == *" - load - WARNING - "*" moved to $show/"* ]]; then
+      printf '%s: warning: %s\n' "$_ingest_prog" "${line#* - WARNING - }" >&2 2>/dev/null || show=
+    fi
     size=$((size + ${#line} + 1))
     if ((size >= max)); then
       _rotate "$file" "$keep"
