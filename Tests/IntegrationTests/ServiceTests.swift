@@ -177,8 +177,10 @@ import Testing
             env["PATH"] = Executables.directory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
             let resend = """
                 set -euo pipefail
-                jq -c 'select(any(.reasons[]; .field == "price")) | .price = "3.00" | del(.kind, .reasons, .file, .line)' \
-                  "$BAD/prices.csv.ndjson" | validate | load --bad-records "$BAD"
+                jq -c 'select(all(.reasons[]; .field == "price"))
+                       | .price = (if .event_type == "purchase" then "3.00" else "" end)
+                       | del(.kind, .reasons, .file, .line)' "$BAD/prices.csv.ndjson" \
+                  | validate | load --bad-records "$BAD"
                 """
             env["BAD"] = p.bad.path
             for round in 1...2 {

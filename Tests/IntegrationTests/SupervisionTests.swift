@@ -62,6 +62,13 @@ import Testing
                     "bin/\(script): \(second.stderr)")
             }
 
+            var named = job.env
+            named["INGEST_PIPELINE_NAME"] = "p2"
+            let beside = try runTool(
+                job.copy.url("bin/pipeline"), ["--once"], environment: named, currentDirectory: job.copy.root, timeout: 60)
+            #expect(
+                beside.status == 1 && beside.stderr.contains("pipeline: error: a job without a pipeline name runs on "), "\(beside.stderr)")
+
             let reset = try job.run("reset", ["--yes"])
             #expect(reset.status == 1 && reset.stderr.contains("stop it first with bin/stop"), "\(reset.stderr)")
 
@@ -217,6 +224,12 @@ import Testing
             let again = try runTool(
                 job.copy.url("bin/pipeline"), ["--once"], environment: env, currentDirectory: job.copy.root, timeout: 60)
             #expect(again.status == 1 && again.stderr.contains("a job is already running"), "\(again.stderr)")
+            // A job without a name beside them would read every file they claim: refused, named.
+            let plain = try job.run("pipeline", ["--once"])
+            #expect(
+                plain.status == 1
+                    && plain.stderr.contains("pipeline: error: named pipelines run on \(job.copy.url("data/incoming").path) (p1 p2)"),
+                "\(plain.stderr)")
             for process in [first, second] {
                 process.signal(SIGINT)
                 #expect(process.wait(timeout: 60))

@@ -77,6 +77,7 @@ job_claim() {
     _job_read
     die "a job is already running on $INGEST_INCOMING (pid ${job_pid:-?}, ${job_what:-?}, since ${job_since:-?}); stop it with bin/stop"
   fi
+  _job_refuse_mixed
   printf '%s\n%s\n%s\n' "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >"$file"
   if [[ -n ${INGEST_PIPELINE_NAME-} ]]; then
     local others
@@ -85,6 +86,26 @@ job_claim() {
       info "joining as pipeline $INGEST_PIPELINE_NAME: $others other job(s) run on $INGEST_INCOMING; the files are split between them (claims in .claims/)"
     fi
   fi
+}
+
+# A plain job (no INGEST_PIPELINE_NAME) reads every file without claiming it, so beside named
+# pipelines, which split the files through claims, each file would be read by two jobs. Refuse
+# the one starting second, naming the other; never a "split" that is not.
+_job_refuse_mixed() {
+  local other pid what since names=()
+  if [[ -n ${INGEST_PIPELINE_NAME-} ]]; then
+    other=$INGEST_INCOMING/.ingest-job.pid
+    [[ -f $other ]] && ! flock -n "$other" true 2>/dev/null || return 0
+    { IFS= read -r pid && IFS= read -r since && IFS= read -r what; } <"$other" || true
+    die "a job without a pipeline name runs on $INGEST_INCOMING (pid ${pid:-?}, ${what:-?}, since ${since:-?}): it does not claim files, so both would read every file; stop it (bin/stop) and start each pipeline with its own INGEST_PIPELINE_NAME"
+  fi
+  for other in "$INGEST_INCOMING"/.ingest-job.*.pid; do
+    [[ -f $other ]] && ! flock -n "$other" true 2>/dev/null || continue
+    other=${other##*/.ingest-job.}
+    names+=("${other%.pid}")
+  done
+  ((${#names[@]} == 0)) ||
+    die "named pipelines run on $INGEST_INCOMING (${names[*]}): they split its files through claims, and a job without a name would read them all again; start this one with INGEST_PIPELINE_NAME=NAME, or stop them first"
 }
 
 job_holders() {
