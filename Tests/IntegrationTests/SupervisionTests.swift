@@ -362,6 +362,24 @@ import Testing
         }
     }
 
+    /// The lag counts from a file's arrival in the folder (a rename sets its ctime), not from a
+    /// modification time its writer set long before.
+    @Test func statusLagCountsFromArrival() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let written = job.copy.url("old.csv")
+            try "event_id,user_id,product_id,event_type,price,event_timestamp\n".write(to: written, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)], ofItemAtPath: written.path)
+            try FileManager.default.moveItem(at: written, to: job.copy.url("data/incoming/old.csv"))
+            let status = try job.run("status", ["--json"])
+            #expect(status.status == 0, "\(status.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any] ?? [:]
+            #expect(json["files_pending"] as? Int == 1, "\(status.stdout)")
+            #expect((json["oldest_pending_age_seconds"] as? Int ?? 3600) < 600, "\(status.stdout)")
+            #expect(json["database_answers"] as? Bool == true, "\(status.stdout)")
+        }
+    }
+
     /// The unit in docs/operations.md, pointed at this copy, passes systemd-analyze verify.
     @Test func systemdUnitVerifies() throws {
         let copy = try ProjectCopy()
