@@ -68,6 +68,12 @@ import Testing
         var expected =
             "host=127.0.0.1 port=5999 dbname=ecommerce user=postgres (nothing configured: the embedded server (bin/pg) on port 5999)"
         switch configuration {
+        case "nothing configured, embedded server":
+            // The README's advice: the five POSTGRES_* connection lines commented out; other keys stay.
+            try folder.write(
+                ".env",
+                "# POSTGRES_DB=ecommerce\n# POSTGRES_USER=postgres\n# POSTGRES_PASSWORD=x\n# POSTGRES_HOST=localhost\n# POSTGRES_PORT=5432\nPOSTGRES_LOADER_USER=ingest\n"
+            )
         case ".env":
             try folder.write(
                 ".env", "POSTGRES_HOST=db.example\nPOSTGRES_PORT=6001\nPOSTGRES_DB=shop\nPOSTGRES_USER=u\nPOSTGRES_PASSWORD=pw\n")
