@@ -517,6 +517,7 @@ public final class Loader {
                     throw LoaderError.permanent("\(config.endpoint) (database \(conn.databaseName))", error)
                 }
                 if attempt > 0 { logger.info("connected to \(config.endpoint) after \(attempt) failed attempts") }
+                config.metrics.databaseConnected()
                 return conn
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 drop(session)

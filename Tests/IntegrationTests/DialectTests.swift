@@ -153,7 +153,7 @@ func environmentWithoutColumns() -> [String: String] {
         #expect(badDB.stdout.isEmpty)
         #expect(
             badDB.stderr
-                == "load: Error: invalid connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n"
+                == "load: Error: --db: not a connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n"
         )
         let missing = try runTool(load, ["--env-file", "missing.env"], stdin: Data(), currentDirectory: folder, timeout: 30)
         #expect(missing.status == 1)
@@ -170,7 +170,7 @@ func environmentWithoutColumns() -> [String: String] {
             currentDirectory: copy.root, timeout: 60)
         #expect(result.status == 1)
         #expect(result.stderr.contains("pipeline: warning: load exited with status 1"), "\(result.stderr)")
-        #expect(result.stderr.contains("pipeline: warning: load: Error: invalid connection string"), "\(result.stderr)")
+        #expect(result.stderr.contains("pipeline: warning: load: Error: --db: not a connection string"), "\(result.stderr)")
     }
 
     @Test func aPasswordInsideDbIsHiddenFromTheRunningProcess() throws {
