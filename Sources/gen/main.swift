@@ -57,7 +57,7 @@ struct Gen: ToolCommand {
             of every declared type within its rules, NULL tokens in about 10% of nullable cells, \
             and at --invalid-rate rows breaking exactly one rule (a range, scale, length, \
             accepted values, pattern, type, NOT NULL, max_future, a check, a repeated key, the \
-            field count). The CSV header is the contracts' source names. Each row is checked by \
+            field count). The CSV header is the contract's source names. Each row is checked by \
             validate's own rules before it is written; the manifest names each invalid row's \
             rule and the reason validate gives. Patterns are drawn for literals, bracket lists, \
             groups and counts; a contract with another pattern is refused (exit 64).

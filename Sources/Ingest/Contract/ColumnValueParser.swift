@@ -346,13 +346,18 @@ public final class ColumnValueParser {
         return .value
     }
 
+    /// `inf`, `Infinity` and the like, as against a finite number too large for real.
+    private func isInfinityWord(_ t: UnsafeRawBufferPointer) -> Bool {
+        t.contains { ($0 | 0x20) == UInt8(ascii: "i") }
+    }
+
     private func isNaN(_ t: UnsafeRawBufferPointer) -> Bool {
         t.count == 3 && (t[0] | 0x20) == UInt8(ascii: "n") && (t[1] | 0x20) == UInt8(ascii: "a") && (t[2] | 0x20) == UInt8(ascii: "n")
     }
 
     private func float(_ t: UnsafeRawBufferPointer, single: Bool, _ w: inout RecordBytes) -> FieldOutcome {
-        guard let v = FloatText.parse(t) else { return .rejected("not a number", showValue: true) }
-        if single && v.isFinite && (abs(v) > Double(Float.greatestFiniteMagnitude)) { return .rejected(typeRangeReason, showValue: true) }
+        guard let v = FloatText.parse(t, single: single) else { return .rejected("not a number", showValue: true) }
+        if v.isInfinite && !isInfinityWord(t) { return .rejected(typeRangeReason, showValue: true) }
         if v.isNaN {
             if column.rules.lower != nil || column.rules.upper != nil { return .rejected(c.lowerReason.isEmpty ? c.upperReason : c.lowerReason, showValue: true) }
         } else {
@@ -685,7 +690,7 @@ struct DecimalSpan {
 
 /// Floating-point text: `-?digits[.digits][e±digits]`, `NaN`, `Infinity`, `-Infinity`, `inf`.
 enum FloatText {
-    static func parse(_ t: UnsafeRawBufferPointer) -> Double? {
+    static func parse(_ t: UnsafeRawBufferPointer, single: Bool = false) -> Double? {
         guard !t.isEmpty, t.count < 400 else { return nil }
         var lower = [UInt8](t)
         for i in lower.indices where lower[i] >= UInt8(ascii: "A") && lower[i] <= UInt8(ascii: "Z") { lower[i] |= 0x20 }
@@ -716,7 +721,12 @@ enum FloatText {
         }
         guard i == t.count else { return nil }
         lower.append(0)
-        return lower.withUnsafeBufferPointer { strtod(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), nil) }
+        // strtof for real: a decimal rounded to double and then to float can land on the
+        // other neighbour of the nearest float (double rounding); the server reads it with strtof.
+        return lower.withUnsafeBufferPointer {
+            let text = UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self)
+            return single ? Double(strtof(text, nil)) : strtod(text, nil)
+        }
     }
 
     /// A JSON number, or the strings `"NaN"`, `"Infinity"`, `"-Infinity"` (JSON has no such
