@@ -58,8 +58,9 @@ import Testing
         #expect(text.hasPrefix("Ticket ID,Subject,Body,Status,Resolution,Opened At\n"))
 
         let contract = folder.appendingPathComponent("codes.yaml")
-        try "table: codes\ncolumns:\n  - name: code\n    data_type: text\n    constraints: [not_null]\n    pattern: \"[[:punct:]]{6}\"\n".write(
-            to: contract, atomically: true, encoding: .utf8)
+        try "table: codes\ncolumns:\n  - name: code\n    data_type: text\n    constraints: [not_null]\n    pattern: \"[[:punct:]]{6}\"\n"
+            .write(
+                to: contract, atomically: true, encoding: .utf8)
         let refused = try runTool(Executables.url("gen"), ["--contract", contract.path, "--stdout", "--files", "1"])
         #expect(refused.status == 64)
         #expect(
