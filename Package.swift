@@ -137,7 +137,7 @@ let package = Package(
         // consume | validate | load against librdkafka's mock cluster, as real processes.
         .testTarget(
             name: "KafkaTests",
-            dependencies: ["Ingest", "Postgres", "TestSupport", "gen", "validate", "load", "consume", "kafka-mock"]
+            dependencies: ["Ingest", "Postgres", "Kafka", "Consuming", "TestSupport", "gen", "validate", "load", "consume", "kafka-mock"]
         ),
     ]
 )

@@ -45,12 +45,29 @@ CREATE TABLE IF NOT EXISTS public.ingest_checkpoints (
 -- Which pipeline (load --name, default host:pid) committed the file, when several share a folder.
 ALTER TABLE public.ingest_checkpoints ADD COLUMN IF NOT EXISTS pipeline text;
 
--- The same file (name, size, hash) is checkpointed once. Partial, so stdin batches never collide.
--- load looks the files up in its transaction and skips those already here, then INSERTs plainly
--- (no ON CONFLICT): a concurrent second commit of one file fails on this index (23505) and rolls
--- back, instead of loading the file twice.
+-- Which table the rows went to (schema.name, as the catalog spells it): one checkpoint table
+-- serves every contract of a deployment, and load only looks at its own table's rows. Rows made
+-- before contracts existed were all the e-commerce events'.
+ALTER TABLE public.ingest_checkpoints
+    ADD COLUMN IF NOT EXISTS target_table text NOT NULL DEFAULT 'public.ecommerce_events';
+
+-- The same file (name, size, hash) is checkpointed once per table. Partial, so stdin batches
+-- never collide. load looks the files up in its transaction and skips those already here, then
+-- INSERTs plainly (no ON CONFLICT): a concurrent second commit of one file fails on this index
+-- (23505) and rolls back, instead of loading the file twice. Earlier versions of this file made
+-- the index without target_table: it is made again with it.
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_indexes
+        WHERE schemaname = 'public' AND indexname = 'ingest_checkpoints_file_key' AND indexdef NOT LIKE '%target_table%'
+    ) THEN
+        DROP INDEX public.ingest_checkpoints_file_key;
+    END IF;
+END
+$$;
 CREATE UNIQUE INDEX IF NOT EXISTS ingest_checkpoints_file_key
-    ON public.ingest_checkpoints (source_file, file_bytes, file_sha256)
+    ON public.ingest_checkpoints (target_table, source_file, file_bytes, file_sha256)
     WHERE source_file IS NOT NULL;
 
 -- A file over load's reject threshold commits none of its rows but keeps its identity here as

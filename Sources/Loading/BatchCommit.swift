@@ -39,30 +39,37 @@ struct LoaderSQL {
     let committedFiles: String
     let committedBatch: String
     let insertCheckpoints: String
-    let existingIDs: String
+    /// The ordinals of the probed keys found in the table (`KeyProbe`); nil without a key.
+    let existingKeys: String?
     let lockNames: String
-    let countLoadedIDs: String
+    /// How many of the probed keys are in the table; nil without a key.
+    let countLoadedKeys: String?
     let committedVersions: String
+    /// The contract compiled for the table: columns, formats, key.
+    let plan: LoadPlan
 
-    init(config: LoaderConfiguration) {
+    init(config: LoaderConfiguration, plan: LoadPlan) {
+        self.plan = plan
         table = quoteIdentifier(config.table)
         checkpoints = quoteIdentifier(config.checkpointTable)
         badRecords = quoteIdentifier(config.badRecordsTable)
-        let columns = CopyText.columns.map { quoteIdentifier($0) }.joined(separator: ", ")
+        let columns = plan.names.map { quoteIdentifier($0) }.joined(separator: ", ")
         copyRows = "COPY \(table) (\(columns)) FROM STDIN"
         copyRowsBinary = copyRows + " WITH (FORMAT binary)"
         copyBadRecords =
             "COPY \(badRecords) (source_file, line_number, raw, reasons, checkpoint_id) FROM STDIN"
+        // Checkpoints are keyed by table ($1 here, or the last parameter): one checkpoint table
+        // serves every contract of a deployment.
         committedFiles = """
-            SELECT f.i, c.status FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS f(name, bytes, sha, i)
-            JOIN \(checkpoints) c ON c.source_file = f.name AND c.file_bytes = f.bytes AND c.file_sha256 = f.sha
+            SELECT f.i, c.status FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS f(name, bytes, sha, i)
+            JOIN \(checkpoints) c ON c.target_table = $1 AND c.source_file = f.name AND c.file_bytes = f.bytes AND c.file_sha256 = f.sha
             """
-        committedBatch = "SELECT 1 FROM \(checkpoints) WHERE source_file IS NULL AND file_sha256 = $1"
+        committedBatch = "SELECT 1 FROM \(checkpoints) WHERE target_table = $1 AND source_file IS NULL AND file_sha256 = $2"
         // committed_at = clock_timestamp(): the end of the batch, not now() (its start), so
         // arrival-to-commit delays include the COPY.
         insertCheckpoints = """
-            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, status, pipeline, committed_at)
-            SELECT *, $8::text, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
+            INSERT INTO \(checkpoints) (source_file, file_bytes, file_sha256, rows_loaded, rows_rejected, first_seen, status, pipeline, target_table, committed_at)
+            SELECT *, $8::text, $9::text, clock_timestamp() FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::timestamptz[], $7::text[])
             RETURNING id, source_file, file_sha256
             """
         // Pipelines sharing a folder serialise on each file name until COMMIT, so the second
@@ -73,11 +80,11 @@ struct LoaderSQL {
             """
         committedVersions = """
             SELECT f.i, c.file_bytes, c.file_sha256, c.committed_at::text, c.rows_loaded + c.rows_rejected
-            FROM unnest($1::text[]) WITH ORDINALITY AS f(name, i)
-            JOIN \(checkpoints) c ON c.source_file = f.name ORDER BY c.committed_at
+            FROM unnest($2::text[]) WITH ORDINALITY AS f(name, i)
+            JOIN \(checkpoints) c ON c.target_table = $1 AND c.source_file = f.name ORDER BY c.committed_at
             """
-        existingIDs = "SELECT event_id::text FROM \(table) WHERE event_id = ANY($1::uuid[])"
-        countLoadedIDs = "SELECT count(*) FROM \(table) WHERE event_id = ANY($1::uuid[])"
+        existingKeys = KeyProbe.sql(plan: plan, table: table, select: "u.i")
+        countLoadedKeys = KeyProbe.sql(plan: plan, table: table, select: "count(*)")
     }
 
     /// Fails with a permanent error (42P01, 42501) when a table is missing or not readable.
@@ -97,8 +104,13 @@ struct BatchCommit {
     /// Identifies a batch of records without provenance, so a retry after an ambiguous
     /// COMMIT (connection lost while committing) can tell whether it already happened.
     let token: String
+    /// When the batch was first tried (`20260130T100132Z`), in its dead-letter file name: fixed
+    /// across retries, so a retried batch rewrites its file instead of adding a second one.
+    let deadLetterStamp: String
     let config: LoaderConfiguration
     let logger: Logger
+    /// Said, and our orphans ended, when a lock wait runs out.
+    let holders: LockHolders
 
     /// A record line kept for the slow path, with where it came from.
     struct Row {
@@ -110,9 +122,17 @@ struct BatchCommit {
         let conn = connection
         _ = try conn.execute("BEGIN")
         do {
+            // Every lock wait of the batch is bounded (file locks, Kafka offset rows, event_id
+            // keys another transaction is inserting): a session the server kept after a
+            // partition would otherwise hold them, and this one wait, forever.
+            _ = try conn.execute("SET LOCAL lock_timeout = '\(LockHolders.timeout)'")
             let outcome = try transaction(conn)
             _ = try conn.execute("COMMIT")
             return outcome
+        } catch let error as PostgresError where error.sqlstate == LockHolders.lockNotAvailable {
+            _ = try? conn.execute("ROLLBACK")
+            holders.report(conn, names: files.compactMap { $0.fingerprint?.name })
+            throw error
         } catch {
             if !conn.isConnectionBad { _ = try? conn.execute("ROLLBACK") }
             throw error
@@ -139,6 +159,7 @@ struct BatchCommit {
             let result = try conn.execute(
                 sql.committedFiles,
                 [
+                    sql.plan.targetTable,
                     arrayLiteral(named.map { files[$0].fingerprint!.name }),
                     arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
                     arrayLiteral(named.map { files[$0].fingerprint!.sha256 }),
@@ -154,7 +175,8 @@ struct BatchCommit {
         var quarantine: [Int: QuarantinedFile] = [:]
         let fresh = named.filter { !skip[$0] }
         if !fresh.isEmpty {
-            let result = try conn.execute(sql.committedVersions, [arrayLiteral(fresh.map { files[$0].fingerprint!.name })])
+            let result = try conn.execute(
+                sql.committedVersions, [sql.plan.targetTable, arrayLiteral(fresh.map { files[$0].fingerprint!.name })])
             for row in 0..<result.rowCount {
                 guard let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }),
                     let bytes = result.value(row: row, column: 1).flatMap({ Int64($0) }),
@@ -167,9 +189,10 @@ struct BatchCommit {
                     rows: result.value(row: row, column: 4).flatMap { Int($0) } ?? 0)
                 var alreadyLoaded = 0
                 if files[i].records > 0 {
-                    let ids = try ChangedFile.firstIDs(files[i])
-                    if !ids.isEmpty {
-                        alreadyLoaded = Int(try conn.execute(sql.countLoadedIDs, [arrayLiteral(ids)]).value(row: 0, column: 0) ?? "") ?? 0
+                    let keys = try ChangedFile.firstKeys(files[i], plan: sql.plan)
+                    if !keys.isEmpty, let count = sql.countLoadedKeys {
+                        let parameters = KeyProbe.parameters(keys, plan: sql.plan)
+                        alreadyLoaded = Int(try conn.execute(count, parameters).value(row: 0, column: 0) ?? "") ?? 0
                     }
                 }
                 if let found = ChangedFile.quarantine(files[i], committed: committed, alreadyLoaded: alreadyLoaded) {
@@ -179,7 +202,7 @@ struct BatchCommit {
             }
         }
         if let looseIndex = files.firstIndex(where: { $0.name == nil && $0.kafka == nil }) {
-            if try conn.execute(sql.committedBatch, ["batch:\(token)"]).rowCount > 0 { skip[looseIndex] = true }
+            if try conn.execute(sql.committedBatch, [sql.plan.targetTable, "batch:\(token)"]).rowCount > 0 { skip[looseIndex] = true }
         }
 
         // A file over the reject threshold commits none of its rows and no dead letters, only
@@ -248,6 +271,7 @@ struct BatchCommit {
                     arrayLiteral(checkpointRows.map(\.seen)),
                     arrayLiteral(checkpointRows.map(\.status)),
                     config.pipeline,
+                    sql.plan.targetTable,
                 ])
             for row in 0..<result.rowCount {
                 let name = result.value(row: row, column: 1)
@@ -263,54 +287,35 @@ struct BatchCommit {
         return outcome
     }
 
-    /// Finds the rows the server refuses, in chunks so memory stays bounded: rows whose
-    /// event_id is already in the table are found with one query; the rest by bisection
-    /// under savepoints, each refused row getting the server's message.
+    /// Finds the rows the server refuses, in chunks so memory stays bounded: rows whose key
+    /// is already in the table are found with one query; the rest by bisection under
+    /// savepoints, each refused row getting the server's message.
     private func isolate(
         _ conn: PostgresConnection, skip: [Bool], refused: inout [Int: [(line: [UInt8], reason: RejectReason)]],
         loaded: inout [Int]
     ) throws {
         var decoder = LineDecoder()
         var chunk: [Row] = []
-        func id(of row: Row) -> String? {
+        func key(of row: Row) -> [String]? {
             row.line.withUnsafeBytes { raw in
-                guard let line = try? decoder.decode(raw), let id = line.string(.eventID), looksLikeUUID(id) else { return nil }
-                return id.lowercased()
+                guard let line = try? decoder.decode(raw) else { return nil }
+                return KeyProbe.key(of: line, plan: sql.plan)
             }
         }
-        /// The ids among `ids` that are in the table now (this transaction's rows included).
-        func present(_ ids: [String]) throws -> Set<String> {
-            guard !ids.isEmpty else { return [] }
-            var found: Set<String> = []
-            _ = try conn.execute("SAVEPOINT probe")
-            do {
-                // The table's statistics predate this transaction's rows (often none, after a
-                // TRUNCATE): the planner then scans the whole table for each chunk's probe, which
-                // grew quadratically (a 1,000,000-row file with duplicates: 60 s). The primary key
-                // index answers it in milliseconds.
-                _ = try conn.execute("SET LOCAL enable_seqscan = off")
-                let result = try conn.execute(sql.existingIDs, [arrayLiteral(ids)])
-                for r in 0..<result.rowCount { if let id = result.value(row: r, column: 0) { found.insert(id) } }
-                _ = try conn.execute("RELEASE SAVEPOINT probe")
-            } catch let error as PostgresError where error.category == .data {
-                _ = try conn.execute("ROLLBACK TO SAVEPOINT probe")
-            }
-            _ = try conn.execute("RESET enable_seqscan")
-            return found
-        }
-        func refuseAsDuplicate(_ row: Row, _ id: String) {
-            refused[row.file, default: []].append((row.line, RejectReason(.eventID, "duplicate event_id (already loaded)", value: id)))
+        func present(_ keys: [[String]]) throws -> Set<[String]> { try KeyProbe.present(keys, sql: sql, conn: conn) }
+        func refuseAsDuplicate(_ row: Row, _ key: [String]) {
+            refused[row.file, default: []].append((row.line, KeyProbe.duplicateReason(key, plan: sql.plan)))
         }
         func flush() throws {
             guard !chunk.isEmpty else { return }
-            let ids = chunk.map(id(of:))
+            let ids = chunk.map(key(of:))
             let alreadyLoaded = try present(ids.compactMap { $0 })
             // A second row with an id seen earlier in this chunk waits until the first ones are
             // judged: bisecting a chunk for each such duplicate made a file with a few thousand
             // of them take minutes. It is a duplicate only if the earlier row did load.
             var firsts: [Row] = []
-            var repeats: [(row: Row, id: String)] = []
-            var seen: Set<String> = []
+            var repeats: [(row: Row, id: [String])] = []
+            var seen: Set<[String]> = []
             for (row, id) in zip(chunk, ids) {
                 if let id, alreadyLoaded.contains(id) {
                     refuseAsDuplicate(row, id)
@@ -352,7 +357,7 @@ struct BatchCommit {
                 var buffer: [UInt8] = []
                 for row in rows {
                     try row.line.withUnsafeBytes { raw in
-                        CopyText.appendRow(from: try decoder.decode(raw), into: &buffer)
+                        CopyText.appendRow(from: try decoder.decode(raw), plan: sql.plan, into: &buffer)
                     }
                 }
                 try copy.send(buffer)
@@ -364,11 +369,11 @@ struct BatchCommit {
             if rows.count == 1, let row = rows.first {
                 let reason: RejectReason
                 if error.sqlstate == "23505" {
-                    let id = row.line.withUnsafeBytes { raw -> String? in
+                    let key = row.line.withUnsafeBytes { raw -> [String]? in
                         var decoder = LineDecoder()
-                        return (try? decoder.decode(raw))?.string(.eventID)
+                        return (try? decoder.decode(raw)).flatMap { KeyProbe.key(of: $0, plan: sql.plan) }
                     }
-                    reason = RejectReason(.eventID, "duplicate event_id (already loaded)", value: id)
+                    reason = KeyProbe.duplicateReason(key, plan: sql.plan)
                 } else {
                     reason = RejectReason(field: nil, reason: "database refused the row: \(error.description)")
                 }
@@ -440,7 +445,7 @@ struct BatchCommit {
     /// is not a plain file name never becomes a path.
     private func deadLetterName(for file: PendingFile) -> String {
         if let span = file.kafka { return span.deadLetterName }
-        guard let name = file.name else { return "stdin_\(UTCTimestamp.now().compactStamp)_\(token.prefix(8)).ndjson" }
+        guard let name = file.name else { return "stdin_\(deadLetterStamp)_\(token.prefix(8)).ndjson" }
         if ContainedFolder.problem(with: name + ".ndjson") == nil && !name.hasPrefix(".") { return name + ".ndjson" }
         // Deterministic, so a replay rewrites the same dead-letter file.
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -483,20 +488,6 @@ func jsonbSafe(_ json: UnsafeRawBufferPointer) -> String {
         at = i + 2  // past the escaped character
     }
     return text
-}
-
-/// 8-4-4-4-12 hex digits: only such ids are worth a uuid[] probe (others would fail the cast).
-func looksLikeUUID(_ s: String) -> Bool {
-    let u = Array(s.utf8)
-    guard u.count == 36 else { return false }
-    for (i, b) in u.enumerated() {
-        if i == 8 || i == 13 || i == 18 || i == 23 {
-            if b != UInt8(ascii: "-") { return false }
-        } else if !(b >= 0x30 && b <= 0x39) && !((b | 0x20) >= 0x61 && (b | 0x20) <= 0x66) {
-            return false
-        }
-    }
-    return true
 }
 
 extension String {

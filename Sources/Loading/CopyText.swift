@@ -4,26 +4,31 @@ import Postgres
 /// Writes records as rows of PostgreSQL's COPY text format: the path for isolating a row the
 /// server refuses (and for records not in canonical form), where the server parses what
 /// `validate` wrote and a refused row is reported with its message. Batches that commit
-/// cleanly go as binary tuples (`CopyBinary`).
+/// cleanly go as binary tuples (`CopyBinary`). Columns are the plan's (the contract's).
 enum CopyText {
-    /// The table's columns, in the order rows are written.
-    static let columns = EventField.allCases.map(\.name)
-
-    /// Appends one row for the record in `line`: a missing or null value is `\N`.
-    static func appendRow(from line: ProtocolLine, into out: inout [UInt8]) {
-        for (index, field) in EventField.allCases.enumerated() {
-            if index > 0 { out.append(0x09) }
-            guard let m = line.member(ProtocolKey(field)) else {
-                out.append(contentsOf: nullMarker)
-                continue
-            }
-            switch m.kind {
-            case .null:
-                out.append(contentsOf: nullMarker)
-            case .string:
-                line.withStringBytes(m) { appendEscaped($0, &out) }
-            default:
-                appendEscaped(line.span(m), &out)
+    /// Appends one row for the record in `line`, columns in `plan`'s order: a missing or null
+    /// value is `\N`; a string its decoded text; a json or jsonb column the value's JSON text
+    /// (a JSON string with its quotes); any other value its JSON text (`42`, `true`).
+    static func appendRow(from line: ProtocolLine, plan: LoadPlan, into out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: max(plan.columnCount, 1)) { slots in
+            plan.locate(line, into: slots.baseAddress!)
+            for column in 0..<plan.columnCount {
+                if column > 0 { out.append(0x09) }
+                let slot = Int(slots[column])
+                guard slot >= 0 else {
+                    out.append(contentsOf: nullMarker)
+                    continue
+                }
+                let m = line.members[slot]
+                let format = plan.formats[column]
+                switch m.kind {
+                case .null:
+                    out.append(contentsOf: nullMarker)
+                case .string where format != .json && format != .jsonb:
+                    line.withStringBytes(m) { appendEscaped($0, &out) }
+                default:
+                    appendEscaped(line.span(m), &out)
+                }
             }
         }
         out.append(0x0A)

@@ -59,10 +59,12 @@ final class KafkaRuns {
     private let spoolLimit: Int
     private let spoolDirectory: String
     private let logger: Logger
+    private let tuples: TupleEncoder
     private var redelivered = 0
 
-    init(spoolLimit: Int, spoolDirectory: String, logger: Logger) {
+    init(spoolLimit: Int, spoolDirectory: String, tuples: TupleEncoder, logger: Logger) {
         self.spoolLimit = spoolLimit
+        self.tuples = tuples
         self.spoolDirectory = spoolDirectory
         self.logger = logger
     }
@@ -100,7 +102,7 @@ final class KafkaRuns {
                     "\(topic)/\(partition): offsets \(expected)–\(offset - 1) were not delivered (\(offset - expected) messages: deleted by retention before loading, compacted, or transaction markers)"
                 )
             }
-            let file = run.pending ?? PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory)
+            let file = run.pending ?? PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory, tuples: tuples)
             run.pending = file
             try file.add(line, isReject: line.kind == .reject)
             if run.first == nil { run.first = offset }
@@ -172,7 +174,7 @@ final class KafkaRuns {
         var kept = 0
         var dropped = 0
         if let old = run.pending {
-            let file = PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory)
+            let file = PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory, tuples: tuples)
             var decoder = LineDecoder()
             var first: Int64?
             // Records and rejects are held apart, each in offset order.

@@ -26,9 +26,12 @@ final class PendingFile {
     var kafka: KafkaSpan?
     /// Monotonic time of the first line, for `--max-delay`.
     let firstLineAt: Double
+    /// Makes each record's tuple in the table's formats (the reading thread's, shared by every file).
+    private let tuples: TupleEncoder
 
-    init(name: String?, spoolLimit: Int, spoolDirectory: String) {
+    init(name: String?, spoolLimit: Int, spoolDirectory: String, tuples: TupleEncoder) {
         self.name = name
+        self.tuples = tuples
         // Two batches live at once (one committing, one filling), each of up to three spools
         // per file: small shares of memory before disk (a reused, page-cached file: cheap)
         // keep load's resident memory flat and low: its libraries alone are ~23 MB of the 25 MB
@@ -54,8 +57,8 @@ final class PendingFile {
         } else {
             if !needsTextPath {
                 var canonical = true
-                try copyRows.append(atMost: CopyBinary.maxTupleSize(line)) { at in
-                    guard let count = CopyBinary.writeRow(from: line, to: at) else {
+                try copyRows.append(atMost: tuples.maxTupleSize(line)) { at in
+                    guard let count = tuples.writeRow(from: line, to: at) else {
                         canonical = false
                         return 0
                     }

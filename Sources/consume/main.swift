@@ -112,14 +112,16 @@ struct Consume: ToolCommand {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap(stage: "consume")
 
-        var env = envFile
-        if env == nil && access(".env", R_OK) == 0 { env = ".env" }
-        let settings: ConnectionSettings
+        // The same resolution as load's: both tools use one server, the stored offsets beside
+        // the rows (a bad setting exits 1 naming its key).
+        let resolved: ResolvedConnection
         do {
-            settings = try ConnectionSettings(db: db, envFile: env)
+            resolved = try ConnectionSettings.resolve(db: db, envFile: envFile)
         } catch {
             throw RuntimeError("\(error)")
         }
+        let settings = resolved.settings
+        logger.info("consume: stored offsets at \(settings.redactedDescription) (\(resolved.source))")
         var config = ConsumerConfiguration(brokers: brokers, topic: topic, group: group)
         config.exitAtEnd = exitAtEnd
         config.contract = try contractOption.contract()

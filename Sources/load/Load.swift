@@ -19,15 +19,23 @@ struct Load: ToolCommand {
         discussion: """
             Reads records, rejects and end-of-file markers (see docs/protocol.md) on stdin, usually \
             from `watch data/incoming | validate`. A source file is committed only when its end \
-            marker arrives: its rows, its rejects and a checkpoint (file name, size, SHA-256) go \
-            into one transaction, so a file seen again is skipped and a crash at any instant loses \
-            or doubles nothing. Records without provenance (from jq, kcat, …) load in batches by \
-            size and time; the event_id primary key keeps replays from doubling rows.
+            marker arrives: its rows, its rejects and a checkpoint (table, file name, size, \
+            SHA-256) go into one transaction, so a file seen again is skipped and a crash at any \
+            instant loses or doubles nothing. Records without provenance (from jq, kcat, …) load \
+            in batches by size and time; the table's primary key keeps replays from doubling rows.
+
+            The contract (--contract, docs/contracts.md; default: the e-commerce events) names \
+            the table, its dead-letter table and its columns. At start-up it is checked against \
+            the table's catalog: a contract column the table lacks or whose type the table's \
+            cannot hold, a table type load does not write, a NOT NULL column without default the \
+            contract leaves out, or a key other than the table's primary key stops load with \
+            one line naming the contract file and the column, exit status 64.
 
             Rejects are written to <bad-records>/<source file>.ndjson (atomically, before the \
-            commit) and to the table ecommerce_bad_records. An event_id already in the table \
-            becomes a reject "duplicate event_id (already loaded)"; a row the database refuses \
-            becomes a reject with the database's message; the rest of the batch commits.
+            commit) and to the contract's dead-letter table (by default ecommerce_bad_records). A key \
+            already in the table becomes a reject "duplicate event_id (already in the table)" \
+            (the contract's key); a row the database refuses becomes a reject with the \
+            database's message; the rest of the batch commits.
 
             Connection (highest precedence first): --db (a conninfo or postgresql:// URI); the \
             libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…; the keys \
@@ -70,8 +78,13 @@ struct Load: ToolCommand {
         help: ArgumentHelp("Read POSTGRES_* keys from this file (default: ./.env if it exists).", valueName: "path"))
     var envFile: String?
 
-    @Option(help: ArgumentHelp("Target table (may be schema-qualified).", valueName: "name"))
-    var table = "ecommerce_events"
+    @OptionGroup var contractOption: ContractOption
+
+    @Option(
+        help: ArgumentHelp(
+            "Target table (may be schema-qualified), instead of the contract's (its columns must still fit the contract).",
+            valueName: "name"))
+    var table: String?
 
     @Option(
         name: .customLong("batch-rows"),
@@ -153,6 +166,8 @@ struct Load: ToolCommand {
             ArgumentVector.hide(password, inValueOf: "--db")
         }
         signal(SIGPIPE, SIG_IGN)
+        // A bad contract is a usage error: said (exit 64) before anything is connected.
+        let contract = try contractOption.contract()
         #if canImport(Glibc)
         // One malloc arena for the reading thread and both commit threads: with an arena per
         // thread, memory one frees is not reused by the others (peak RSS ~0.5 MB higher).
@@ -167,35 +182,29 @@ struct Load: ToolCommand {
         if verbose && logOptions.level == nil { logOptions.level = .debug }
         let logger = logOptions.bootstrap(stage: "load")
 
-        var env = envFile
-        if env == nil && access(".env", R_OK) == 0 { env = ".env" }
-        let settings: ConnectionSettings
-        do {
-            settings = try ConnectionSettings(db: db ?? StartupHints.embeddedServer(db: db, envFile: env)?.conninfo, envFile: env)
-        } catch {
-            throw RuntimeError("\(error)")
-        }
-        // Bounded detection of a silent server, unless the user chose other timeouts.
+        // One resolution for every tool that connects (consume too): a setting that cannot
+        // work exits 1 here, naming its key, instead of being retried or replaced.
+        let resolved: ResolvedConnection
         let conninfo: String
         do {
-            conninfo = try ConnectionSettings.withDeadServerDefaults(settings.conninfo)
+            resolved = try ConnectionSettings.resolve(db: db, envFile: envFile)
+            // Bounded detection of a silent server, unless the user chose other timeouts.
+            conninfo = try ConnectionSettings.withDeadServerDefaults(resolved.settings.conninfo)
         } catch {
             throw RuntimeError("\(error)")
         }
+        let settings = resolved.settings
         var config = LoaderConfiguration(conninfo: conninfo, endpoint: settings.redactedDescription)
-        config.table = table
+        config.contract = contract
+        config.table = table ?? config.contract.table.description
+        config.badRecordsTable = config.contract.deadLetterTable.description
         config.batchRows = batchRows
         config.maxDelay = maxDelay.seconds
         config.incoming = ContainedFolder(incoming)
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
-        var hints = StartupHints(db: db, envFile: env)
-        if let embedded = StartupHints.embeddedServer(db: db, envFile: env) {
-            hints = StartupHints(
-                source: "nothing configured: the embedded server (bin/pg) on port \(embedded.port)", hint: "bin/pg status; bin/pg start")
-        }
-        config.unreachableHint = hints.hint
+        config.unreachableHint = StartupHints(resolved: resolved, db: db, envFile: envFile).hint
         config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
         config.quarantine = Quarantine(ContainedFolder(quarantine))
         var endpoint: MetricsEndpoint?
@@ -216,10 +225,13 @@ struct Load: ToolCommand {
         if let name { config.pipeline = name }
 
         let loader = Loader(config: config, logger: logger)
-        logger.info("load: connecting to \(settings.redactedDescription) (\(hints.source))")
-        logger.info("load: reading stdin, writing to \(table) at \(settings.redactedDescription)")
+        logger.info("load: connecting to \(settings.redactedDescription) (\(resolved.source))")
+        logger.info("load: reading stdin, writing to \(config.table) at \(settings.redactedDescription)")
         do {
             try loader.run(fd: 0)
+        } catch let mismatch as ContractMismatch {
+            logger.critical("load: \(mismatch.description)")
+            exitProcess(ExitStatus.usage.rawValue)
         } catch LoaderError.interrupted(let endpoint) {
             logger.info("load: interrupted while waiting for \(endpoint); nothing was read or committed")
             exitProcess(130)

@@ -96,7 +96,8 @@ struct Validate: ToolCommand {
     func run() throws {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap(stage: "validate")
-        var stage = StreamValidator(rules: try ruleOptions.rules(), rejectsOnly: rejectsOnly)
+        let rules = try ruleOptions.rules()
+        var stage = StreamValidator(rules: rules, rejectsOnly: rejectsOnly)
         let output = ByteOutput(fd: 1)
         var failed = false
         do {
@@ -126,6 +127,8 @@ struct Validate: ToolCommand {
     /// stdin → stdout, the hot loop (its figures: docs/performance.md).
     private func validateStream(_ stage: inout StreamValidator, _ output: ByteOutput) throws {
         let reader = LineReader(fd: 0, maxLineLength: maxLineBytes)
+        // Idle, with load gone (killed): exit now, so consume sees us go and leaves the group.
+        reader.downstream = 1
         while true {
             // Never hold output back while waiting for more input.
             if !output.bytes.isEmpty && !reader.hasBufferedLine && !reader.inputReady() {
@@ -163,7 +166,8 @@ struct Validate: ToolCommand {
     /// 2.21 s (with one slot instead of two, 2.18 s: the validator waited for each hand-over).
     private func validateFile(_ path: String, _ stage: inout StreamValidator, _ output: ByteOutput) throws {
         let name = String(path.split(separator: "/").last ?? Substring(path))
-        let emitter = try CSVEmitterThread(path: path, name: name, seen: UTCTimestamp.now())
+        let emitter = try CSVEmitterThread(
+            path: path, name: name, seen: UTCTimestamp.now(), emitter: CSVFileEmitter(contract: stage.validator.contract))
         var inputLine = 0
         while try emitter.withNextChunk({ chunk in
             guard let base = chunk.baseAddress else { return }

@@ -10,6 +10,7 @@ final class HostilePipeline {
     var incoming: URL { root.appendingPathComponent("incoming") }
     var bad: URL { root.appendingPathComponent("bad") }
     var processed: URL { root.appendingPathComponent("processed") }
+    var quarantine: URL { root.appendingPathComponent("quarantine") }
     let db: TestDatabase
     var goodIDs: [String] = []
 
@@ -55,13 +56,14 @@ final class HostilePipeline {
         env["IN"] = incoming.path
         env["BAD"] = bad.path
         env["ARC"] = processed.path
+        env["QUA"] = quarantine.path
         let errors = root.appendingPathComponent("stderr-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: errors, withIntermediateDirectories: true)
         env["ERR"] = errors.path
         let extra = loadArguments.map { "'\($0)'" }.joined(separator: " ")
         let script =
             "set -o pipefail; \(watchPrefix) "
-            + #""$W" --once "$T" 2>"$ERR/watch" | "$V" 2>"$ERR/validate" | "$L" --db "$DB" --incoming "$IN" --bad-records "$BAD" --archive "$ARC" "#
+            + #""$W" --once "$T" 2>"$ERR/watch" | "$V" 2>"$ERR/validate" | "$L" --db "$DB" --incoming "$IN" --bad-records "$BAD" --archive "$ARC" --quarantine "$QUA" "#
             + extra + #" 2>"$ERR/load""#
         let result = try runTool(URL(fileURLWithPath: "/bin/bash"), ["-c", script], environment: env, timeout: 60)
         let stages = try ["watch", "validate", "load"].map {
@@ -71,6 +73,20 @@ final class HostilePipeline {
     }
 
     func events() throws -> Int { try count(db, "SELECT count(*) FROM ecommerce_events") }
+
+    /// The reason a quarantined file's `.reason.json` gives, nil when it was not quarantined.
+    func quarantineReason(_ file: String) throws -> String? {
+        let url = quarantine.appendingPathComponent(file + ".reason.json")
+        guard FileManager.default.fileExists(atPath: url.path),
+            FileManager.default.fileExists(atPath: quarantine.appendingPathComponent(file).path)
+        else { return nil }
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+
+    /// The checkpoint status of `file`, nil when it has none.
+    func checkpointStatus(_ file: String) throws -> String? {
+        try db.query("SELECT status FROM ingest_checkpoints WHERE source_file = $1", [file]).first?[0] ?? nil
+    }
     func badRecords(_ file: String) throws -> Int {
         try count(db, "SELECT count(*) FROM ecommerce_bad_records WHERE source_file = $1", [file])
     }
@@ -107,7 +123,7 @@ final class HostilePipeline {
     }
 }
 
-let hostileHeader = EventField.csvHeader + "\n"
+let hostileHeader = "event_id,user_id,product_id,event_type,price,event_timestamp\n"
 
 @Suite struct BadInputTests {
     @Test func unterminatedQuoteRejectsTheRowAndKeepsTheRest() throws {
@@ -199,8 +215,10 @@ let hostileHeader = EventField.csvHeader + "\n"
             #expect(r.stderr.contains("WARNING"))
             #expect(r.stderr.contains("utf16.csv"))
             #expect(try p.events() == 0)
-            #expect(try p.reasons("utf16.csv") == ["-|file is UTF-16, not UTF-8|1"])
-            #expect(try p.deadLetters("utf16.csv").count == 1)
+            // Refused as a whole: quarantined with the reason, no row dead-lettered.
+            #expect(try p.quarantineReason("utf16.csv")?.contains("file is UTF-16, not UTF-8") == true)
+            #expect(try p.checkpointStatus("utf16.csv") == "quarantined")
+            #expect(try p.badRecords("utf16.csv") == 0)
         }
     }
 
@@ -243,12 +261,29 @@ let hostileHeader = EventField.csvHeader + "\n"
                 "duphead.csv", "event_id,user_id,user_id,event_type,price,event_timestamp\n" + p.goodRows())
             let r = try p.run(f.path)
             #expect(r.status == 0, "\(r.stderr)")
-            #expect(r.stderr.contains("/duphead.csv: column appears twice in the header"), "\(r.stderr)")
-            // The header is ambiguous, so no row is trusted: the file is one reject, nothing loads.
+            #expect(r.stderr.contains("/duphead.csv: user_id: column appears twice in the header"), "\(r.stderr)")
+            // The header is ambiguous, so no row is trusted: the file is refused whole.
             #expect(try p.events() == 0)
-            #expect(try p.reasons("duphead.csv") == ["user_id|column appears twice in the header|1"])
-            #expect(try p.deadLetters("duphead.csv").count == 1)
-            #expect(FileManager.default.fileExists(atPath: p.processed.appendingPathComponent("duphead.csv").path))
+            #expect(try p.quarantineReason("duphead.csv")?.contains("user_id: column appears twice in the header") == true)
+            #expect(try p.checkpointStatus("duphead.csv") == "quarantined")
+            #expect(try p.badRecords("duphead.csv") == 0)
+        }
+    }
+
+    /// A header without a column the contract needs: one warning naming the file and the
+    /// column, the file quarantined whole (not every row dead-lettered), the stream goes on.
+    @Test func aHeaderMissingAColumnRefusesTheFileWhole() throws {
+        try TestDatabase.with { db in
+            let p = try HostilePipeline(db)
+            let f = try p.write("noprice.csv", "event_id,user_id,product_id,event_type,event_timestamp,extra\n" + p.goodRows())
+            let r = try p.run(f.path)
+            #expect(r.status == 0, "\(r.stderr)")
+            let warnings = r.stderr.split(separator: "\n").filter { $0.contains("WARNING") && $0.contains("noprice.csv") }
+            #expect(warnings.contains { $0.contains("header: column missing: price") }, "\(r.stderr)")
+            #expect(try p.events() == 0)
+            #expect(try p.quarantineReason("noprice.csv")?.contains("header: column missing: price") == true)
+            #expect(try p.checkpointStatus("noprice.csv") == "quarantined")
+            #expect(try p.badRecords("noprice.csv") == 0)
         }
     }
 

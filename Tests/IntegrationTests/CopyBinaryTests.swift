@@ -8,6 +8,8 @@ import Testing
 
 /// Binary tuples made by `load` must store exactly what the text path stores.
 @Suite struct CopyBinaryTests {
+    /// The default contract's plan, the table's types taken to be the contract's.
+    static let plan = LoadPlan(contract: .ecommerceEvents)
     static let records: [String] = [
         #"{"event_id":"63cbe1e4-5932-4dd7-844c-3cd7f43c661c","user_id":45245,"product_id":1248,"event_type":"view","price":null,"event_timestamp":"2026-12-01T03:05:11.442Z"}"#,
         #"{"event_id":"61CC42D4-094B-4C40-8EF7-4AA7DD7F4AEC","user_id":1,"product_id":2147483647,"event_type":"purchase","price":"160.45","event_timestamp":"2024-02-29T23:59:59.999999Z"}"#,
@@ -33,12 +35,12 @@ import Testing
             for record in Self.records {
                 try Array(record.utf8).withUnsafeBytes { raw in
                     let line = try decoder.decode(raw)
-                    CopyText.appendRow(from: line, into: &text)
-                    #expect(CopyBinary.appendRow(from: line, into: &binary), "\(record)")
+                    CopyText.appendRow(from: line, plan: Self.plan, into: &text)
+                    #expect(CopyBinary.appendRow(from: line, plan: Self.plan, into: &binary), "\(record)")
                 }
             }
             binary += CopyBinary.trailer
-            let columns = CopyText.columns.joined(separator: ", ")
+            let columns = Self.plan.names.joined(separator: ", ")
             _ = try connection.copyIn("COPY by_text (\(columns)) FROM STDIN") { try $0.send(text) }
             _ = try connection.copyIn("COPY by_binary (\(columns)) FROM STDIN WITH (FORMAT binary)") { try $0.send(binary) }
             let differences = try database.scalar(
@@ -61,7 +63,7 @@ import Testing
         var out: [UInt8] = [1, 2, 3]
         try Array(record.utf8).withUnsafeBytes { raw in
             let line = try decoder.decode(raw)
-            #expect(!CopyBinary.appendRow(from: line, into: &out))
+            #expect(!CopyBinary.appendRow(from: line, plan: Self.plan, into: &out))
         }
         #expect(out == [1, 2, 3])
     }

@@ -153,7 +153,7 @@ func environmentWithoutColumns() -> [String: String] {
         #expect(badDB.stdout.isEmpty)
         #expect(
             badDB.stderr
-                == "load: Error: invalid connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n"
+                == "load: Error: --db: not a connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n"
         )
         let missing = try runTool(load, ["--env-file", "missing.env"], stdin: Data(), currentDirectory: folder, timeout: 30)
         #expect(missing.status == 1)
@@ -170,7 +170,7 @@ func environmentWithoutColumns() -> [String: String] {
             currentDirectory: copy.root, timeout: 60)
         #expect(result.status == 1)
         #expect(result.stderr.contains("pipeline: warning: load exited with status 1"), "\(result.stderr)")
-        #expect(result.stderr.contains("pipeline: warning: load: Error: invalid connection string"), "\(result.stderr)")
+        #expect(result.stderr.contains("pipeline: warning: load: Error: --db: not a connection string"), "\(result.stderr)")
     }
 
     @Test func aPasswordInsideDbIsHiddenFromTheRunningProcess() throws {
@@ -326,7 +326,12 @@ let pinnedHelp: [String: String] = [
     the same rule: a file still open for writing is waited for (up to
     --writer-wait, default 30s) or left for the next run with a warning. A file
     that changes while it is read is abandoned (load drops its rows) and read again
-    whole.
+    whole. A file whose last byte is not a newline is almost always still being
+    written (a writer that closes and reopens it, or writes it in two parts): it is
+    held until it has been unchanged for --settle (default 5s), then read whole; a
+    finished writer's file without a final newline loads after that wait. --min-age
+    DURATION holds every file until it is that old, for writers that close between
+    rows.
 
     WHICH FILES
     Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part,
@@ -381,7 +386,7 @@ let pinnedHelp: [String: String] = [
       watch --poll 2s /mnt/share/incoming | validate | load
       watch --glob 'orders_*.csv' --no-journal data/incoming
 
-    USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--progress] [--writer-wait <duration>] [--journal <path>] [--no-journal] [--shared] [--name <name>] [--lease <duration>] [--log-level <level>]
+    USAGE: watch [<options>] <dir-or-file> ...
 
     ARGUMENTS:
       <dir-or-file>           Folders to follow, or CSV files to replay in the
@@ -402,6 +407,12 @@ let pinnedHelp: [String: String] = [
                               With --once: how long to wait for a file still open
                               for writing before leaving it for the next run.
                               (default: 30s)
+      --settle <duration>     Hold a file whose last byte is not a newline until it
+                              has been unchanged this long (0: do not hold).
+                              (default: 5s)
+      --min-age <duration>    Hold every file until it has been unchanged this
+                              long, for writers that close between rows. (default:
+                              0s)
       --journal <path>        Journal of files already committed by `load --keep`
                               (default: DIR/.ingest-committed).
       --no-journal            Do not read the committed-files journal: send every
@@ -470,17 +481,26 @@ let pinnedHelp: [String: String] = [
 
     Reads records, rejects and end-of-file markers (see docs/protocol.md) on stdin,
     usually from `watch data/incoming | validate`. A source file is committed only
-    when its end marker arrives: its rows, its rejects and a checkpoint (file name,
-    size, SHA-256) go into one transaction, so a file seen again is skipped and a
-    crash at any instant loses or doubles nothing. Records without provenance (from
-    jq, kcat, …) load in batches by size and time; the event_id primary key keeps
-    replays from doubling rows.
+    when its end marker arrives: its rows, its rejects and a checkpoint (table,
+    file name, size, SHA-256) go into one transaction, so a file seen again is
+    skipped and a crash at any instant loses or doubles nothing. Records without
+    provenance (from jq, kcat, …) load in batches by size and time; the table's
+    primary key keeps replays from doubling rows.
+
+    The contract (--contract, docs/contracts.md; default: the e-commerce events)
+    names the table, its dead-letter table and its columns. At start-up it is
+    checked against the table's catalog: a contract column the table lacks or whose
+    type the table's cannot hold, a table type load does not write, a NOT NULL
+    column without default the contract leaves out, or a key other than the table's
+    primary key stops load with one line naming the contract file and the column,
+    exit status 64.
 
     Rejects are written to <bad-records>/<source file>.ndjson (atomically, before
-    the commit) and to the table ecommerce_bad_records. An event_id already in the
-    table becomes a reject "duplicate event_id (already loaded)"; a row the
-    database refuses becomes a reject with the database's message; the rest of the
-    batch commits.
+    the commit) and to the contract's dead-letter table (by default
+    ecommerce_bad_records). A key already in the table becomes a reject "duplicate
+    event_id (already in the table)" (the contract's key); a row the database
+    refuses becomes a reject with the database's message; the rest of the batch
+    commits.
 
     Connection (highest precedence first): --db (a conninfo or postgresql:// URI);
     the libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…;
@@ -524,8 +544,12 @@ let pinnedHelp: [String: String] = [
                               and POSTGRES_* settings.
       --env-file <path>       Read POSTGRES_* keys from this file (default: ./.env
                               if it exists).
-      --table <name>          Target table (may be schema-qualified). (default:
-                              ecommerce_events)
+      --contract <file>       The table's contract, a YAML file
+                              (docs/contracts.md); default: $INGEST_CONTRACT, else
+                              contracts/ecommerce_events.yaml (built in).
+      --table <name>          Target table (may be schema-qualified), instead of
+                              the contract's (its columns must still fit the
+                              contract).
       --batch-rows <n>        Commit once this many rows of complete files are
                               waiting. (default: 10000)
       --max-delay <duration>  Commit at the latest this long after the oldest

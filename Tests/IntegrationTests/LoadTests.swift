@@ -175,9 +175,9 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
             #expect(try count(db, "SELECT rows_rejected FROM ingest_checkpoints WHERE source_file = 'dup.csv'") == 1)
             let letters = try f.deadLetterLines("dup.csv")
             #expect(letters.count == 1)
-            #expect(letters.first?.contains("duplicate event_id (already loaded)") == true)
+            #expect(letters.first?.contains("duplicate event_id (already in the table)") == true)
             #expect(letters.first?.contains(existing) == true)
-            #expect(try db.scalar("SELECT reasons->0->>'reason' FROM ecommerce_bad_records") == "duplicate event_id (already loaded)")
+            #expect(try db.scalar("SELECT reasons->0->>'reason' FROM ecommerce_bad_records") == "duplicate event_id (already in the table)")
         }
     }
 
@@ -226,7 +226,7 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
             let letters = try f.deadLetterLines("repeats.csv")
             #expect(letters.count == 2, "\(letters)")
             #expect(letters.filter { $0.contains("database refused the row: ERROR 22003") && $0.contains(refusedFirst) }.count == 1)
-            #expect(letters.filter { $0.contains("duplicate event_id (already loaded)") && $0.contains(loadedFirst) }.count == 1)
+            #expect(letters.filter { $0.contains("duplicate event_id (already in the table)") && $0.contains(loadedFirst) }.count == 1)
         }
     }
 
@@ -274,7 +274,8 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
             #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 5)
             #expect(
                 try count(
-                    db, "SELECT count(*) FROM ecommerce_bad_records WHERE reasons->0->>'reason' = 'duplicate event_id (already loaded)'")
+                    db,
+                    "SELECT count(*) FROM ecommerce_bad_records WHERE reasons->0->>'reason' = 'duplicate event_id (already in the table)'")
                     == 5)
         }
     }

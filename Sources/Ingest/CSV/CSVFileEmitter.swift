@@ -13,20 +13,33 @@ public struct EmittedFile: Sendable {
     public var fileProblem: String?
     /// The file's version when it was opened (its inode and mtime are in the marker).
     public var version: FileVersion?
+    /// Header columns the contract does not name: not carried (watch logs them once).
+    public var ignoredColumns: [String] = []
     /// True when the file was written to while being read (its size or mtime at the end differ
     /// from the bytes read or from the start): the marker describes a torn read.
     public var changedWhileReading = false
 }
 
-/// Turns a CSV file of events into protocol lines: one record per row with provenance,
-/// rejects for rows that cannot be read, then the end-of-file marker with the file's identity.
+/// Turns a CSV file into protocol lines: one record per row with provenance, its cells keyed
+/// by the contract's column names, rejects for rows that cannot be read, then the end-of-file
+/// marker with the file's identity.
 ///
 /// Shared by `watch` and `validate FILE.csv`, so both read files exactly the same way.
 public struct CSVFileEmitter: Sendable {
     public var maxRowBytes: Int
+    public let contract: Contract
+    /// `,"name":` for each contract column, written before its cell.
+    let keyPrefixes: [[UInt8]]
 
-    public init(maxRowBytes: Int = 32 << 20) {
+    public init(contract: Contract = .ecommerceEvents, maxRowBytes: Int = 32 << 20) {
         self.maxRowBytes = maxRowBytes
+        self.contract = contract
+        keyPrefixes = contract.columns.map { column in
+            var prefix: [UInt8] = [UInt8(ascii: ",")]
+            JSONWriter.appendString(column.name, &prefix)
+            prefix.append(UInt8(ascii: ":"))
+            return prefix
+        }
     }
 
     /// Streams `path` into `output`; `name` is the provenance (the file's name in its folder).
@@ -47,15 +60,16 @@ public struct CSVFileEmitter: Sendable {
         var records = 0
         var rejects = 0
         var fileProblem: String?
+        var ignored: [String] = []
 
         do {
             guard let header = try reader.nextRow() else {
                 // Empty file (or only blank lines): nothing to load, but still a complete file.
                 return finish(reader, fd: fd, opened: opened, name: name, seen: seen, rows: 0, records: 0, rejects: 0, problem: nil, output)
             }
-            let layout = HeaderLayout(reader: reader, header: header)
+            let layout = HeaderLayout(reader: reader, header: header, contract: contract)
             if let problem = layout.fileProblem {
-                fileProblem = problem.reason
+                fileProblem = problem.description
                 // The whole file is unusable: one reject explains it, the rest is only hashed.
                 rows = 1
                 rejects = 1
@@ -69,6 +83,7 @@ public struct CSVFileEmitter: Sendable {
                     reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: 0, rejects: rejects, problem: fileProblem,
                     output)
             }
+            ignored = layout.ignored
             // The rows are written into a local buffer, swapped with the output's at each flush:
             // `&output.bytes` (a class property) per row costs a dynamic exclusivity check,
             // ~290 instructions per row (callgrind).
@@ -86,7 +101,6 @@ public struct CSVFileEmitter: Sendable {
                         RejectReason(
                             field: nil, reason: "expected \(layout.columnCount) fields, found \(row.fieldCount)"))
                 }
-                reasons.append(contentsOf: layout.missing)
                 if !reasons.isEmpty {
                     rejects += 1
                     reader.rawRow.withUnsafeBytes {
@@ -98,7 +112,8 @@ public struct CSVFileEmitter: Sendable {
                         fileName.withUnsafeBytes { file in
                             layout.columns.withUnsafeBufferPointer { columns in
                                 LineEncoder.appendRecord(
-                                    file: file, line: row.line, columns: columns, fieldBytes: fieldBytes, fieldEnds: fieldEnds, into: &out)
+                                    file: file, line: row.line, columns: columns, keyPrefixes: keyPrefixes, fieldBytes: fieldBytes,
+                                    fieldEnds: fieldEnds, into: &out)
                             }
                         }
                     }
@@ -112,9 +127,11 @@ public struct CSVFileEmitter: Sendable {
         } catch let error as SystemError {
             throw SystemError(error.call, errno: error.errno, path: path)
         }
-        return finish(
+        var emitted = finish(
             reader, fd: fd, opened: opened, name: name, seen: seen, rows: rows, records: records, rejects: rejects, problem: fileProblem,
             output)
+        emitted.ignoredColumns = ignored
+        return emitted
     }
 
     private func finish(
@@ -124,7 +141,8 @@ public struct CSVFileEmitter: Sendable {
         let fingerprint = FileFingerprint(
             name: name, bytes: reader.byteCount, sha256: reader.sha256Hex(), inode: opened.inode,
             modifiedNanoseconds: opened.modifiedNanoseconds)
-        let marker = FileMarker(fingerprint: fingerprint, rows: rows, seen: seen)
+        var marker = FileMarker(fingerprint: fingerprint, rows: rows, seen: seen)
+        marker.refused = problem
         var emitted = EmittedFile(marker: marker, records: records, rejects: rejects, fileProblem: problem, version: opened)
         if let closing = try? FileVersion.of(fd: fd, path: name) {
             emitted.changedWhileReading =
@@ -140,13 +158,15 @@ public struct CSVFileEmitter: Sendable {
     }
 }
 
-/// Where each event field sits in a file's header.
+/// Where each contract column sits in a file's header.
 struct HeaderLayout {
     var columnCount: Int
-    /// (field, column index), for the fields the header has.
-    var columns: [(EventField, Int)] = []
-    /// One reason per required column the header lacks: every row of the file gets them.
-    var missing: [RejectReason] = []
+    /// (contract column, CSV column index), for the columns the header has, in contract order.
+    var columns: [(Int, Int)] = []
+    /// Header names no contract column reads (not carried).
+    var ignored: [String] = []
+    /// Why the file is refused as a whole: a header that cannot be read, a column twice, a
+    /// contract column missing (or, with `extra_columns: reject`, one the contract lacks).
     var fileProblem: RejectReason?
     /// Every header name, by column, for naming the field of a reader problem.
     var names: [String] = []
@@ -156,7 +176,7 @@ struct HeaderLayout {
         problem.rejectReason(columnNames: names)
     }
 
-    init(reader: CSVReader, header: CSVRow) {
+    init(reader: CSVReader, header: CSVRow, contract: Contract) {
         columnCount = header.fieldCount
         if let problem = header.problem {
             let raw = reader.rawRow
@@ -167,23 +187,32 @@ struct HeaderLayout {
             }
             return
         }
-        var seen: [EventField: Int] = [:]
+        var seen: [Int: Int] = [:]
         for index in 0..<header.fieldCount {
-            let name = reader.fieldString(index).trimmingSpaces().lowercased()
-            names.append(name)
-            guard let field = EventField(name: name) else { continue }  // extra columns are ignored
-            if seen[field] != nil {
-                fileProblem = RejectReason(field: field.name, reason: "column appears twice in the header")
+            let cell = reader.fieldString(index).trimmingSpaces()
+            names.append(contract.column(source: cell).map { contract.columns[$0].name } ?? cell.lowercased())
+            guard let column = contract.column(source: cell) else {
+                ignored.append(cell)
+                continue
+            }
+            if seen[column] != nil {
+                fileProblem = RejectReason(field: contract.columns[column].name, reason: "column appears twice in the header")
                 return
             }
-            seen[field] = index
+            seen[column] = index
         }
-        for field in EventField.allCases {
-            if let index = seen[field] {
-                columns.append((field, index))
-            } else {
-                missing.append(RejectReason(field: field.name, reason: "column missing from the header"))
-            }
+        var missing: [String] = []
+        for column in contract.columns.indices {
+            if let index = seen[column] { columns.append((column, index)) } else { missing.append(contract.columns[column].source) }
+        }
+        if !missing.isEmpty {
+            fileProblem = RejectReason(
+                field: missing.count == 1 ? missing[0] : nil,
+                reason: "header: \(missing.count == 1 ? "column" : "columns") missing: \(missing.joined(separator: ", "))"
+                    + " (the contract \(contract.table) needs \(contract.columns.map(\.source).joined(separator: ", ")))")
+        } else if contract.extraColumns == .reject && !ignored.isEmpty {
+            fileProblem = RejectReason(
+                field: nil, reason: "header: \(ignored.count == 1 ? "column" : "columns") not in the contract: \(ignored.joined(separator: ", "))")
         }
     }
 }

@@ -41,6 +41,7 @@ checks:
     when: {column: event_type, not_equals: purchase}
     require: {column: price, is_null: true}
     reason: "must be empty for {a event_type}"
+
 """#
 
     /// The e-commerce events contract: the default of every stage.

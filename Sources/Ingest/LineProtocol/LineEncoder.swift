@@ -45,6 +45,9 @@ public struct FileMarker: Equatable, Sendable {
     public var rows: Int
     /// When the reader first saw the file complete.
     public var seen: UTCTimestamp?
+    /// Why the reader refuses the file as a whole (a header the contract cannot map, UTF-16):
+    /// `load` quarantines it with this reason instead of loading it.
+    public var refused: String?
 
     public init(fingerprint: FileFingerprint, rows: Int, seen: UTCTimestamp?) {
         self.fingerprint = fingerprint
@@ -75,11 +78,20 @@ public struct FileMarker: Equatable, Sendable {
         let fingerprint = FileFingerprint(
             name: file, bytes: Int64(bytes), sha256: sha, inode: inode, modifiedNanoseconds: line.int(.mtimeNs).map(Int64.init))
         self.init(fingerprint: fingerprint, rows: rows, seen: line.string(.seen).flatMap { UTCTimestamp(parsing: $0) })
+        // Rare (one per refused file), so found by name rather than given a protocol key slot.
+        for m in line.members.reversed() where m.kind == .string {
+            let key = line.keySpan(m)
+            if key.count == 7 && key.elementsEqual("refused".utf8) {
+                refused = line.withStringBytes(m) { String(decoding: $0, as: UTF8.self) }
+                break
+            }
+        }
     }
 
     public static func == (a: FileMarker, b: FileMarker) -> Bool {
         a.fingerprint == b.fingerprint && a.fingerprint.inode == b.fingerprint.inode
             && a.fingerprint.modifiedNanoseconds == b.fingerprint.modifiedNanoseconds && a.rows == b.rows && a.seen == b.seen
+            && a.refused == b.refused
     }
 }
 
@@ -154,6 +166,46 @@ public enum LineEncoder {
             w.int(line)
             for (field, column) in columns {
                 w.memberKey(field.key)
+                w.string(value(column))
+            }
+            w.byte(UInt8(ascii: "}"))
+            w.byte(0x0A)
+        }
+    }
+
+    /// The record of a CSV row keyed by a contract's columns: `columns` holds (contract column,
+    /// CSV column) pairs and `keyPrefixes[c]` the `,"name":` text of contract column c.
+    static func appendRecord(
+        file: UnsafeRawBufferPointer, line: Int, columns: UnsafeBufferPointer<(Int, Int)>, keyPrefixes: [[UInt8]],
+        fieldBytes: UnsafeRawBufferPointer, fieldEnds: UnsafeBufferPointer<Int>, into out: inout [UInt8]
+    ) {
+        @inline(__always) func value(_ column: Int) -> UnsafeRawBufferPointer {
+            let start = column == 0 ? 0 : fieldEnds[column - 1]
+            return UnsafeRawBufferPointer(rebasing: fieldBytes[start..<fieldEnds[column]])
+        }
+        var bound = 60 + file.count * 6
+        for (c, column) in columns { bound += keyPrefixes[c].count + 2 + value(column).count * 6 }
+        guard bound <= 1 << 16 else {
+            var w = JSONWriter()
+            w.beginObject(&out)
+            w.key("kind", &out)
+            out.append(contentsOf: staticRecord)
+            appendProvenance(&w, file: String(decoding: file, as: UTF8.self), line: line, &out)
+            for (c, column) in columns {
+                out.append(contentsOf: keyPrefixes[c])
+                JSONWriter.appendString(value(column), &out)
+            }
+            out.append(UInt8(ascii: "}"))
+            out.append(0x0A)
+            return
+        }
+        out.appendReserved(maxCount: bound) { w in
+            w.bytes("{\"kind\":\"record\",\"file\":")
+            w.string(file)
+            w.bytes(",\"line\":")
+            w.int(line)
+            for (c, column) in columns {
+                keyPrefixes[c].withUnsafeBytes { w.bytes($0.baseAddress!, $0.count) }
                 w.string(value(column))
             }
             w.byte(UInt8(ascii: "}"))
@@ -255,6 +307,10 @@ public enum LineEncoder {
             w.int(Int(truncatingIfNeeded: inode), &out)
             w.key("mtime_ns", &out)
             w.int(Int(mtime), &out)
+        }
+        if let refused = marker.refused {
+            w.key("refused", &out)
+            w.string(refused, &out)
         }
         w.endLine(&out)
     }
