@@ -86,6 +86,7 @@ public struct ContractRowGenerator {
             }
         }
         self.samplers = samplers
+        notes = samplers.compactMap(\.note)
         var breakers: [Breaker] = []
         for (index, sampler) in samplers.enumerated() {
             breakers += sampler.breakableRules.map { Breaker.column(index, $0) }
@@ -99,12 +100,15 @@ public struct ContractRowGenerator {
         var probe = self
         var verifier = Verifier(contract: contract, now: now)
         if probe.validRow(&verifier) == nil {
+            let why = notes.isEmpty ? " (its checks or rules leave none)" : ": " + notes.joined(separator: "; ")
             throw GenerationError(
-                description:
-                    "\(contract.path ?? contract.table.description): gen found no row this contract accepts in 50 tries (its checks or rules leave none)"
-            )
+                description: "\(contract.path ?? contract.table.description): gen found no row this contract accepts in 50 tries" + why)
         }
     }
+
+    /// What `gen` says once before it starts: columns whose values honour a rule only by the
+    /// validator's filtering (a pattern beyond `PatternSampler`).
+    public let notes: [String]
 
     /// Every rule name an invalid row may break, as the manifest writes them.
     public var ruleNames: [String] { breakers.map { $0.name(contract) } }

@@ -225,7 +225,7 @@ func environmentWithoutColumns() -> [String: String] {
         #expect(result.stderr.contains("(database \(user))"), "\(result.stderr)")
     }
 
-    @Test(arguments: ["gen", "watch", "validate", "load"])
+    @Test(arguments: ["gen", "watch", "validate", "load", "contract"])
     func helpIsPinned(tool: String) throws {
         let help = try runTool(Executables.url(tool), ["--help"], environment: environmentWithoutColumns())
         #expect(help.status == 0)
@@ -270,8 +270,10 @@ let pinnedHelp: [String: String] = [
     repeated key, the field count). The CSV header is the contract's source names.
     Each row is checked by validate's own rules before it is written; the manifest
     names each invalid row's rule and the reason validate gives. Patterns are drawn
-    for literals, bracket lists, groups and counts; a contract with another pattern
-    is refused (exit 64).
+    for literals, bracket lists, groups and counts; for another pattern plain text
+    is drawn and kept where it matches (a warning says so, and no row breaks that
+    pattern on purpose); a contract gen finds no valid row for is refused (exit
+    64).
 
     SIGINT/SIGTERM: the current file is finished, then gen exits 0; a second signal
     exits at once (130).
@@ -311,12 +313,6 @@ let pinnedHelp: [String: String] = [
     when it was seen complete. stdout carries data only and is flushed after every
     marker; logs go to stderr. The provenance `file` is the file's name within its
     folder.
-
-    The header is mapped through the table's contract (--contract,
-    docs/contracts.md): each cell goes out under its column's name; columns the
-    contract does not read are not carried (logged once per file). A header without
-    a column the contract needs refuses the file whole: one reject with the header,
-    and a marker whose `refused` says why, so that load quarantines it.
 
     FOLLOWING A FOLDER
     On start, watch sends every matching file already in DIR, in byte order of
@@ -428,17 +424,14 @@ let pinnedHelp: [String: String] = [
       --lease <duration>      With --shared: a pipeline silent this long is
                               presumed dead and its claimed files are taken over.
                               (default: 30s)
-      --contract <file>       The table's contract, a YAML file
-                              (docs/contracts.md); default: $INGEST_CONTRACT, else
-                              contracts/ecommerce_events.yaml (built in).
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
       -h, --help              Show help information.
     """#,
     "validate": #"""
-    OVERVIEW: Check records against their table's contract; normalise the valid
-    ones.
+    OVERVIEW: Check event records against the validation contract; normalise the
+    valid ones.
 
     Reads the line protocol (one JSON object per line) on stdin and writes it on
     stdout: each record becomes a normalised record or a reject listing every
@@ -450,11 +443,6 @@ let pinnedHelp: [String: String] = [
     rows, so one command shows why a file's rows fail:
 
       validate --summary --rejects-only data/incoming/batch_x.csv
-
-    With a changed contract, the same command shows what the change would reject
-    before anyone deploys it:
-
-      validate --contract changed.yaml --summary --rejects-only batch_x.csv
 
     Output is flushed at every end-of-file marker and whenever input pauses. The
     first SIGINT/SIGTERM is ignored while stdin is drained to its end (in a
@@ -600,6 +588,30 @@ let pinnedHelp: [String: String] = [
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
       -h, --help              Show help information.
+    """#,
+    "contract": #"""
+    OVERVIEW: Start a table's contract from the table or a sample CSV, create the
+    table, check a contract.
+
+    A contract (docs/contracts.md) says what a table accepts; every stage takes it
+    with --contract FILE. Start one from what you have:
+
+      contract init --table orders --sample orders.csv --create-table > orders.yaml
+      contract check orders.yaml
+
+    USAGE: contract <subcommand>
+
+    OPTIONS:
+      -h, --help              Show help information.
+
+    SUBCOMMANDS:
+      init                    Write a starting contract derived from a table's
+                              catalog and/or a sample CSV.
+      check                   Read a contract and report its first problem
+                              (file:line: column: problem), exit 64; else a
+                              summary, exit 0.
+
+      See 'contract help <subcommand>' for detailed help.
     """#,
 ]
 
