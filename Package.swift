@@ -14,6 +14,7 @@ import PackageDescription
 //            Telemetry ─┘  (metrics and their Prometheus endpoint; knows nothing of events)
 //   CRdKafka ── Kafka ──┬── Consuming ── consume      (Kafka ── kafka-mock, for tests)
 //   Ingest, Postgres ───┘
+//   Ingest, Postgres ── ContractDrafting ── contract   (contract init and check, --create-table)
 //
 // Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
 // CommandLineDialect (over Ingest and swift-argument-parser) is what the four executables
@@ -26,6 +27,7 @@ let package = Package(
         .executable(name: "validate", targets: ["validate"]),
         .executable(name: "load", targets: ["load"]),
         .executable(name: "consume", targets: ["consume"]),
+        .executable(name: "contract", targets: ["contract"]),
         .executable(name: "kafka-mock", targets: ["kafka-mock"]),
     ],
     dependencies: [
@@ -92,6 +94,11 @@ let package = Package(
         .executableTarget(name: "validate", dependencies: ["Ingest"] + cli),
         .executableTarget(name: "load", dependencies: ["Ingest", "Postgres", "Loading", "Telemetry"] + cli),
 
+        // `contract init` and `--create-table`: contracts drafted from a table's catalog or a
+        // sample CSV, and the table created from a contract.
+        .target(name: "ContractDrafting", dependencies: ["Ingest", "Postgres"]),
+        .executableTarget(name: "contract", dependencies: ["ContractDrafting", "Ingest", "Postgres"] + cli),
+
         // librdkafka, the Kafka C client (Debian librdkafka-dev, Homebrew librdkafka).
         .systemLibrary(
             name: "CRdKafka",
@@ -124,13 +131,13 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "Ingest", "Generating", "Loading", "Postgres", "Telemetry", "TestSupport", "CommandLineDialect",
-                "gen", "watch", "validate", "load",
+                "ContractDrafting", "gen", "watch", "validate", "load", "contract",
             ]
         ),
         // consume | validate | load against librdkafka's mock cluster, as real processes.
         .testTarget(
             name: "KafkaTests",
-            dependencies: ["Ingest", "Postgres", "TestSupport", "gen", "validate", "load", "consume", "kafka-mock"]
+            dependencies: ["Ingest", "Postgres", "Kafka", "Consuming", "TestSupport", "gen", "validate", "load", "consume", "kafka-mock"]
         ),
     ]
 )

@@ -6,10 +6,25 @@ import Kafka
 /// A message value that is a JSON object becomes a record: `kind`, then the provenance
 /// (`topic`, `partition`, `offset`), then the value's members as received. A value that is not
 /// a JSON object becomes a reject holding the value as `raw`: never a stop.
+///
+/// Keys are mapped through the contract as `watch` maps a CSV header: a key naming a column's
+/// `source` (compared without case) is written as the column's name, so `validate` and `load`
+/// see the same records from either source. Other keys pass as received.
 public struct MessageLines {
     private var scanner = JSONObjectScanner()
+    /// Lowercased source name → the column name's JSON key text, for the columns whose source
+    /// differs from their name; empty for the e-commerce contract, whose loop stays as it was.
+    private let renamed: [[UInt8]: [UInt8]]
 
-    public init() {}
+    public init(contract: Contract = .ecommerceEvents) {
+        var renamed: [[UInt8]: [UInt8]] = [:]
+        for column in contract.columns where column.source != column.name {
+            var key: [UInt8] = []
+            JSONWriter.appendString(column.name, &key)
+            renamed[Array(column.source.lowercased().utf8)] = Array(key.dropFirst().dropLast())
+        }
+        self.renamed = renamed
+    }
 
     /// Provenance keys: a value's own members with these names are dropped, so the line's
     /// provenance is always the message's (and `load` never waits for a file's end marker).
@@ -47,7 +62,12 @@ public struct MessageLines {
             if isReplaced(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), escaped: m.keyEscaped) {
                 continue
             }
-            w.rawKey(UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart), &out)
+            let key = UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart)
+            if !renamed.isEmpty, let column = columnKey(key, escaped: m.keyEscaped) {
+                column.withUnsafeBytes { w.rawKey($0, &out) }
+            } else {
+                w.rawKey(key, &out)
+            }
             // A nested value may span lines (pretty-printed JSON); outside strings a newline is
             // only whitespace, and inside strings JSON forbids it raw, so a space is exact.
             let start = out.count
@@ -107,6 +127,18 @@ public struct MessageLines {
         w.key("reasons", &out)
         LineEncoder.appendReasons([RejectReason(field: nil, reason: reason)], &out)
         w.endLine(&out)
+    }
+
+    /// The column name a message key names through its `source`, as escaped key text; nil when
+    /// the key is no renamed column's source.
+    private func columnKey(_ key: UnsafeRawBufferPointer, escaped: Bool) -> [UInt8]? {
+        var plain: [UInt8] = []
+        if escaped { unescapeJSONString(key, into: &plain) } else { plain = Array(key) }
+        for i in plain.indices where plain[i] >= UInt8(ascii: "A") && plain[i] <= UInt8(ascii: "Z") { plain[i] |= 0x20 }
+        if plain.contains(where: { $0 >= 0x80 }) {
+            plain = Array(String(decoding: plain, as: UTF8.self).lowercased().utf8)
+        }
+        return renamed[plain]
     }
 
     private func isReplaced(_ key: UnsafeRawBufferPointer, escaped: Bool) -> Bool {

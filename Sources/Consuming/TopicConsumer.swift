@@ -20,6 +20,8 @@ public struct ConsumerConfiguration: Sendable {
     /// How often the stored offsets of the assigned partitions are copied to the group's
     /// committed offsets in Kafka, for lag tools (seconds; 0: never).
     public var kafkaCommitInterval: Double = 5
+    /// The contract message keys are mapped through (`source` names → column names).
+    public var contract: Contract = .ecommerceEvents
 
     public init(brokers: String, topic: String, group: String) {
         self.brokers = brokers
@@ -68,6 +70,8 @@ public final class TopicConsumer {
     public func run(fd: Int32) throws {
         let output = ByteOutput(fd: fd)
         let topic = config.topic
+        // The handlers run inside the consumer's poll; they ask it for watermarks.
+        weak var client: KafkaConsumer?
         let consumer = try KafkaConsumer(
             settings: config.clientSettings, logger: logger,
             onAssign: { [unowned self] partitions in
@@ -78,7 +82,7 @@ public final class TopicConsumer {
                     let next = p.topic == topic ? stored[p.partition] : nil
                     MessageLines.appendAssigned(p, nextOffset: next, into: &output.bytes)
                     if let next { starts[p] = next }
-                    described.append(next.map { "\(p) at \($0)" } ?? "\(p) from the beginning (no stored offset)")
+                    described.append(next.map { "\(p) at \($0)" } ?? Self.fromTheBeginning(p, client))
                     assigned.insert(p)
                     atEnd.remove(p)
                 }
@@ -89,17 +93,19 @@ public final class TopicConsumer {
             },
             onRevoke: { [unowned self] partitions in
                 try? output.flush()
+                guard !partitions.isEmpty else { return }
                 for p in partitions {
                     assigned.remove(p)
                     atEnd.remove(p)
                 }
                 logger.info("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
             })
+        client = consumer
         defer { consumer.close() }
         try consumer.subscribe([topic])
         logger.info("consume: group \(config.group), topic \(topic), brokers \(config.brokers)")
 
-        var lines = MessageLines()
+        var lines = MessageLines(contract: config.contract)
         var lastFlush = monotonicMilliseconds()
         var lastKafkaCommit = monotonicMilliseconds()
         while Interrupts.received == 0 {
@@ -150,6 +156,17 @@ public final class TopicConsumer {
         try output.flush()
     }
 
+    /// "p from the beginning (no stored offset)", and where that beginning is when retention
+    /// already cut the log: the messages before it were never seen by this pipeline, and the
+    /// log is the only place a user can learn it.
+    static func fromTheBeginning(_ p: TopicPartition, _ consumer: KafkaConsumer?) -> String {
+        let plain = "\(p) from the beginning (no stored offset)"
+        guard let marks = try? consumer?.watermarks(p, timeoutMilliseconds: 2_000) else { return plain }
+        guard marks.low > 0 else { return plain }
+        return
+            "\(p) from the beginning (no stored offset) at its low watermark \(marks.low): offsets 0…\(marks.low - 1) were removed by retention before this pipeline read them"
+    }
+
     /// Copies what PostgreSQL says is loaded to Kafka's committed offsets, so the usual lag
     /// tools (kafka-consumer-groups.sh, Burrow) show the loading lag. Best effort: a failure
     /// is logged at debug level and tried again next time.
@@ -181,8 +198,11 @@ public struct PartitionLag: Sendable {
     public var nextOffset: Int64?
     public var lowWatermark: Int64
     public var highWatermark: Int64
-    /// Messages not loaded yet.
-    public var lag: Int64 { highWatermark - max(nextOffset ?? lowWatermark, lowWatermark) }
+    /// Messages not loaded yet; never negative (see ``isPastHighWatermark``).
+    public var lag: Int64 { max(0, highWatermark - max(nextOffset ?? lowWatermark, lowWatermark)) }
+    /// The stored offset is beyond what the broker reports (a broker behind, a topic recreated):
+    /// the lag is shown as 0, with a warning.
+    public var isPastHighWatermark: Bool { (nextOffset ?? 0) > highWatermark }
 
     /// Measures every partition of `config.topic` without joining the group.
     public static func measure(config: ConsumerConfiguration, offsets: StoredOffsets, logger: Logger) throws -> [PartitionLag] {
@@ -192,7 +212,13 @@ public struct PartitionLag: Sendable {
         return try (0..<Int32(count)).map { p in
             let partition = TopicPartition(topic: config.topic, partition: p)
             let marks = try consumer.watermarks(partition)
-            return PartitionLag(partition: partition, nextOffset: stored[p], lowWatermark: marks.low, highWatermark: marks.high)
+            let lag = PartitionLag(partition: partition, nextOffset: stored[p], lowWatermark: marks.low, highWatermark: marks.high)
+            if lag.isPastHighWatermark, let next = stored[p] {
+                logger.warning(
+                    "\(partition): the stored next offset \(next) is past the broker's high watermark \(marks.high) (a broker behind, or the topic recreated); lag shown as 0"
+                )
+            }
+            return lag
         }
     }
 

@@ -104,8 +104,13 @@ struct BatchCommit {
     /// Identifies a batch of records without provenance, so a retry after an ambiguous
     /// COMMIT (connection lost while committing) can tell whether it already happened.
     let token: String
+    /// When the batch was first tried (`20260130T100132Z`), in its dead-letter file name: fixed
+    /// across retries, so a retried batch rewrites its file instead of adding a second one.
+    let deadLetterStamp: String
     let config: LoaderConfiguration
     let logger: Logger
+    /// Said, and our orphans ended, when a lock wait runs out.
+    let holders: LockHolders
 
     /// A record line kept for the slow path, with where it came from.
     struct Row {
@@ -117,9 +122,17 @@ struct BatchCommit {
         let conn = connection
         _ = try conn.execute("BEGIN")
         do {
+            // Every lock wait of the batch is bounded (file locks, Kafka offset rows, event_id
+            // keys another transaction is inserting): a session the server kept after a
+            // partition would otherwise hold them, and this one wait, forever.
+            _ = try conn.execute("SET LOCAL lock_timeout = '\(LockHolders.timeout)'")
             let outcome = try transaction(conn)
             _ = try conn.execute("COMMIT")
             return outcome
+        } catch let error as PostgresError where error.sqlstate == LockHolders.lockNotAvailable {
+            _ = try? conn.execute("ROLLBACK")
+            holders.report(conn, names: files.compactMap { $0.fingerprint?.name })
+            throw error
         } catch {
             if !conn.isConnectionBad { _ = try? conn.execute("ROLLBACK") }
             throw error
@@ -432,7 +445,7 @@ struct BatchCommit {
     /// is not a plain file name never becomes a path.
     private func deadLetterName(for file: PendingFile) -> String {
         if let span = file.kafka { return span.deadLetterName }
-        guard let name = file.name else { return "stdin_\(UTCTimestamp.now().compactStamp)_\(token.prefix(8)).ndjson" }
+        guard let name = file.name else { return "stdin_\(deadLetterStamp)_\(token.prefix(8)).ndjson" }
         if ContainedFolder.problem(with: name + ".ndjson") == nil && !name.hasPrefix(".") { return name + ".ndjson" }
         // Deterministic, so a replay rewrites the same dead-letter file.
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325

@@ -83,6 +83,21 @@ public struct LoaderTotals: Sendable {
 /// written in one transaction, and a file whose checkpoint exists is skipped. Rows of a file
 /// whose end marker never arrived (an upstream crash) are never committed: the file is still
 /// in the incoming folder and is read again after a restart.
+///
+/// Threads, and who owns what (issue 22):
+/// - The reading thread (the caller of ``run(fd:)``) alone owns what input builds up: `open`,
+///   `ready`, `loose`, `readyRows`, `readyResident`, `oldestReadyAt`, `decoder`, `lastFile`,
+///   `warnedKinds`, `nextSession`, `sessionsInUse`, and the Kafka runs (`kafka`), which it also
+///   commits itself. A commit thread never reads them.
+/// - A commit thread owns its ``Session`` from its start until the reading thread joins it
+///   (``awaitCommit(session:)``), and the batch it was handed (moved in, never shared). A batch
+///   in flight counts as held: a commit thread never gives it up for a signal, only for a
+///   permanent error.
+/// - `reporting` guards what a committed batch changes here, from any thread: the totals, the
+///   archiving and quarantine moves, the batch log lines.
+/// - `liveNames` guards the application names of the connections now open, which any thread
+///   reads to tell its own orphaned backends from live ones.
+/// - `config`, `sql`, `claims`, `run`: immutable after init; `config.metrics` locks itself.
 public final class Loader {
     let config: LoaderConfiguration
     let logger: Logger
@@ -90,8 +105,17 @@ public final class Loader {
     /// reading thread) and its batch in flight.
     private final class Session {
         var connection: PostgresConnection?
+        /// The connection's `application_name` (``SessionStartup/applicationName(tool:run:session:connection:pipeline:)``).
+        var applicationName: String?
         var inFlight: CommitThread?
     }
+    /// This process's token in every `application_name` it sets, so that a backend found holding
+    /// a lock we wait for can be proven ours (see ``LockHolders``).
+    let run = String(randomToken().prefix(8))
+    /// Counts the connections made, for their application names.
+    private let connectionsMade = Atomic<Int>(0)
+    /// The application names of the connections this process has open now.
+    private let liveNames = Mutex<Set<String>>([])
     /// Session 0 is also the reading thread's (start-up, Kafka). An array never mutated, of
     /// objects each touched by one thread at a time.
     private let sessions = (0..<Loader.commitSessions).map { _ in Session() }
@@ -113,17 +137,19 @@ public final class Loader {
     /// Sessions used: `commitSessions`, or 1 once the server refused a second connection (a
     /// role's CONNECTION LIMIT, max_connections): one session is slower, not wrong.
     private var sessionsInUse = Loader.commitSessions
-    /// Serialises what a committed batch changes here (totals, archiving, logs) across sessions.
-    private let reporting = Mutex(())
+    /// What a committed batch changes here (totals, archiving, logs), across sessions.
+    private let reporting = Mutex(LoaderTotals())
     private var warnedKinds: Set<String> = []
     /// The file of the last record line, and that line's `file` member as raw JSON text.
     private var lastFile: PendingFile?
     private var lastFileSpan: [UInt8] = []
     private var rowsNotCounted = 0
     private var linesSinceClock = 0
-    public private(set) var totals = LoaderTotals()
+    /// Totals so far; written under `reporting` by whichever thread commits or abandons.
+    public var totals: LoaderTotals { reporting.withLock { $0 } }
     /// The SQL and the contract's plan: made from the contract at init, then again from the
-    /// table's catalog at start-up (`adoptCatalog`), before any line is read.
+    /// table's catalog at start-up (`adoptCatalog`), on the reading thread before any line is
+    /// read and so before any commit thread reads them.
     var sql: LoaderSQL
     let tuples: TupleEncoder
     /// Claims of pipelines sharing the incoming folder (`watch --shared`): released once a file
@@ -155,7 +181,7 @@ public final class Loader {
 
     /// Reads `fd` to end of input, committing as it goes. Throws on permanent errors only.
     public func run(fd: Int32) throws {
-        try adoptCatalog(try connectedConnection())
+        try adoptCatalog(try connectedConnection(holding: false))
         let reader = LineReader(fd: fd)
         while true {
             // Kafka lines arrive as one continuous stream through a 64 KiB pipe: an empty pipe for
@@ -201,7 +227,7 @@ public final class Loader {
         while hasCommittable { try commit() }
         try awaitCommit()
         for (name, file) in open {
-            totals.incompleteFiles += 1
+            reporting.withLock { $0.incompleteFiles += 1 }
             logger.warning(
                 "\(name): input ended before its end marker; \(file.rowCount) rows not committed (the file is loaded when it is read again)"
             )
@@ -211,8 +237,6 @@ public final class Loader {
     }
 
     private var hasCommittable: Bool { !ready.isEmpty || loose != nil || kafka.hasLines }
-    /// Rows read and not committed yet.
-    private var holdsRows: Bool { hasCommittable || !open.isEmpty }
 
     private func accept(_ bytes: UnsafeRawBufferPointer, lineNumber: Int) throws {
         let line: ProtocolLine
@@ -279,7 +303,7 @@ public final class Loader {
                 logger.warning(
                     "\(name): the reader abandoned it (it changed while being read); \(file.rowCount) rows dropped, the file is read again whole"
                 )
-                totals.abandonedFiles += 1
+                reporting.withLock { $0.abandonedFiles += 1 }
             }
         case .other(let kind):
             if warnedKinds.insert(kind).inserted {
@@ -383,9 +407,13 @@ public final class Loader {
     /// now on) when the server refuses: the batches then commit in session 0, which retries.
     private func openExtraSession(_ session: Int) -> Bool {
         do {
-            let conn = try PostgresConnection(conninfo: config.conninfo)
-            try sql.checkTables(conn)
-            sessions[session].connection = conn
+            let conn = try openConnection(session: session)
+            do {
+                try sql.checkTables(conn)
+            } catch {
+                drop(session)
+                throw error
+            }
             return true
         } catch {
             sessionsInUse = 1
@@ -419,14 +447,18 @@ public final class Loader {
     private func commitBatch(_ batch: [PendingFile], kafkaFiles pending: [PendingFile], session: Int) throws {
         var kafkaFiles = pending
         let started = monotonicSeconds()
+        // Fixed for the batch, not per attempt: a retry names the same checkpoint and the same
+        // dead-letter file as the attempt before it.
         let token = randomToken()
+        let stamp = UTCTimestamp.now().compactStamp
         var attempt = 0
         var outcome: BatchOutcome
         while true {
             do {
-                let conn = try connectedConnection(session: session)
+                let conn = try connectedConnection(session: session, holding: true)
                 outcome = try BatchCommit(
-                    sql: sql, connection: conn, files: batch + kafkaFiles, token: token, config: config, logger: logger
+                    sql: sql, connection: conn, files: batch + kafkaFiles, token: token, deadLetterStamp: stamp, config: config,
+                    logger: logger, holders: lockHolders
                 ).run()
                 break
             } catch let error as PostgresError
@@ -436,6 +468,10 @@ public final class Loader {
                 // locks): the next attempt sees its checkpoint and skips the file.
                 attempt += 1
                 logger.warning("a file of this batch was committed by another pipeline meanwhile; retrying the batch")
+            } catch let error as PostgresError where error.sqlstate == LockHolders.lockNotAvailable {
+                // A bounded lock wait ran out; BatchCommit said who holds the lock (and ended it
+                // when it was our own orphan). Not a failure of the server: no attempt counted.
+                sleepSeconds(1)
             } catch let fence as KafkaFence {
                 // Rolled back: another commit moved this partition; keep only what is not loaded.
                 try kafka.fenced(fence)
@@ -447,7 +483,7 @@ public final class Loader {
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 config.metrics.databaseRetry()
-                sessions[session].connection = nil
+                drop(session)
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
                 let wait = backoff(attempt)
                 logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: false, wait: wait, attempt: attempt))")
@@ -457,31 +493,34 @@ public final class Loader {
         let committedAt = UTCTimestamp.now()
         let elapsed = monotonicSeconds() - started
         if !kafkaFiles.isEmpty { kafka.committed(kafkaFiles) }
-        reporting.withLock { _ in
-            afterCommit(outcome)
-            report(outcome, elapsed: elapsed, committedAt: committedAt)
+        reporting.withLock { totals in
+            afterCommit(outcome, totals: &totals)
+            report(outcome, elapsed: elapsed, committedAt: committedAt, totals: &totals)
         }
     }
 
     /// A live connection for `session`, made with retries and backoff while the server is
-    /// unreachable.
-    func connectedConnection(session: Int = 0) throws -> PostgresConnection {
+    /// unreachable. `holding`: the caller holds rows (a batch to commit), so a stop signal does
+    /// not end the wait; only the reading thread at start-up, holding nothing, passes false.
+    func connectedConnection(session: Int = 0, holding: Bool) throws -> PostgresConnection {
         if let connection = sessions[session].connection, !connection.isConnectionBad { return connection }
-        sessions[session].connection = nil
+        drop(session)
         var attempt = 0
         while true {
             do {
-                let conn = try PostgresConnection(conninfo: config.conninfo)
+                let conn = try openConnection(session: session)
                 do {
                     try sql.checkTables(conn)
                 } catch let error as PostgresError where error.category != .connection {
                     // The endpoint may not say which database libpq chose (PGDATABASE unset).
+                    drop(session)
                     throw LoaderError.permanent("\(config.endpoint) (database \(conn.databaseName))", error)
                 }
                 if attempt > 0 { logger.info("connected to \(config.endpoint) after \(attempt) failed attempts") }
-                sessions[session].connection = conn
+                config.metrics.databaseConnected()
                 return conn
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
+                drop(session)
                 attempt += 1
                 config.metrics.databaseRetry()
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
@@ -489,15 +528,49 @@ public final class Loader {
                 logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: true, wait: wait, attempt: attempt))")
                 if attempt == 1, let hint = config.unreachableHint { logger.warning("hint: \(hint)") }
                 // A stop asked for while nothing is held ends the wait at once: nothing to lose.
-                if Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) } else { sleepSeconds(wait) }
-                if Interrupts.received > 0 && !holdsRows { throw LoaderError.interrupted(config.endpoint) }
+                if !holding && Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) } else { sleepSeconds(wait) }
+                if !holding && Interrupts.received > 0 { throw LoaderError.interrupted(config.endpoint) }
             } catch let error as PostgresError {
+                drop(session)
                 throw LoaderError.permanent(config.endpoint, error)
             }
         }
     }
 
-    private func afterCommit(_ outcome: BatchOutcome) {
+    /// Connects `session` once, with the server-side timeouts and an application name of its own
+    /// (``SessionStartup``), and records the name as live before the server can see it.
+    private func openConnection(session: Int) throws -> PostgresConnection {
+        let name = SessionStartup.applicationName(
+            tool: "load", run: run, session: session, connection: connectionsMade.add(1, ordering: .relaxed).newValue,
+            pipeline: config.pipeline)
+        liveNames.withLock { _ = $0.insert(name) }
+        do {
+            let startup = try SessionStartup.parameters(conninfo: config.conninfo, applicationName: name)
+            let conn = try PostgresConnection(conninfo: config.conninfo, startup: startup)
+            sessions[session].connection = conn
+            sessions[session].applicationName = name
+            return conn
+        } catch {
+            liveNames.withLock { _ = $0.remove(name) }
+            throw error
+        }
+    }
+
+    /// Closes `session`'s connection; its backend, should the server not have noticed, is from
+    /// now on an orphan of ours that ``LockHolders`` may end.
+    private func drop(_ session: Int) {
+        sessions[session].connection = nil
+        if let name = sessions[session].applicationName { liveNames.withLock { _ = $0.remove(name) } }
+        sessions[session].applicationName = nil
+    }
+
+    /// Who may be ended when found holding a lock we wait for: this process's closed sessions.
+    private var lockHolders: LockHolders {
+        let live = liveNames.withLock { $0 }
+        return LockHolders(ownPrefix: "ingest-load \(run).", live: live, logger: logger)
+    }
+
+    private func afterCommit(_ outcome: BatchOutcome, totals: inout LoaderTotals) {
         for file in outcome.files {
             guard let identity = file.fingerprint else { continue }
             if let quarantined = file.quarantine {
@@ -558,7 +631,7 @@ public final class Loader {
         }
     }
 
-    private func report(_ outcome: BatchOutcome, elapsed: Double, committedAt: UTCTimestamp) {
+    private func report(_ outcome: BatchOutcome, elapsed: Double, committedAt: UTCTimestamp, totals: inout LoaderTotals) {
         let n = totals.batches
         totals.batches += 1
         totals.filesCommitted +=

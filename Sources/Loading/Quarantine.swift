@@ -37,6 +37,10 @@ public struct RejectThreshold: Sendable {
 /// A folder of files refused as a whole. Each file `NAME` sits next to `NAME.reason.json`:
 /// `{"file":"NAME","reason":"…","detail":"…","at":"2026-12-01T03:00:00.000Z"}` (`reason` short
 /// and stable, `detail` for a person). Putting a fixed file back into the incoming folder loads it.
+///
+/// The reason file is a history, one such line per event, first first: a file put back unchanged
+/// and refused again (`already quarantined`) adds a line and keeps the first, which says why it
+/// was refused at all.
 public struct Quarantine: Sendable {
     public let folder: ContainedFolder
 
@@ -50,8 +54,27 @@ public struct Quarantine: Sendable {
     public func admit(path: String, name: String, reason: String, detail: String) throws -> String {
         let moved = try SourceFile.move(path, into: folder, name: name)
         let movedName = String(moved.split(separator: "/").last ?? Substring(name))
-        try folder.writeAtomically(movedName + ".reason.json", Quarantine.reasonJSON(file: movedName, reason: reason, detail: detail))
+        let reasonName = movedName + ".reason.json"
+        var history = folder.child(reasonName).flatMap(Quarantine.readHistory) ?? []
+        if let last = history.last, last != 0x0A { history.append(0x0A) }
+        try folder.writeAtomically(reasonName, history + Quarantine.reasonJSON(file: movedName, reason: reason, detail: detail))
         return moved
+    }
+
+    /// The earlier lines of a reason file (nil when there is none), read whole: a few lines.
+    static func readHistory(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < 1 << 20 {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += chunk[..<n]
+        }
+        return bytes
     }
 
     /// The `NAME.reason.json` text, one line.

@@ -85,8 +85,10 @@ public struct ConnectionSettings: Sendable {
         return quoted + "'"
     }
 
-    /// Reads a `.env` file by ``EnvFile``'s rules.
-    public static func readEnvFile(_ path: String) throws -> [String: String] {
+    /// Reads a `.env` file by ``EnvFile``'s rules. `strict`: a line those rules would skip (not
+    /// `KEY=VALUE`, a key that is not a name, a quote left open) is an error naming its line,
+    /// since a typo there would otherwise send the tool to another server.
+    public static func readEnvFile(_ path: String, strict: Bool = false) throws -> [String: String] {
         // read(2), not Foundation's String(contentsOfFile:): this target keeps to FoundationEssentials.
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw PostgresError(message: "cannot read --env-file \(path): \(String(cString: strerror(errno)))") }
@@ -100,7 +102,11 @@ public struct ConnectionSettings: Sendable {
             if n == 0 { break }
             bytes += chunk[..<n]
         }
-        return EnvFile.parse(String(decoding: bytes, as: UTF8.self))
+        let text = String(decoding: bytes, as: UTF8.self)
+        if strict, let problem = EnvFile.firstProblem(text) {
+            throw PostgresError(message: "\(path):\(problem.line): \(problem.message)")
+        }
+        return EnvFile.parse(text)
     }
 
     /// Keyword/value pairs of a conninfo string or URI, via libpq's own parser.

@@ -9,7 +9,45 @@
 ///   verbatim (no escapes; anything after the closing quote is ignored);
 /// - any other value ends before ` #` or tab `#` (a comment) and trailing spaces;
 /// - a key given twice takes the later value.
+///
+/// The tools that connect read it strictly (``firstProblem(_:)``, `env_file_check` in bash): a
+/// line these rules would skip is refused, naming its line, rather than silently ignored.
 public enum EnvFile {
+    /// The first line (1-based) that the rules above would skip or read other than it looks:
+    /// not `KEY=VALUE`, a key that is not a name, a value whose opening quote is not closed.
+    /// Values are never part of the message (the line may hold a password).
+    public static func firstProblem(_ text: String) -> (line: Int, message: String)? {
+        var number = 0
+        for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            number += 1
+            var bytes = Array(rawLine)
+            if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+            var line = trimmed(bytes[...])
+            guard let first = line.first, first != UInt8(ascii: "#") else { continue }
+            let export = Array("export".utf8)
+            if line.starts(with: export), line.count > export.count, isBlank(line[line.startIndex + export.count]) {
+                line = trimmed(line.dropFirst(export.count))
+            }
+            guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else {
+                return (number, "not a KEY=VALUE line")
+            }
+            let key = trimmed(line[..<equals])
+            guard let head = key.first, isKeyStart(head), key.allSatisfy({ isKeyStart($0) || (0x30...0x39).contains($0) }) else {
+                return (number, "not a KEY=VALUE line (a key is letters, digits and _, not starting with a digit)")
+            }
+            let value = trimmed(line[(equals + 1)...])
+            if let quote = value.first, quote == UInt8(ascii: "'") || quote == UInt8(ascii: "\""),
+                !value.dropFirst().contains(quote)
+            {
+                return (
+                    number,
+                    "\(String(decoding: key, as: UTF8.self)): the value's opening \(quote == UInt8(ascii: "'") ? "'" : "\"") is not closed"
+                )
+            }
+        }
+        return nil
+    }
+
     public static func parse(_ text: String) -> [String: String] {
         var values: [String: String] = [:]
         for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {

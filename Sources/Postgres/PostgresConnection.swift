@@ -25,10 +25,24 @@ public final class PostgresConnection {
     /// An empty string means libpq's defaults: `PG*` environment variables and `~/.pgpass`.
     /// Throws ``PostgresError``; its description is libpq's message on one line and never
     /// contains `conninfo` itself.
-    public init(conninfo: String) throws {
+    public convenience init(conninfo: String) throws {
+        try self.init(conninfo: conninfo, startup: [])
+    }
+
+    /// Connects with `conninfo`, then `startup` keyword/value pairs that override what it says
+    /// (``SessionStartup/parameters(conninfo:applicationName:environment:)``: the server's
+    /// keepalives and this session's `application_name`). The conninfo may be a URI: it goes in
+    /// as an expanded `dbname`, so nothing is spliced into its text.
+    public init(conninfo: String, startup: [(keyword: String, value: String)]) throws {
         // libpq's parse errors quote the token they stumbled on, which may be part of a password.
         try Self.requireParseable(conninfo)
-        guard let conn = PQconnectStart(conninfo) else {
+        let pairs = [("dbname", conninfo)] + startup.map { ($0.keyword, $0.value) }
+        let started = withCStrings(pairs.map { Optional($0.0) }) { keywords in
+            withCStrings(pairs.map { Optional($0.1) }) { values in
+                PQconnectStartParams(keywords + [nil], values + [nil], 1)
+            }
+        }
+        guard let conn = started else {
             throw PostgresError(message: "out of memory while connecting", connectionLost: true)
         }
         // libpq prints notices ("relation … already exists, skipping") to stderr, which in this

@@ -33,6 +33,10 @@ public final class LoadMetrics: Sendable {
     private let reasonLabels = Mutex(RejectReasonLabel.Catalogue())
     /// What is pending: watch's last report plus the files load holds but has not committed.
     private let backlog = Mutex(Backlog())
+    /// What /readyz answers from: whether the database answers, and when work last moved.
+    private let health = Mutex(Health(since: wallClockSeconds()))
+    /// Work waiting this long with no commit meanwhile makes /readyz answer "stuck" (503).
+    public static let stuckAfterSeconds = 300.0
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -115,7 +119,38 @@ public final class LoadMetrics: Sendable {
     // MARK: - Committing
 
     /// A retried connection or commit attempt.
-    public func databaseRetry() { databaseRetries.increment() }
+    public func databaseRetry() {
+        databaseRetries.increment()
+        let now = wallClockSeconds()
+        health.withLock { if $0.unreachableSince == nil { $0.unreachableSince = now } }
+    }
+
+    /// A connection to the database was made (or works again).
+    public func databaseConnected() {
+        health.withLock {
+            $0.connected = true
+            $0.unreachableSince = nil
+        }
+    }
+
+    /// For `/readyz`: nil when ready (the database answers, and work does not wait without
+    /// progress for ``stuckAfterSeconds``), else why not, in a few words.
+    public func notReadyReason(now: Double? = nil) -> String? {
+        let now = now ?? wallClockSeconds()
+        let state = health.withLock { $0 }
+        if !state.connected && state.unreachableSince == nil { return "not connected to the database yet" }
+        if let since = state.unreachableSince {
+            return "the database does not answer (for \(Int(now - since)) s)"
+        }
+        let (files, oldest) = backlog.withLock { b in
+            (b.folderFiles + b.held.count, [b.folderOldest, b.held.values.min()].compactMap { $0 }.min())
+        }
+        let lastMove = max(state.lastCommit ?? state.since, state.since)
+        if files > 0, let oldest, now - oldest > Self.stuckAfterSeconds, now - lastMove > Self.stuckAfterSeconds {
+            return "stuck: \(files) files waiting, the oldest for \(Int(now - oldest)) s, no commit for \(Int(now - lastMove)) s"
+        }
+        return nil
+    }
 
     /// One committed file of a batch.
     public struct CommittedFile: Sendable {
@@ -155,7 +190,13 @@ public final class LoadMetrics: Sendable {
         for (reason, count) in rejectReasons where count > 0 {
             rejected(reason: reason, count: count)
         }
-        lastCommit.set(wallClockSeconds())
+        let now = wallClockSeconds()
+        lastCommit.set(now)
+        health.withLock {
+            $0.lastCommit = now
+            $0.connected = true
+            $0.unreachableSince = nil
+        }
     }
 
     /// Dead letters committed with this reason (the reason's stable text, e.g. "must be > 0").
@@ -194,6 +235,14 @@ public final class LoadMetrics: Sendable {
         filesPending.set(Double(files))
         bytesPending.set(Double(bytes))
         oldestPendingAge.set(oldest.map { max(0, wallClockSeconds() - $0) } ?? 0)
+    }
+
+    struct Health {
+        /// When load started (a fresh process has committed nothing yet, and is not stuck for that).
+        var since: Double
+        var connected = false
+        var unreachableSince: Double?
+        var lastCommit: Double?
     }
 
     struct Backlog {

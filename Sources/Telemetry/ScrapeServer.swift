@@ -161,6 +161,19 @@ final class ScrapeServer {
                     200, "OK", metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8",
                     bodyless: head.method == "HEAD")
             }
+        case "/healthz", "/readyz":
+            // /healthz: the process answers (for a supervisor's liveness check). /readyz: it can
+            // do its work: the database answers and waiting work moves (a load balancer's or
+            // Compose's readiness check). 503 says why not.
+            let reason = head.path == "/readyz" ? metrics.notReadyReason() : nil
+            if head.method != "GET" && head.method != "HEAD" {
+                response = Self.answer(
+                    405, "Method Not Allowed", "\(head.path) answers GET and HEAD\n", extraHeaders: "Allow: GET, HEAD\r\n")
+            } else if let reason {
+                response = Self.answer(503, "Service Unavailable", "not ready: \(reason)\n", bodyless: head.method == "HEAD")
+            } else {
+                response = Self.answer(200, "OK", head.path == "/readyz" ? "ready\n" : "ok\n", bodyless: head.method == "HEAD")
+            }
         default:
             response = Self.answer(404, "Not Found", "not found: \(head.path) (metrics are at /metrics)\n")
         }

@@ -28,6 +28,10 @@ public final class FileFeed {
     public var claims: FileClaims?
     /// Reads abandoned because the file changed under them.
     public private(set) var abandoned = 0
+    /// When a file of a folder counts as complete (nil: as soon as it looks complete).
+    public var settle: SettleRule?
+    /// Files held by `settle`, with when (wall-clock ms) to look at each again.
+    public private(set) var held: [String: Int64] = [:]
 
     public init(output: ByteOutput, emitter: CSVFileEmitter = CSVFileEmitter(), logger: Logger) {
         self.output = output
@@ -99,6 +103,11 @@ public final class FileFeed {
             report(error, path: folder.path(of: name))
         case .file(let identity):
             if !force && alreadySent(name, identity) { return true }
+            if let settle, let hold = settle.hold(path: folder.path(of: name), version: identity, nowMilliseconds: wallMilliseconds()) {
+                if held.updateValue(hold.until, forKey: name) == nil { logger.info("Holding \(folder.path(of: name)): \(hold.why)") }
+                return true
+            }
+            held[name] = nil
             if let claims {
                 do {
                     switch try claims.claim(name, version: identity) {
@@ -129,6 +138,22 @@ public final class FileFeed {
             }
         }
         return true
+    }
+
+    /// How long until a held file is due (ms, at least 10), for a follower's wait; nil: none held.
+    public var heldWaitMilliseconds: Int32? {
+        held.values.min().map { Int32(clamping: max(10, $0 - wallMilliseconds())) }
+    }
+
+    /// Sends each held file whose time has come (looked at again: one still changing is held
+    /// longer), until a stop is asked for.
+    public func sendDue(in folder: WatchedFolder, stop: StopSignal?) throws {
+        let now = wallMilliseconds()
+        for (name, due) in held.sorted(by: { $0.value < $1.value }) where due <= now {
+            if stop?.isRequested == true { return }
+            held[name] = nil
+            if try !send(name: name, in: folder) { held[name] = now + (settle?.settleMilliseconds ?? 1000) }
+        }
     }
 
     /// Sends a file named on the command line (no de-duplication: the user asked for it).

@@ -65,6 +65,7 @@ public final class FolderFollower {
             var deferred = Set<String>()
             guard try catchUp(deferOpenFiles: true).run(names: names, deferred: &deferred) else { return }
             try waitForWriters(&deferred)
+            try waitForHeld()
         case .poll(let interval):
             try PollingFollower(follower: self, intervalMilliseconds: interval).run()
         case .events:
@@ -108,6 +109,27 @@ public final class FolderFollower {
         }
     }
 
+    /// `--once`: the files held for their settle time or --min-age are waited for, then sent.
+    private func waitForHeld() throws {
+        let started = monotonicMilliseconds()
+        while let wait = feed.heldWaitMilliseconds {
+            if monotonicMilliseconds() - started >= Int64(writerWaitMilliseconds) {
+                for name in feed.held.keys.sorted() {
+                    logger.warning(
+                        "Left \(folder.path(of: name)) for the next run: still changing after \(writerWaitMilliseconds / 1000) s")
+                }
+                return
+            }
+            if let stop {
+                if stop.wait(milliseconds: wait) { return }
+            } else {
+                usleep(useconds_t(wait) * 1000)
+            }
+            try feed.sendDue(in: folder, stop: stop)
+            try? feed.claims?.beat()
+        }
+    }
+
     func catchUp(deferOpenFiles: Bool) -> CatchUp {
         CatchUp(folder: folder, feed: feed, journal: journal, stop: stop, logger: logger, deferOpenFiles: deferOpenFiles)
     }
@@ -125,6 +147,8 @@ public final class FolderFollower {
         var fds = [
             pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
             pollfd(fd: stop?.fileDescriptor ?? -1, events: Int16(POLLIN), revents: 0),
+            // Our stdout: POLLERR once validate is gone, so an idle watch exits too.
+            pollfd(fd: feed.output.fd, events: 0, revents: 0),
         ]
         // Shared folder: beat well within the lease, and rescan once per lease for files
         // another pipeline claimed and then stopped holding (killed: its lease expired).
@@ -132,13 +156,16 @@ public final class FolderFollower {
         var lastBeat = monotonicMilliseconds()
         var lastRescan = lastBeat
         while stop?.isRequested != true {
-            fds[0].revents = 0
-            fds[1].revents = 0
-            let n = poll(&fds, nfds_t(fds.count), lease.map { Int32(clamping: max(10, $0 / 3)) } ?? -1)
+            for i in fds.indices { fds[i].revents = 0 }
+            let leaseWait = lease.map { Int32(clamping: max(10, $0 / 3)) }
+            let wait = [leaseWait, feed.heldWaitMilliseconds].compactMap { $0 }.min() ?? -1
+            let n = poll(&fds, nfds_t(fds.count), wait)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("poll", errno: errno)
             }
+            if fds[2].revents & Int16(POLLERR | POLLHUP) != 0 { throw BrokenPipe() }
+            try feed.sendDue(in: folder, stop: stop)
             if let lease, let claims = feed.claims {
                 let now = monotonicMilliseconds()
                 if now - lastBeat >= lease / 3 {

@@ -93,9 +93,12 @@ struct Consume: ToolCommand {
     @Option(name: .customLong("max-retries"), help: "Give up after this many failed attempts to reach PostgreSQL (default: keep trying).")
     var maxRetries: Int?
 
+    @OptionGroup var contractOption: ContractOption
+
     @OptionGroup var log: LogOptions
 
     func validate() throws {
+        _ = try contractOption.contract()
         for property in properties where !property.contains("=") || property.hasPrefix("=") {
             throw ValidationError("-X \(property): expected key=value")
         }
@@ -109,16 +112,19 @@ struct Consume: ToolCommand {
         signal(SIGPIPE, SIG_IGN)
         let logger = log.bootstrap(stage: "consume")
 
-        var env = envFile
-        if env == nil && access(".env", R_OK) == 0 { env = ".env" }
-        let settings: ConnectionSettings
+        // The same resolution as load's: both tools use one server, the stored offsets beside
+        // the rows (a bad setting exits 1 naming its key).
+        let resolved: ResolvedConnection
         do {
-            settings = try ConnectionSettings(db: db, envFile: env)
+            resolved = try ConnectionSettings.resolve(db: db, envFile: envFile)
         } catch {
             throw RuntimeError("\(error)")
         }
+        let settings = resolved.settings
+        logger.info("consume: stored offsets at \(settings.redactedDescription) (\(resolved.source))")
         var config = ConsumerConfiguration(brokers: brokers, topic: topic, group: group)
         config.exitAtEnd = exitAtEnd
+        config.contract = try contractOption.contract()
         config.kafkaCommitInterval = kafkaCommitInterval.seconds
         config.settings = properties.map { property in
             let equals = property.firstIndex(of: "=")!

@@ -182,21 +182,18 @@ struct Load: ToolCommand {
         if verbose && logOptions.level == nil { logOptions.level = .debug }
         let logger = logOptions.bootstrap(stage: "load")
 
-        var env = envFile
-        if env == nil && access(".env", R_OK) == 0 { env = ".env" }
-        let settings: ConnectionSettings
-        do {
-            settings = try ConnectionSettings(db: db ?? StartupHints.embeddedServer(db: db, envFile: env)?.conninfo, envFile: env)
-        } catch {
-            throw RuntimeError("\(error)")
-        }
-        // Bounded detection of a silent server, unless the user chose other timeouts.
+        // One resolution for every tool that connects (consume too): a setting that cannot
+        // work exits 1 here, naming its key, instead of being retried or replaced.
+        let resolved: ResolvedConnection
         let conninfo: String
         do {
-            conninfo = try ConnectionSettings.withDeadServerDefaults(settings.conninfo)
+            resolved = try ConnectionSettings.resolve(db: db, envFile: envFile)
+            // Bounded detection of a silent server, unless the user chose other timeouts.
+            conninfo = try ConnectionSettings.withDeadServerDefaults(resolved.settings.conninfo)
         } catch {
             throw RuntimeError("\(error)")
         }
+        let settings = resolved.settings
         var config = LoaderConfiguration(conninfo: conninfo, endpoint: settings.redactedDescription)
         config.contract = contract
         config.table = table ?? config.contract.table.description
@@ -207,12 +204,7 @@ struct Load: ToolCommand {
         config.badRecords = ContainedFolder(badRecords)
         config.afterCommit = delete ? .delete : keep ? .keep : .archive(ContainedFolder(archive))
         config.maxRetries = maxRetries
-        var hints = StartupHints(db: db, envFile: env)
-        if let embedded = StartupHints.embeddedServer(db: db, envFile: env) {
-            hints = StartupHints(
-                source: "nothing configured: the embedded server (bin/pg) on port \(embedded.port)", hint: "bin/pg status; bin/pg start")
-        }
-        config.unreachableHint = hints.hint
+        config.unreachableHint = StartupHints(resolved: resolved, db: db, envFile: envFile).hint
         config.rejectThreshold = RejectThreshold(maxRate: maxRejectRate, maxRejects: maxRejects)
         config.quarantine = Quarantine(ContainedFolder(quarantine))
         var endpoint: MetricsEndpoint?
@@ -233,7 +225,7 @@ struct Load: ToolCommand {
         if let name { config.pipeline = name }
 
         let loader = Loader(config: config, logger: logger)
-        logger.info("load: connecting to \(settings.redactedDescription) (\(hints.source))")
+        logger.info("load: connecting to \(settings.redactedDescription) (\(resolved.source))")
         logger.info("load: reading stdin, writing to \(config.table) at \(settings.redactedDescription)")
         do {
             try loader.run(fd: 0)

@@ -127,6 +127,8 @@ struct Validate: ToolCommand {
     /// stdin → stdout, the hot loop (its figures: docs/performance.md).
     private func validateStream(_ stage: inout StreamValidator, _ output: ByteOutput) throws {
         let reader = LineReader(fd: 0, maxLineLength: maxLineBytes)
+        // Idle, with load gone (killed): exit now, so consume sees us go and leaves the group.
+        reader.downstream = 1
         while true {
             // Never hold output back while waiting for more input.
             if !output.bytes.isEmpty && !reader.hasBufferedLine && !reader.inputReady() {

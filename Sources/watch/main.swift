@@ -36,6 +36,19 @@ struct FollowOptions: ParsableArguments {
             "With --once: how long to wait for a file still open for writing before leaving it for the next run.",
             valueName: "duration"))
     var writerWait = DurationArgument(milliseconds: 30_000)
+
+    @Option(
+        help: ArgumentHelp(
+            "Hold a file whose last byte is not a newline until it has been unchanged this long (0: do not hold).",
+            valueName: "duration"))
+    var settle = DurationArgument(milliseconds: SettleRule.defaultSettleMilliseconds)
+
+    @Option(
+        name: .customLong("min-age"),
+        help: ArgumentHelp(
+            "Hold every file until it has been unchanged this long, for writers that close between rows.",
+            valueName: "duration"))
+    var minAge = DurationArgument(milliseconds: 0)
 }
 
 struct ShareOptions: ParsableArguments {
@@ -84,7 +97,12 @@ struct Watch: ToolCommand {
             its size and mtime are unchanged across two scans. \
             --once applies the same rule: a file still open for writing is waited for (up to \
             --writer-wait, default 30s) or left for the next run with a warning. A file that \
-            changes while it is read is abandoned (load drops its rows) and read again whole.
+            changes while it is read is abandoned (load drops its rows) and read again whole. \
+            A file whose last byte is not a newline is almost always still being written (a \
+            writer that closes and reopens it, or writes it in two parts): it is held until it \
+            has been unchanged for --settle (default 5s), then read whole; a finished writer's \
+            file without a final newline loads after that wait. --min-age DURATION holds every \
+            file until it is that old, for writers that close between rows.
 
             WHICH FILES
             Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part, *~, \
@@ -188,6 +206,7 @@ struct Watch: ToolCommand {
         let contract = try contractOption.contract()
         let feed = FileFeed(output: ByteOutput(fd: 1), emitter: CSVFileEmitter(contract: contract), logger: logger)
         if follow.progress { feed.backlog = FolderBacklog() }
+        feed.settle = SettleRule(settleMilliseconds: follow.settle.milliseconds, minAgeMilliseconds: follow.minAge.milliseconds)
 
         var files: [String] = []
         var folders: [String] = []

@@ -153,7 +153,7 @@ func environmentWithoutColumns() -> [String: String] {
         #expect(badDB.stdout.isEmpty)
         #expect(
             badDB.stderr
-                == "load: Error: invalid connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n"
+                == "load: Error: --db: not a connection string (not shown: it may hold a password): expected keyword=value pairs or a postgresql:// URI\n"
         )
         let missing = try runTool(load, ["--env-file", "missing.env"], stdin: Data(), currentDirectory: folder, timeout: 30)
         #expect(missing.status == 1)
@@ -170,7 +170,7 @@ func environmentWithoutColumns() -> [String: String] {
             currentDirectory: copy.root, timeout: 60)
         #expect(result.status == 1)
         #expect(result.stderr.contains("pipeline: warning: load exited with status 1"), "\(result.stderr)")
-        #expect(result.stderr.contains("pipeline: warning: load: Error: invalid connection string"), "\(result.stderr)")
+        #expect(result.stderr.contains("pipeline: warning: load: Error: --db: not a connection string"), "\(result.stderr)")
     }
 
     @Test func aPasswordInsideDbIsHiddenFromTheRunningProcess() throws {
@@ -311,7 +311,12 @@ let pinnedHelp: [String: String] = [
     the same rule: a file still open for writing is waited for (up to
     --writer-wait, default 30s) or left for the next run with a warning. A file
     that changes while it is read is abandoned (load drops its rows) and read again
-    whole.
+    whole. A file whose last byte is not a newline is almost always still being
+    written (a writer that closes and reopens it, or writes it in two parts): it is
+    held until it has been unchanged for --settle (default 5s), then read whole; a
+    finished writer's file without a final newline loads after that wait. --min-age
+    DURATION holds every file until it is that old, for writers that close between
+    rows.
 
     WHICH FILES
     Names matching --glob (default *.csv). Never read: dot-files, *.tmp, *.part,
@@ -366,7 +371,7 @@ let pinnedHelp: [String: String] = [
       watch --poll 2s /mnt/share/incoming | validate | load
       watch --glob 'orders_*.csv' --no-journal data/incoming
 
-    USAGE: watch <dir-or-file> ... [--once] [--poll <duration>] [--glob <pattern>] [--progress] [--writer-wait <duration>] [--journal <path>] [--no-journal] [--shared] [--name <name>] [--lease <duration>] [--log-level <level>]
+    USAGE: watch [<options>] <dir-or-file> ...
 
     ARGUMENTS:
       <dir-or-file>           Folders to follow, or CSV files to replay in the
@@ -387,6 +392,12 @@ let pinnedHelp: [String: String] = [
                               With --once: how long to wait for a file still open
                               for writing before leaving it for the next run.
                               (default: 30s)
+      --settle <duration>     Hold a file whose last byte is not a newline until it
+                              has been unchanged this long (0: do not hold).
+                              (default: 5s)
+      --min-age <duration>    Hold every file until it has been unchanged this
+                              long, for writers that close between rows. (default:
+                              0s)
       --journal <path>        Journal of files already committed by `load --keep`
                               (default: DIR/.ingest-committed).
       --no-journal            Do not read the committed-files journal: send every

@@ -171,6 +171,9 @@ import Glibc
             #expect(try httpStatus(load.url) == "200")
             #expect(try httpStatus(load.url + "?debug=1") == "200")
             #expect(try httpStatus(base + "/") == "200")
+            #expect(try httpGet(base + "/healthz") == "ok\n")
+            #expect(try httpGet(base + "/readyz") == "ready\n")
+            #expect(try httpStatus(base + "/readyz", method: "HEAD") == "200")
             #expect(try httpStatus(base + "/metrics/x") == "404")
             #expect(try httpStatus(base + "/favicon.ico") == "404")
             #expect(try httpStatus(load.url, method: "POST") == "405")
@@ -560,6 +563,31 @@ func exchange(port: UInt16, _ request: String) throws -> String {
     let connection = try LoopbackConnection(port: port)
     try connection.send(request)
     return try connection.receiveAll(timeout: 10)
+}
+
+/// /readyz while the database does not answer: 503 saying so, /healthz still 200; ready again
+/// once the server is back and the rows are in.
+@Test func readinessFollowsTheDatabase() throws {
+    let cluster = try PrivateCluster()
+    let f = try LoadFixture()
+    let port = try freeLoopbackPort()
+    let args = [
+        "--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive", f.processed.path,
+        "--metrics-listen", "127.0.0.1:\(port)",
+    ]
+    let run = try StreamingLoad(arguments: args, environment: cluster.processEnvironment())
+    let base = "http://127.0.0.1:\(port)"
+    #expect(eventually(timeout: 60) { (try? httpStatus(base + "/readyz")) == "200" }, "\(run.stderr.text())")
+    try cluster.stop()
+    try run.send(try f.file("while-down.csv", valid: 20, rejects: 0))
+    #expect(eventually(timeout: 60) { (try? httpStatus(base + "/readyz")) == "503" }, "\(run.stderr.text())")
+    let answer = try exchange(port: port, "GET /readyz HTTP/1.1\r\n\r\n")
+    #expect(answer.contains("\r\n\r\nnot ready: the database does not answer (for "), "\(answer)")
+    #expect(try httpStatus(base + "/healthz") == "200")
+    try cluster.start()
+    #expect(eventually(timeout: 60) { (try? httpStatus(base + "/readyz")) == "200" }, "\(run.stderr.text())")
+    #expect(run.finish() == 0, "\(run.stderr.text())")
+    #expect(try cluster.psql("SELECT count(*) FROM ecommerce_events") == "20")
 }
 
 /// The HTTP status code curl got for `method url` (`200`, `404`).

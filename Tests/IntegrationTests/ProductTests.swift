@@ -13,7 +13,7 @@ final class ProjectCopy {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("product-\(UUID().uuidString.prefix(8))")
         let fm = FileManager.default
         try fm.createDirectory(at: root, withIntermediateDirectories: true)
-        for item in ["bin", "sql", "docs", "docker", "README.md", ".env.example", "docker-compose.yml", "Dockerfile"] {
+        for item in ["bin", "sql", "docs", "docker", "contracts", "README.md", ".env.example", "docker-compose.yml", "Dockerfile"] {
             try fm.copyItem(at: TestDatabase.packageRoot.appendingPathComponent(item), to: root.appendingPathComponent(item))
         }
         for dir in ["data/incoming", "data/processed", "data/bad_records", "data/quarantine", "logs", ".build"] {
@@ -167,23 +167,38 @@ struct Manifest {
         #expect(status.stdout.contains("files committed: \(truth.files)"), "\(status.stdout)")
     }
 
-    /// Every ```sh block of the README, run as written against the test database.
-    @Test func readmeCommandsWork() throws {
+    /// Every ```sh block of the README, run as written against the test database: with the tools
+    /// in `.build/release` (no INGEST_BIN_DIR), and built elsewhere (INGEST_BIN_DIR, no
+    /// `.build/release`). The dead-letter re-send loads rows and adds no dead letter.
+    @Test(arguments: ["INGEST_BIN_DIR", ".build/release"])
+    func readmeCommandsWork(tools: String) throws {
         try TestDatabase.with { db in
             let copy = try ProjectCopy()
-            var env = ProcessInfo.processInfo.environment
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("INGEST_") }
             env["PGDATABASE"] = db.name
-            env["INGEST_BIN_DIR"] = Executables.directory.path
+            if tools == "INGEST_BIN_DIR" {
+                env["INGEST_BIN_DIR"] = Executables.directory.path
+                try FileManager.default.removeItem(at: copy.url(".build/release"))
+            }
             let readme = try String(contentsOf: copy.url("README.md"), encoding: .utf8)
             let blocks = shellBlocks(readme)
             #expect(blocks.count >= 10, "README has \(blocks.count) sh blocks")
             var ran = 0
+            var resent = false
             for block in blocks where !block.contains("# not run by tests") {
+                let before = try Int(db.scalar("SELECT count(*) FROM ecommerce_bad_records") ?? "") ?? -1
+                let loadedBefore = try Int(db.scalar("SELECT count(*) FROM ecommerce_events") ?? "") ?? -1
                 let result = try copy.bash(block, environment: env, timeout: 60)
                 #expect(result.status == 0, "README block failed (\(result.status)):\n\(block)\nstderr: \(result.stderr)")
+                if block.contains("data/bad_records/*.ndjson") && block.contains("| \"$tools/load\"") {
+                    resent = true
+                    #expect(try Int(db.scalar("SELECT count(*) FROM ecommerce_bad_records") ?? "") == before, "re-sent rows rejected again")
+                    #expect(try Int(db.scalar("SELECT count(*) FROM ecommerce_events") ?? "") ?? 0 > loadedBefore, "nothing re-sent")
+                }
                 ran += 1
             }
             #expect(ran >= 10)
+            #expect(resent, "the re-send recipe ran")
             #expect(try Int(db.scalar("SELECT count(*) FROM ecommerce_events") ?? "") ?? 0 > 0)
         }
     }
@@ -214,6 +229,7 @@ struct Manifest {
         #expect(config.contains("PGPASSWORD: change-me-too"))
         #expect(config.contains("PGHOST: postgres"))
         #expect(config.contains("published: 5432"))
+        #expect(config.contains("http://127.0.0.1:9187/readyz"), "the pipeline's health check")
 
         let dockerfile = try String(contentsOf: copy.url("Dockerfile"), encoding: .utf8)
         #expect(dockerfile.contains("FROM swift:6"))

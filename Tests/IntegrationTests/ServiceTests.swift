@@ -61,6 +61,18 @@ import Testing
             let again1 = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv.1.reason.json"), encoding: .utf8)
             #expect(again1.contains(#""reason":"already quarantined""#), "\(again1)")
 
+            // Moved back unchanged (not copied): refused again under its own name, and its reason
+            // file keeps why it was refused first, the later event appended.
+            try FileManager.default.moveItem(
+                at: quarantine.appendingPathComponent("garbage.csv"), to: p.incoming.appendingPathComponent("garbage.csv"))
+            let moved = try p.run(p.incoming.path, loadArguments: threshold)
+            #expect(moved.status == 0, "\(moved.stderr)")
+            let history = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv.reason.json"), encoding: .utf8)
+            let events = history.split(separator: "\n").map(String.init)
+            #expect(events.count == 2, "\(history)")
+            #expect(events.first.map { Data($0.utf8) + Data([0x0A]) } == reasonData, "the first reason is kept as it was")
+            #expect(events.last?.contains(#""reason":"already quarantined""#) == true, "\(history)")
+
             // Fixed (the bad prices corrected) and put back: it loads.
             let fixed = try String(contentsOf: quarantine.appendingPathComponent("garbage.csv"), encoding: .utf8)
                 .replacingOccurrences(of: ",-3,", with: ",3.00,")
@@ -165,8 +177,10 @@ import Testing
             env["PATH"] = Executables.directory.path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
             let resend = """
                 set -euo pipefail
-                jq -c 'select(any(.reasons[]; .field == "price")) | .price = "3.00" | del(.kind, .reasons, .file, .line)' \
-                  "$BAD/prices.csv.ndjson" | validate | load --bad-records "$BAD"
+                jq -c 'select(all(.reasons[]; .field == "price"))
+                       | .price = (if .event_type == "purchase" then "3.00" else "" end)
+                       | del(.kind, .reasons, .file, .line)' "$BAD/prices.csv.ndjson" \
+                  | validate | load --bad-records "$BAD"
                 """
             env["BAD"] = p.bad.path
             for round in 1...2 {

@@ -104,7 +104,7 @@ final class SharedFolder: @unchecked Sendable {
     @Test func onceWaitsForAWriterThatKeepsTheFileOpen() throws {
         try TestDatabase.with { db in
             let f = try SharedFolder()
-            let fd = open(f.incoming.appendingPathComponent("export.csv").path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            let fd = open(f.incoming.appendingPathComponent("export.csv").path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             #expect(fd >= 0)
             let pieces = (0..<10).map { _ in f.rows(500) }
             try f.writeAll(fd, f.header + pieces[0].text)
@@ -133,7 +133,7 @@ final class SharedFolder: @unchecked Sendable {
     @Test func onceLeavesAFileStillBeingWrittenForTheNextRun() throws {
         try TestDatabase.with { db in
             let f = try SharedFolder()
-            let fd = open(f.incoming.appendingPathComponent("slow.csv").path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            let fd = open(f.incoming.appendingPathComponent("slow.csv").path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             let first = f.rows(100)
             try f.writeAll(fd, f.header + first.text)
             let run = try f.once(db, watch: ["--writer-wait", "300ms"])

@@ -62,6 +62,13 @@ import Testing
                     "bin/\(script): \(second.stderr)")
             }
 
+            var named = job.env
+            named["INGEST_PIPELINE_NAME"] = "p2"
+            let beside = try runTool(
+                job.copy.url("bin/pipeline"), ["--once"], environment: named, currentDirectory: job.copy.root, timeout: 60)
+            #expect(
+                beside.status == 1 && beside.stderr.contains("pipeline: error: a job without a pipeline name runs on "), "\(beside.stderr)")
+
             let reset = try job.run("reset", ["--yes"])
             #expect(reset.status == 1 && reset.stderr.contains("stop it first with bin/stop"), "\(reset.stderr)")
 
@@ -82,41 +89,101 @@ import Testing
         }
     }
 
-    /// bin/pipeline killed (-9) while its stages live on: the job still counts as running, and
-    /// bin/stop stops the stages themselves.
-    @Test func binStopStopsTheStagesOfAKilledScript() throws {
-        try TestDatabase.with { db in
-            let job = try Job(db)
-            let (pipeline, stderr) = try job.start("pipeline")
-            #expect(job.waitRunning(stderr, marker: "running (watch"), "\(stderr())")
-            pipeline.signal(SIGKILL)
-            #expect(pipeline.wait(timeout: 10))
-            #expect(job.status().contains("job: running since"), "the stages still hold the lock")
-            let stop = try job.run("stop", ["--timeout", "30s"])
-            #expect(stop.status == 0, "\(stop.stderr)")
-            #expect(stop.stderr.contains("bin/pipeline (pid \(pipeline.pid)) is gone; its processes live on:"), "\(stop.stderr)")
-            #expect(job.status().contains("job: not running"))
-        }
-    }
-
-    /// A closed terminal (SIGHUP to bin/run) stops gen and every stage, not only bin/run.
-    @Test func hangupStopsTheWholeJob() throws {
+    /// bin/run killed (-9): gen and the pipeline stop as after a Ctrl+C, instead of living on.
+    @Test func killedRunStopsTheWholeJob() throws {
         try TestDatabase.with { db in
             let job = try Job(db)
             let (run, stderr) = try job.start("run", ["--", "--interval", "200ms", "--rows-per-file", "20"])
             defer { if run.isRunning { run.signal(SIGKILL) } }
-            #expect(job.waitRunning(stderr, marker: "running; Ctrl+C to stop"), "\(stderr())")
+            #expect(job.waitRunning(stderr, marker: "running (watch"), "\(stderr())")
             #expect(eventually(timeout: 60) { !job.copy.files("data/processed").isEmpty })
-            run.signal(SIGHUP)
-            #expect(run.wait(timeout: 60), "bin/run still running 60 s after SIGHUP")
-            #expect(run.exitCode == 0)
+            run.signal(SIGKILL)
+            #expect(run.wait(timeout: 10))
             // Every process of the job held the lock: none is left.
-            #expect(eventually(timeout: 10) { job.status().contains("job: not running") })
+            #expect(eventually(timeout: 60) { job.status().contains("job: not running") }, "\(job.status())")
+            let log = (try? String(contentsOf: job.copy.url("logs/pipeline.log"), encoding: .utf8)) ?? ""
+            #expect(log.contains("pipeline: stopped cleanly"), "\(log)")
+            let written = job.copy.files("data/incoming").count + job.copy.files("data/processed").count
+            usleep(1_000_000)  // gen would have written ~5 more files by now
+            #expect(job.copy.files("data/incoming").count + job.copy.files("data/processed").count == written)
+        }
+    }
+
+    /// A job whose script is gone while a process of it holds the lock: bin/status says so (never
+    /// "running (pid N)" for a dead N), and bin/stop stops what lives on.
+    @Test func statusAndStopWhenTheScriptIsGone() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let gone = try SpawnedProcess(["/bin/true"])
+            #expect(gone.wait(timeout: 10))
+            let pidfile = job.copy.url("data/incoming/.ingest-job.pid").path
+            let holder = try SpawnedProcess([
+                "/bin/bash", "-c",
+                "exec 9>>\(pidfile) && flock 9 && printf '%s\\n' \(gone.pid) 2026-12-01T03:00:00Z bin/run >\(pidfile) && exec sleep 300",
+            ])
+            defer { if holder.isRunning { holder.signal(SIGKILL) } }
+            let line =
+                "job: running since 2026-12-01T03:00:00Z, but bin/run (pid \(gone.pid)) is gone; its processes live on: \(holder.pid) "
+            #expect(eventually(timeout: 30) { job.status().contains(line) }, "\(job.status())")
+            let stop = try job.run("stop", ["--timeout", "30s"])
+            #expect(stop.status == 0, "\(stop.stderr)")
+            let named = "bin/run (pid \(gone.pid)) is gone; its processes live on: \(holder.pid)"
+            #expect(stop.stderr.contains(named), "\(stop.stderr)")
+            #expect(holder.wait(timeout: 10))
+            #expect(job.status().contains("job: not running"))
+        }
+    }
+
+    /// `bin/run 2>&1 | tee`, then Ctrl+C (SIGINT to the terminal's foreground group: bin/run and
+    /// tee): tee ends at once; bin/run must not die of the pipe it can no longer write to. It stops
+    /// the job as asked, exit 0, and its lines still reach logs/run.log.
+    @Test func ctrlCThroughTeeStopsTheWholeJob() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let tee = job.copy.url("tee.out").path
+            let statuses = job.copy.url("pipestatus").path
+            // setsid: a group of its own, like a terminal's foreground job; the kill below reaches all of it.
+            let command = "\(job.copy.url("bin/run").path) -- --interval 200ms --rows-per-file 20 2>&1 | tee \(tee)"
+            let group = try SpawnedProcess(
+                ["/usr/bin/setsid", "/bin/bash", "-c", command + "; echo \"${PIPESTATUS[*]}\" >\(statuses)"], environment: job.env)
+            defer { if group.isRunning { kill(-group.pid, SIGKILL) } }
+            let shown = { (try? String(contentsOfFile: tee, encoding: .utf8)) ?? "" }
+            #expect(job.waitRunning(shown, marker: "running (watch"), "\(shown())")
+            kill(-group.pid, SIGINT)
+            #expect(group.wait(timeout: 60))
+            #expect((try? String(contentsOfFile: statuses, encoding: .utf8)) == "0 130\n", "the statuses of bin/run and tee")
+            #expect(eventually(timeout: 30) { job.status().contains("job: not running") }, "\(job.status())")
+            let runLog = (try? String(contentsOf: job.copy.url("logs/run.log"), encoding: .utf8)) ?? ""
+            #expect(
+                runLog.contains("run: stopping: gen and watch finish their current file") && runLog.contains("run: stopped: "), "\(runLog)")
+        }
+    }
+
+    /// A closed terminal: bin/run on a pseudo-terminal of its own (script(1)), which then goes
+    /// away (script killed: the kernel hangs the terminal up, SIGHUP to the session, writes to it
+    /// fail). gen and every stage stop, not only bin/run; the last lines go to logs/.
+    @Test func closedTerminalStopsTheWholeJob() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let screen = job.copy.url("screen.out").path
+            let command = "\(job.copy.url("bin/run").path) -- --interval 200ms --rows-per-file 20"
+            let terminal = try SpawnedProcess(["/usr/bin/script", "-qfec", command, "/dev/null"], environment: job.env, stdout: screen)
+            defer { if terminal.isRunning { terminal.signal(SIGKILL) } }
+            let shown = { (try? String(contentsOfFile: screen, encoding: .utf8)) ?? "" }
+            #expect(job.waitRunning(shown, marker: "running (watch"), "\(shown())")
+            #expect(eventually(timeout: 60) { !job.copy.files("data/processed").isEmpty })
+            terminal.signal(SIGKILL)
+            #expect(terminal.wait(timeout: 10))
+            // Every process of the job held the lock: none is left.
+            #expect(eventually(timeout: 60) { job.status().contains("job: not running") }, "\(job.status())")
             let written = job.copy.files("data/incoming").count + job.copy.files("data/processed").count
             usleep(1_000_000)  // gen would have written ~5 more files by now
             #expect(job.copy.files("data/incoming").count + job.copy.files("data/processed").count == written)
             let runLog = (try? String(contentsOf: job.copy.url("logs/run.log"), encoding: .utf8)) ?? ""
-            #expect(runLog.contains("stopping: gen and watch finish their current file"), "\(runLog)")
+            #expect(
+                runLog.contains("run: stopping: gen and watch finish their current file") && runLog.contains("run: stopped: "), "\(runLog)")
+            let log = (try? String(contentsOf: job.copy.url("logs/pipeline.log"), encoding: .utf8)) ?? ""
+            #expect(log.contains("pipeline: stopped cleanly"), "\(log)")
         }
     }
 
@@ -157,6 +224,12 @@ import Testing
             let again = try runTool(
                 job.copy.url("bin/pipeline"), ["--once"], environment: env, currentDirectory: job.copy.root, timeout: 60)
             #expect(again.status == 1 && again.stderr.contains("a job is already running"), "\(again.stderr)")
+            // A job without a name beside them would read every file they claim: refused, named.
+            let plain = try job.run("pipeline", ["--once"])
+            #expect(
+                plain.status == 1
+                    && plain.stderr.contains("pipeline: error: named pipelines run on \(job.copy.url("data/incoming").path) (p1 p2)"),
+                "\(plain.stderr)")
             for process in [first, second] {
                 process.signal(SIGINT)
                 #expect(process.wait(timeout: 60))
@@ -206,6 +279,37 @@ import Testing
         }
     }
 
+    /// Ctrl+C twice while the database is down: 130 and "interrupted", no shell error; the
+    /// progress lines say the database does not answer instead of counting 0.
+    @Test func interruptedTwiceWhileTheDatabaseIsDown() throws {
+        let cluster = try PrivateCluster()
+        let copy = try ProjectCopy()
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("INGEST_") && !$0.key.hasPrefix("PG") }
+        env.merge(cluster.environment) { $1 }
+        env["INGEST_BIN_DIR"] = Executables.directory.path
+        env["INGEST_METRICS_LISTEN"] = "off"
+        let log = copy.url("run.stderr").path
+        let run = try SpawnedProcess([copy.url("bin/run").path, "--no-gen", "--progress-every", "1s"], environment: env, stderr: log)
+        defer { if run.isRunning { run.signal(SIGKILL) } }
+        let stderr = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        #expect(eventually(timeout: 60) { stderr().contains("running (watch") }, "\(stderr())")
+        try cluster.stop()
+        let file = try runTool(
+            Executables.url("gen"), ["--files", "1", "--rows-per-file", "100", "--interval", "0", "--out", copy.url("data/incoming").path])
+        #expect(file.status == 0, "\(file.stderr)")
+        #expect(eventually(timeout: 60) { stderr().contains("run: the database does not answer (for ") }, "\(stderr())")
+        run.signal(SIGINT)
+        #expect(eventually(timeout: 10) { stderr().contains("pipeline: stopping:") })
+        run.signal(SIGINT)
+        #expect(run.wait(timeout: 60))
+        #expect(run.exitCode == 130, "\(stderr())")
+        #expect(
+            stderr().contains(
+                "run: interrupted: stopped at once; rows loaded by this run not known (the database does not answer); 1 files not committed stay in"
+            ), "\(stderr())")
+        #expect(!stderr().contains("syntax error") && !stderr().contains("failed") && !stderr().contains("loaded 0 rows"), "\(stderr())")
+    }
+
     /// A stop that reaches gen before its handler is in place is a stop, not "status 143".
     @Test func anEarlyStopIsNotAFailure() throws {
         try TestDatabase.with { db in
@@ -234,6 +338,13 @@ import Testing
             let once = try job.run("pipeline", ["--once", "--", "--max-rejects", "0"])
             #expect(once.status == 0, "\(once.stderr)")
             #expect(job.copy.files("data/quarantine") == ["half.csv", "half.csv.reason.json"])
+            // One line on the terminal per quarantined file, not only in the log.
+            let shown = once.stderr.components(separatedBy: "\n").filter { $0.contains("quarantined") }
+            #expect(
+                shown == [
+                    "pipeline: warning: half.csv: quarantined: 1 of 2 rows rejected, over --max-rejects 0; moved to \(job.copy.url("data/quarantine/half.csv").path)"
+                ],
+                "\(once.stderr)")
             let status = job.status()
             #expect(status.contains("files quarantined: 1"), "\(status)")
             #expect(
@@ -241,6 +352,31 @@ import Testing
                     "quarantined files in \(job.copy.url("data/quarantine").path):\n  half.csv: 1 of 2 rows rejected, over --max-rejects 0 ("
                 ),
                 "\(status)")
+            // Put back unchanged: refused again; bin/status keeps the first reason and adds the event.
+            try FileManager.default.moveItem(at: job.copy.url("data/quarantine/half.csv"), to: job.copy.url("data/incoming/half.csv"))
+            let again = try job.run("pipeline", ["--once", "--", "--max-rejects", "0"])
+            #expect(again.status == 0, "\(again.stderr)")
+            let history = job.status()
+            #expect(history.contains("  half.csv: 1 of 2 rows rejected, over --max-rejects 0 ("), "\(history)")
+            #expect(history.contains("\n    then: "), "\(history)")
+        }
+    }
+
+    /// The lag counts from a file's arrival in the folder (a rename sets its ctime), not from a
+    /// modification time its writer set long before.
+    @Test func statusLagCountsFromArrival() throws {
+        try TestDatabase.with { db in
+            let job = try Job(db)
+            let written = job.copy.url("old.csv")
+            try "event_id,user_id,product_id,event_type,price,event_timestamp\n".write(to: written, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)], ofItemAtPath: written.path)
+            try FileManager.default.moveItem(at: written, to: job.copy.url("data/incoming/old.csv"))
+            let status = try job.run("status", ["--json"])
+            #expect(status.status == 0, "\(status.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any] ?? [:]
+            #expect(json["files_pending"] as? Int == 1, "\(status.stdout)")
+            #expect((json["oldest_pending_age_seconds"] as? Int ?? 3600) < 600, "\(status.stdout)")
+            #expect(json["database_answers"] as? Bool == true, "\(status.stdout)")
         }
     }
 

@@ -17,6 +17,8 @@ final class TortureFaults: @unchecked Sendable {
     /// The dead-letter folder, a tmpfs of its own that can be made full at once.
     let badDisk: ShrinkableDisk
     private(set) var blackholes = 0, fullDisks = 0, stoppedValidates = 0, failovers = 0, restores = 0
+    /// Partitions drawn, per direction (issue 22: one way each, and both).
+    private(set) var partitions: [NetworkNamespace.Direction: Int] = [:]
     private var backupTaken = false
     private(set) var detections: [Double] = []
 
@@ -39,8 +41,9 @@ final class TortureFaults: @unchecked Sendable {
 
     func summary(loadLog: String) -> String {
         let waits = loadLog.components(separatedBy: "waiting for space").count - 1
+        let ways = NetworkNamespace.Direction.allCases.map { "\(partitions[$0] ?? 0) \($0)" }.joined(separator: ", ")
         var text =
-            "\(blackholes) blackholes, \(fullDisks) full disks (load waited for space \(waits) times), \(stoppedValidates) validate stops, \(failovers) failovers, \(restores) restores of an older backup"
+            "\(blackholes) partitions (\(ways)), \(fullDisks) full disks (load waited for space \(waits) times), \(stoppedValidates) validate stops, \(failovers) failovers, \(restores) restores of an older backup"
         if !detections.isEmpty {
             text += "; silence noticed by load after \(detections.map { String(format: "%.1f", $0) }.joined(separator: ", ")) s"
         }
@@ -58,7 +61,8 @@ final class TortureFaults: @unchecked Sendable {
             return try replaceServer(cluster: cluster, restoreBackup: rng.next() % 2 == 0)
         case 0 where namespace != nil:
             let seconds = 2 + Double(rng.next() % 1000) / 1000 * max(0, longestBlackhole - 2)
-            return try blackhole(seconds: seconds, pipeline: pipeline, port: port, sample: sample)
+            let direction = NetworkNamespace.Direction.allCases[Int(rng.next() % 3)]
+            return try blackhole(seconds: seconds, direction, pipeline: pipeline, port: port, sample: sample)
         case 0, 1:
             return try fullDisk(seconds: 0.5 + Double(rng.next() % 30) / 10, sample: sample)
         default:
@@ -66,11 +70,13 @@ final class TortureFaults: @unchecked Sendable {
         }
     }
 
-    /// Every packet to and from the server dropped for `seconds`; notes when load said so.
-    func blackhole(seconds: Double, pipeline: Pipeline, port: String, sample: () -> Void) throws -> String {
+    /// The server's packets dropped going `direction` for `seconds`; notes when load said so.
+    func blackhole(
+        seconds: Double, _ direction: NetworkNamespace.Direction, pipeline: Pipeline, port: String, sample: () -> Void
+    ) throws -> String {
         guard let namespace else { return "no blackhole" }
         let before = pipeline.log("load").components(separatedBy: "stopped answering").count
-        try namespace.blackhole(port: port)
+        try namespace.partition(port: port, direction)
         let started = Date()
         var noticed: Double?
         while Date().timeIntervalSince(started) < seconds {
@@ -83,7 +89,8 @@ final class TortureFaults: @unchecked Sendable {
         try namespace.heal()
         if let noticed { detections.append(noticed) }
         blackholes += 1
-        return "blackhole \(Int(seconds)) s" + (noticed.map { " (noticed after \(Int($0)) s)" } ?? "")
+        partitions[direction, default: 0] += 1
+        return "partition \(direction) \(Int(seconds)) s" + (noticed.map { " (noticed after \(Int($0)) s)" } ?? "")
     }
 
     /// Another server takes the address: a copy of the data directory made after an immediate

@@ -111,7 +111,7 @@ struct Scratch {
 
     /// Writes a file in place with plain syscalls (Foundation's `write(toFile:)` is slow for 10,000 files).
     func put(_ name: String, _ text: String) throws {
-        let fd = open(incoming + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = open(incoming + "/" + name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         defer { close(fd) }
         var copy = text
@@ -184,7 +184,7 @@ private func waitUntilWatching(_ run: WatchRun, within seconds: Double = 10) -> 
         #expect(waitUntilWatching(run))
         let text = Scratch.csv(rows: 40)
         let bytes = Array(text.utf8)
-        let fd = open(s.incoming + "/slow.csv", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let fd = open(s.incoming + "/slow.csv", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         #expect(fd >= 0)
         // Cut mid-row on purpose: a reader that did not wait for the close would emit half a row.
         let cuts = [0, 37, 500, 1001, bytes.count]
@@ -426,7 +426,7 @@ private func waitUntilWatching(_ run: WatchRun, within seconds: Double = 10) -> 
         #expect(run.lines(throughMarkerOf: "a.csv").count == 2)
         #expect(waitUntilWatching(run))
         // Written in place, in two parts: polling waits until it holds still.
-        let fd = open(s.incoming + "/b.csv", O_WRONLY | O_CREAT, 0o644)
+        let fd = open(s.incoming + "/b.csv", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         let text = Array(Scratch.csv(rows: 5).utf8)
         text[..<100].withUnsafeBytes { _ = write(fd, $0.baseAddress!, $0.count) }
         usleep(50_000)

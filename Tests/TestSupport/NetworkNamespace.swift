@@ -45,6 +45,24 @@ public final class NetworkNamespace: @unchecked Sendable {
         try run(["/usr/sbin/nft", "add rule inet ingest_blackhole input tcp sport \(port) drop"])
     }
 
+    /// Which packets a partition drops.
+    public enum Direction: String, CaseIterable, Sendable, CustomStringConvertible {
+        /// Client to server only (`dport`): a one-way partition, a firewall gone wrong.
+        case toServer = "client→server"
+        /// Server to client only (`sport`).
+        case fromServer = "server→client"
+        case both = "both ways"
+        public var description: String { rawValue }
+    }
+
+    /// Drops the TCP packets of `port` going `direction`, without a reset; ``heal()`` ends it.
+    public func partition(port: String, _ direction: Direction) throws {
+        try run(["/usr/sbin/nft", "add table inet ingest_blackhole"])
+        try run(["/usr/sbin/nft", "add chain inet ingest_blackhole input { type filter hook input priority 0 ; }"])
+        if direction != .fromServer { try run(["/usr/sbin/nft", "add rule inet ingest_blackhole input tcp dport \(port) drop"]) }
+        if direction != .toServer { try run(["/usr/sbin/nft", "add rule inet ingest_blackhole input tcp sport \(port) drop"]) }
+    }
+
     /// Lets packets through again.
     public func heal() throws {
         try run(["/usr/sbin/nft", "delete table inet ingest_blackhole"])

@@ -74,6 +74,14 @@ public final class PrivateCluster: @unchecked Sendable {
         return stdout
     }
 
+    /// Like ``psql(_:)``, over the server's unix socket: it works while the test drops the TCP
+    /// port's packets (``NetworkNamespace/partition(port:_:)``).
+    public func psqlOverSocket(_ sql: String) throws -> String {
+        try script(
+            #"eval "$(pg_env)"; PGHOST="$(pg_cluster_dir)/run" "$(_pg_bindir)/psql" -Atq -v ON_ERROR_STOP=1 -c "# + shellQuote(sql)
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Runs one SQL query through psql and returns its unaligned output.
     public func psql(_ sql: String) throws -> String {
         try script("pg_psql -Atq -v ON_ERROR_STOP=1 -c \(shellQuote(sql))").trimmingCharacters(in: .whitespacesAndNewlines)

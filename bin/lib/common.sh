@@ -12,7 +12,10 @@
 #   need_apt_packages PKG...   install missing Debian packages (root) or say how to (non-root)
 #   duration_ms DURATION       250ms, 1.5s, 5m, 1h, 20 (seconds) -> milliseconds; the tools' syntax
 #   env_file_entries FILE      KEY=VALUE lines of a .env file, parsed as the tools parse it
+#   env_file_check FILE        the first line of it the tools would refuse, or nothing
 #   usage_error MSG...         error line on stderr, then exit 64
+#   say LINE                   a line on stderr and in INGEST_SCRIPT_LOG; a dead stderr is ignored
+#   ignore_dead_output         a dead stdout/stderr fails writes instead of killing the script
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 INGEST_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -20,16 +23,47 @@ INGEST_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
 INGEST_APT_PACKAGES=(libpq-dev libyaml-dev postgresql postgresql-client pkg-config jq systemd curl prometheus iproute2 nftables librdkafka-dev kcat)
 _ingest_prog=${0##*/}
 
-info() { printf '%s: %s\n' "$_ingest_prog" "$*" >&2; }
-warn() { printf '%s: warning: %s\n' "$_ingest_prog" "$*" >&2; }
+info() { say "$_ingest_prog: $*"; }
+warn() { say "$_ingest_prog: warning: $*"; }
 die() {
-  printf '%s: error: %s\n' "$_ingest_prog" "$*" >&2
+  say "$_ingest_prog: error: $*"
   exit 1
 }
 usage_error() {
-  printf '%s: error: %s\n' "$_ingest_prog" "$*" >&2
+  say "$_ingest_prog: error: $*"
   exit 64
 }
+
+# say LINE: one line on stderr, and in INGEST_SCRIPT_LOG when the script keeps one (bin/run:
+# logs/run.log; bin/pipeline: logs/pipeline.log). A stderr that is gone (the terminal closed, the
+# `| tee` reading it ended) is not a reason to stop: the script goes on and its lines still reach
+# the log. A failed write never fails the caller (set -e would end the script mid-stop).
+INGEST_SCRIPT_LOG=${INGEST_SCRIPT_LOG-}
+_ingest_stderr_gone=0
+say() {
+  if [[ -n $INGEST_SCRIPT_LOG ]]; then printf '%s\n' "$1" 2>/dev/null >>"$INGEST_SCRIPT_LOG" || true; fi
+  ((_ingest_stderr_gone == 0)) || return 0
+  printf '%s\n' "$1" >&2 2>/dev/null || stderr_gone
+}
+
+# say_progress TEXT: TEXT on stderr without a newline (a progress line redrawn in place); not logged.
+say_progress() {
+  ((_ingest_stderr_gone == 0)) || return 0
+  printf '%s' "$1" >&2 2>/dev/null || stderr_gone
+}
+
+# stderr_gone: stop writing to stderr (its reader or terminal is gone); whatever else this shell
+# runs writes its stderr to the script's log from now on, or nowhere.
+stderr_gone() {
+  _ingest_stderr_gone=1
+  if [[ -n $INGEST_SCRIPT_LOG ]] && exec 2>>"$INGEST_SCRIPT_LOG"; then return 0; fi
+  exec 2>/dev/null
+}
+
+# ignore_dead_output: a write to a pipe nobody reads (`bin/run | tee`, tee gone) fails with EPIPE
+# instead of killing the script with SIGPIPE. A handler, not SIG_IGN: the programs the script
+# starts get the default back, as they expect.
+ignore_dead_output() { trap : PIPE; }
 
 # duration_ms DURATION
 # The grammar of the tools' DurationArgument (Sources/CommandLineDialect): a decimal number and
@@ -80,6 +114,39 @@ env_file_entries() {
       value=${value%"${value##*[!$' \t']}"}
     fi
     printf '%s=%s\n' "$key" "$value"
+  done <"$1"
+}
+
+# env_file_check FILE
+# The first line of FILE that env_file_entries would skip or read other than it looks, as
+# "FILE:LINE: problem" (EnvFile.firstProblem's rules and words; values are never shown);
+# nothing when the file is clean. bin/ refuses such a file, as the tools do.
+env_file_check() {
+  local line key value quote number=0
+  while IFS= read -r line || [[ -n $line ]]; do
+    number=$((number + 1))
+    line=${line%$'\r'}
+    line=${line#"${line%%[!$' \t']*}"}
+    line=${line%"${line##*[!$' \t']}"}
+    [[ -n $line && $line != '#'* ]] || continue
+    [[ $line =~ ^export[$' \t']+(.*)$ ]] && line=${BASH_REMATCH[1]}
+    if [[ $line != *=* ]]; then
+      printf '%s:%d: not a KEY=VALUE line\n' "$1" "$number"
+      return 0
+    fi
+    key=${line%%=*}
+    key=${key%"${key##*[!$' \t']}"}
+    if [[ ! $key =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+      printf '%s:%d: not a KEY=VALUE line (a key is letters, digits and _, not starting with a digit)\n' "$1" "$number"
+      return 0
+    fi
+    value=${line#*=}
+    value=${value#"${value%%[!$' \t']*}"}
+    quote=${value:0:1}
+    if [[ ($quote == "'" || $quote == '"') && ${value:1} != *"$quote"* ]]; then
+      printf "%s:%d: %s: the value's opening %s is not closed\n" "$1" "$number" "$key" "$quote"
+      return 0
+    fi
   done <"$1"
 }
 

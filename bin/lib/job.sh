@@ -7,18 +7,23 @@
 #   ingest_tool NAME       absolute path of a built tool, or die saying how to build it
 #   load_env_file [FILE]   export POSTGRES_* and PG* keys from FILE (default .env) unless already set
 #   select_database [--start-embedded] [--require-configured]
-#                          export PG* for the database to use (see below) and set INGEST_DB_SOURCE
+#                          export PG* for the database to use (see below) and set INGEST_DB_SOURCE;
+#                          --require-configured: fail when nothing is configured
 #   prepare_database       create the database if missing and apply sql/postgres_setup.sql
 #   db_psql ARGS...        psql on the selected database (quiet, no psqlrc, stop on error)
-#   log_to FILE [--tee]    copy stdin to FILE, rotated at INGEST_LOG_MAX_BYTES (10 MB) keeping
-#                          INGEST_LOG_KEEP (3) old files; --tee also copies to stderr
+#   log_to FILE [--tee] [--show-quarantine DIR]
+#                          copy stdin to FILE, rotated at INGEST_LOG_MAX_BYTES (10 MB) keeping
+#                          INGEST_LOG_KEEP (3) old files; --tee also copies to stderr;
+#                          --show-quarantine: load's line for each file moved to DIR, to stderr
 #   stop_stages PID...     SIGTERM each (the graceful first signal)
 #   kill_stages PID...     a second signal to each: stages exit at once
 #
-# Which database: the one named by PG* variables, POSTGRES_* variables or .env (in that order,
-# as load reads them) if it answers pg_isready; otherwise the embedded cluster (bin/pg, in
-# .pgdata), started only with --start-embedded. A named database that does not answer is
-# reported; with --require-configured that is fatal.
+# Which database, by the precedence the tools use (ConnectionSettings.resolve): PG* variables,
+# then POSTGRES_* variables, then .env. When any of them names a server or a login (host, port,
+# database, user, password, service), that server is the job's, and one that does not answer
+# pg_isready is an error: never a fallback to another server. Only when none is set is the
+# embedded cluster (bin/pg, in .pgdata) used, started only with --start-embedded. A setting that
+# cannot work (a .env line that is not KEY=VALUE, a port that is not a number) exits 1 naming it.
 
 INGEST_BIN_DIR=${INGEST_BIN_DIR:-$INGEST_ROOT/.build/release}
 INGEST_INCOMING=${INGEST_INCOMING:-$INGEST_ROOT/data/incoming}
@@ -36,8 +41,10 @@ ingest_tool() {
 # .env is read as data (env_file_entries: load's rules), never sourced, never executed. The
 # environment wins over the file; within the file a later line wins.
 load_env_file() {
-  local file=${1:-$INGEST_ROOT/.env} entry key
+  local file=${1:-$INGEST_ROOT/.env} entry key problem
   [[ -f $file ]] || return 0
+  problem=$(env_file_check "$file")
+  [[ -z $problem ]] || die "$problem"
   local -A from_file=()
   while IFS= read -r entry; do
     key=${entry%%=*}
@@ -60,28 +67,52 @@ _export_pg_from_postgres_keys() {
   export PGDATABASE=${PGDATABASE:-$INGEST_DATABASE}
 }
 
-_describe_db() { printf '%s@%s:%s/%s' "${PGUSER:-$USER}" "${PGHOST:-local socket}" "${PGPORT:-5432}" "$PGDATABASE"; }
+_describe_db() { printf '%s@%s:%s/%s' "${PGUSER:-${USER:-$(id -un)}}" "${PGHOST:-local socket}" "${PGPORT:-5432}" "$PGDATABASE"; }
+
+# The keys that name a server or a login (ConnectionSettings.configuringVariables).
+_db_configuring_keys=(PGHOST PGHOSTADDR PGPORT PGDATABASE PGUSER PGPASSWORD PGSERVICE
+  POSTGRES_HOST POSTGRES_PORT POSTGRES_DB POSTGRES_USER POSTGRES_PASSWORD)
+
+# A port as libpq takes it (a list: 5432,5433), else exit 1 naming the key; as the tools say it.
+_check_port() {
+  local key=$1 value=$2 part
+  local -a parts
+  IFS=, read -r -a parts <<<"$value,"
+  for part in "${parts[@]}"; do
+    [[ -z $part && ${#parts[@]} -gt 1 ]] && continue
+    [[ $part =~ ^[0-9]{1,5}$ ]] && ((10#$part >= 1 && 10#$part <= 65535)) && continue
+    die "$key: not a port number (1-65535): \"$value\""
+  done
+}
 
 select_database() {
-  local start=0 require=0 arg
+  local start=0 require=0 arg key configured=()
   for arg in "$@"; do
     case $arg in
       --start-embedded) start=1 ;;
       --require-configured) require=1 ;;
     esac
   done
+  # Which keys are set before .env adds its own: the file's are named as from .env.
+  local -A from_environment=()
+  for key in "${_db_configuring_keys[@]}"; do [[ -z ${!key+set} ]] || from_environment[$key]=1; done
   load_env_file
-  if [[ -n ${PGHOST:-}${POSTGRES_HOST:-} ]]; then
+  # POSTGRES_PORT counts only where PGPORT does not win over it.
+  for key in PGPORT POSTGRES_PORT; do
+    [[ -n ${!key:-} ]] || continue
+    if [[ -n ${from_environment[$key]:-} ]]; then _check_port "$key" "${!key}"; else _check_port "$key (in .env)" "${!key}"; fi
+    break
+  done
+  for key in "${_db_configuring_keys[@]}"; do [[ -z ${!key+set} ]] || configured+=("$key"); done
+  if ((${#configured[@]} > 0)); then
     _export_pg_from_postgres_keys
     # pg_isready only asks whether the server accepts connections: no password needed.
     if pg_isready -q -d postgres -t 5 >/dev/null 2>&1; then
       INGEST_DB_SOURCE=configured
-      info "database: $(_describe_db) (from the environment / .env)"
+      info "database: $(_describe_db) (from ${configured[*]})"
       return 0
     fi
-    ((require == 0)) || die "the configured PostgreSQL $(_describe_db) does not answer (pg_isready)"
-    warn "the configured PostgreSQL $(_describe_db) does not answer; using the embedded one (.pgdata)"
-    unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE
+    die "the configured PostgreSQL $(_describe_db) does not answer (pg_isready; set by ${configured[*]}): start it or fix those settings; for the embedded server instead, unset them and comment out the POSTGRES_* lines of .env"
   fi
   ((require == 0)) || die "no database configured: set POSTGRES_HOST (and the rest) in .env"
   if ((start)); then
@@ -125,15 +156,28 @@ _rotate() {
 }
 
 log_to() {
-  local file=$1 tee=${2:-} max=${INGEST_LOG_MAX_BYTES:-10485760} keep=${INGEST_LOG_KEEP:-3} size line
-  # The writer outlives the stages it logs for: it stops at end of input, not on a signal.
-  trap '' INT TERM
+  local file=$1 tee='' show='' max=${INGEST_LOG_MAX_BYTES:-10485760} keep=${INGEST_LOG_KEEP:-3} size line
+  shift
+  while (($# > 0)); do
+    case $1 in
+      --tee) tee=1 && shift ;;
+      --show-quarantine) show=$2 && shift 2 ;;
+      *) shift ;;
+    esac
+  done
+  # The writer outlives the stages it logs for: it stops at end of input, not on a signal, nor
+  # when the stderr it copies to (--tee) is gone: then it goes on writing the file alone.
+  trap '' INT TERM HUP PIPE
   local LC_ALL=C  # ${#line} in bytes
   mkdir -p -- "$(dirname -- "$file")"
   size=$(stat -c %s -- "$file" 2>/dev/null || echo 0)
   while IFS= read -r line || [[ -n $line ]]; do
     printf '%s\n' "$line" >>"$file"
-    [[ -z $tee ]] || printf '%s\n' "$line" >&2
+    [[ -z $tee ]] || printf '%s\n' "$line" >&2 2>/dev/null || tee=
+    # A file refused as a whole is worth a line where the job is watched, not only in the log.
+    if [[ -n $show && -z $tee && $line == *" - load - WARNING - "*" moved to $show/"* ]]; then
+      printf '%s: warning: %s\n' "$_ingest_prog" "${line#* - WARNING - }" >&2 2>/dev/null || show=
+    fi
     size=$((size + ${#line} + 1))
     if ((size >= max)); then
       _rotate "$file" "$keep"

@@ -7,14 +7,19 @@
 #   progress_line          one human line from the P_* figures
 #   progress_json          one JSON object from the P_* figures
 #
-# Sources, each the thing it describes: rows and rejects are counted in their tables (so a
-# bin/reset --checkpoints-only leaves them shown as they are); files committed and the bytes
-# per row from ingest_checkpoints; the backlog and the lag from data/incoming itself (files,
-# bytes, oldest modification time); rows read from the running load's /metrics
-# (ingest_rows_read_total, counted as rows arrive, before commit), else the rows in the tables.
+# Sources, each the thing it describes: rows loaded and rejected, files committed and the bytes
+# per row are sums over ingest_checkpoints (one row per file or batch, written in the commit's
+# transaction), never count(*) over the events table: a sample costs the same at 10 rows and at
+# 100 M. The backlog and the lag from data/incoming itself (files, bytes, and each file's arrival:
+# its ctime, which a rename into the folder sets, unlike the mtime a writer may have set hours
+# before); rows read from the running load's /metrics (ingest_rows_read_total, counted as rows
+# arrive, before commit), else the rows committed.
+#
+# When the database does not answer, P_DB_DOWN_SINCE is set (epoch seconds) and the figures
+# from it are the last known ones: the line says so instead of showing 0.
 
-P_TIME=0 P_LOADED=0 P_REJECTED=0 P_FILES=0 P_BYTES_PER_ROW=0 P_PENDING_FILES=0 P_PENDING_BYTES=0
-P_LAG=0 P_READ='' P_RATE='' P_ETA=''
+P_LOADED=0 P_REJECTED=0 P_FILES=0 P_BYTES_PER_ROW=0 P_PENDING_FILES=0 P_PENDING_BYTES=0
+P_LAG=0 P_READ='' P_RATE='' P_ETA='' P_DB_DOWN_SINCE='' P_DB_KNOWN=0
 # Samples of the last PROGRESS_WINDOW seconds (default 10): rows/s over that window, so one slow
 # second on a busy machine does not swing the ETA.
 PROGRESS_WINDOW=${PROGRESS_WINDOW:-10}
@@ -23,17 +28,26 @@ _P_TIMES=() _P_COUNTS=()
 progress_sample() {
   local line now
   now=$(date +%s.%N)
-  line=$(db_psql -At -F ' ' -c "SELECT (SELECT count(*) FROM ecommerce_events),
-      (SELECT count(*) FROM ecommerce_bad_records), (SELECT count(source_file) FROM ingest_checkpoints),
-      (SELECT coalesce(round(sum(file_bytes)::numeric / nullif(sum(rows_loaded + rows_rejected), 0), 1), 0)
-         FROM ingest_checkpoints WHERE source_file IS NOT NULL)" 2>/dev/null) || line='0 0 0 0'
-  read -r P_LOADED P_REJECTED P_FILES P_BYTES_PER_ROW <<<"$line"
+  # connect_timeout: a server that does not answer costs a sample 3 s, not libpq's default wait.
+  line=$(PGCONNECT_TIMEOUT=${PGCONNECT_TIMEOUT:-3} db_psql -At -F ' ' -c "SELECT
+      coalesce(sum(rows_loaded) FILTER (WHERE status = 'committed'), 0),
+      coalesce(sum(rows_rejected) FILTER (WHERE status = 'committed'), 0),
+      count(source_file) FILTER (WHERE status = 'committed'),
+      coalesce(round(sum(file_bytes) FILTER (WHERE source_file IS NOT NULL AND status = 'committed')::numeric
+        / nullif(sum(rows_loaded + rows_rejected) FILTER (WHERE source_file IS NOT NULL AND status = 'committed'), 0), 1), 0)
+    FROM ingest_checkpoints" 2>/dev/null) || line=''
+  if [[ $line =~ ^[0-9]+\ [0-9]+\ [0-9]+\ [0-9.]+$ ]]; then
+    read -r P_LOADED P_REJECTED P_FILES P_BYTES_PER_ROW <<<"$line"
+    P_DB_DOWN_SINCE='' P_DB_KNOWN=1
+  elif [[ -z $P_DB_DOWN_SINCE ]]; then
+    P_DB_DOWN_SINCE=${now%.*}
+  fi
   read -r P_PENDING_FILES P_PENDING_BYTES P_LAG < <(
-    find "$INGEST_INCOMING" -maxdepth 1 -type f -name '*.csv' ! -name '.*' -printf '%s %T@\n' 2>/dev/null |
+    find "$INGEST_INCOMING" -maxdepth 1 -type f -name '*.csv' ! -name '.*' -printf '%s %C@\n' 2>/dev/null |
       awk -v now="$now" '{ n++; b += $1; if (!o || $2 < o) o = $2 }
         END { printf "%d %d %d\n", n, b, (n ? now - o : 0) }')
   P_READ=$(metrics_sample ingest_rows_read_total)
-  P_TIME=$now
+  [[ $P_READ =~ ^[0-9]+$ ]] || P_READ=''
   _P_TIMES+=("$now")
   _P_COUNTS+=("${P_READ:-$((P_LOADED + P_REJECTED))}")
   while ((${#_P_TIMES[@]} > 2)) && awk -v a="${_P_TIMES[1]}" -v t="$now" -v w="$PROGRESS_WINDOW" 'BEGIN { exit !(t - a >= w) }'; do
@@ -70,7 +84,14 @@ _progress_bytes() {
 
 progress_line() {
   local line
-  line="loaded $P_LOADED rows, rejected $P_REJECTED; ${P_RATE:-?} rows/s"
+  if [[ -n $P_DB_DOWN_SINCE ]]; then
+    local down=$((${EPOCHSECONDS:-$(date +%s)} - P_DB_DOWN_SINCE))
+    line="the database does not answer (for $(_progress_duration "$down"))"
+    ((P_DB_KNOWN == 0)) || line+="; last known: loaded $P_LOADED rows, rejected $P_REJECTED"
+    line+="; ${P_RATE:-?} rows/s read"
+  else
+    line="loaded $P_LOADED rows, rejected $P_REJECTED; ${P_RATE:-?} rows/s"
+  fi
   line+="; backlog $P_PENDING_FILES files ($(_progress_bytes "$P_PENDING_BYTES"))"
   [[ -z $P_ETA ]] || line+=", ETA $(_progress_duration "$P_ETA")"
   ((P_PENDING_FILES == 0)) || line+="; lag $(_progress_duration "$P_LAG")"
@@ -80,8 +101,9 @@ progress_line() {
 progress_json() {
   printf '{"rows_loaded":%d,"rows_rejected":%d,"files_committed":%d,"files_pending":%d,"bytes_pending":%d,' \
     "$P_LOADED" "$P_REJECTED" "$P_FILES" "$P_PENDING_FILES" "$P_PENDING_BYTES"
-  printf '"oldest_pending_age_seconds":%d,"rows_read":%s,"rows_per_second":%s,"eta_seconds":%s,"metrics_url":%s}\n' \
+  printf '"oldest_pending_age_seconds":%d,"rows_read":%s,"rows_per_second":%s,"eta_seconds":%s,"metrics_url":%s,' \
     "$P_LAG" "${P_READ:-null}" "${P_RATE:-null}" "${P_ETA:-null}" "$(_progress_json_string "$(metrics_url || true)")"
+  printf '"database_answers":%s}\n' "$([[ -z $P_DB_DOWN_SINCE ]] && echo true || echo false)"
 }
 
 _progress_json_string() { [[ -n $1 ]] && jq -Rn --arg s "$1" '$s' || printf 'null'; }

@@ -9,6 +9,12 @@
 #   job_tree PID           PID and every process below it, parents first
 #   job_holders            every process that holds the pidfile open: the job's processes, even
 #                          when its script is gone (killed) and they live on
+#   job_describe           one line for bin/status: running since when, which pid and script, or
+#                          that the script is gone and which of its processes live on
+#   stop_with_script PID...  SIGTERM to each PID (this script's stages) once this script is gone
+#                          without stopping them (kill -9, the OOM killer): a job lives and dies
+#                          as one
+#   stop_with_script_end   end that watcher (call before a normal exit)
 #
 # The lock, not the pid, says whether a job runs: a pid can be reused after a crash, a lock
 # dies with the last process that holds it. watch skips dot-files, so the pidfile is never read
@@ -71,6 +77,7 @@ job_claim() {
     _job_read
     die "a job is already running on $INGEST_INCOMING (pid ${job_pid:-?}, ${job_what:-?}, since ${job_since:-?}); stop it with bin/stop"
   fi
+  _job_refuse_mixed
   printf '%s\n%s\n%s\n' "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" >"$file"
   if [[ -n ${INGEST_PIPELINE_NAME-} ]]; then
     local others
@@ -79,6 +86,26 @@ job_claim() {
       info "joining as pipeline $INGEST_PIPELINE_NAME: $others other job(s) run on $INGEST_INCOMING; the files are split between them (claims in .claims/)"
     fi
   fi
+}
+
+# A plain job (no INGEST_PIPELINE_NAME) reads every file without claiming it, so beside named
+# pipelines, which split the files through claims, each file would be read by two jobs. Refuse
+# the one starting second, naming the other; never a "split" that is not.
+_job_refuse_mixed() {
+  local other pid what since names=()
+  if [[ -n ${INGEST_PIPELINE_NAME-} ]]; then
+    other=$INGEST_INCOMING/.ingest-job.pid
+    [[ -f $other ]] && ! flock -n "$other" true 2>/dev/null || return 0
+    { IFS= read -r pid && IFS= read -r since && IFS= read -r what; } <"$other" || true
+    die "a job without a pipeline name runs on $INGEST_INCOMING (pid ${pid:-?}, ${what:-?}, since ${since:-?}): it does not claim files, so both would read every file; stop it (bin/stop) and start each pipeline with its own INGEST_PIPELINE_NAME"
+  fi
+  for other in "$INGEST_INCOMING"/.ingest-job.*.pid; do
+    [[ -f $other ]] && ! flock -n "$other" true 2>/dev/null || continue
+    other=${other##*/.ingest-job.}
+    names+=("${other%.pid}")
+  done
+  ((${#names[@]} == 0)) ||
+    die "named pipelines run on $INGEST_INCOMING (${names[*]}): they split its files through claims, and a job without a name would read them all again; start this one with INGEST_PIPELINE_NAME=NAME, or stop them first"
 }
 
 job_holders() {
@@ -100,4 +127,37 @@ job_tree() {
     printf '%s\n' "$pid"
     for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do queue+=("$child"); done
   done
+}
+
+job_describe() {
+  if kill -0 "${job_pid:-0}" 2>/dev/null; then
+    printf 'running since %s (pid %s, %s)\n' "$job_since" "$job_pid" "$job_what"
+    return 0
+  fi
+  local holders
+  holders=$(job_holders | tr '\n' ' ')
+  printf 'running since %s, but %s (pid %s) is gone; its processes live on: %s(bin/stop stops them)\n' \
+    "$job_since" "${job_what:-its script}" "${job_pid:-?}" "${holders:-? }"
+}
+
+# The watcher is a process of its own (its own group, so a terminal's Ctrl+C does not reach it),
+# holding neither the job's lock nor the script's stdio. `tail --pid` wakes when the script is
+# gone; a script that ends normally ends the watcher first, so its stages' pids are never
+# signalled after they were reaped (and possibly reused).
+_job_watcher=
+stop_with_script() {
+  local script=$$ flags=$-
+  set -m
+  (
+    trap '' INT TERM HUP
+    tail --pid="$script" -f /dev/null 2>/dev/null || true
+    kill -TERM "$@" 2>/dev/null || true
+  ) </dev/null >/dev/null 2>&1 9>&- &
+  _job_watcher=$!
+  [[ $flags == *m* ]] || set +m
+}
+
+stop_with_script_end() {
+  [[ -z $_job_watcher ]] || kill -KILL -- "-$_job_watcher" 2>/dev/null || true
+  _job_watcher=
 }

@@ -28,14 +28,21 @@ public struct ColumnKeys: Sendable {
 
     public var count: Int { names.count }
 
+    /// The length and the first and last eight bytes, mixed: every member of every line is
+    /// looked up, and a byte-by-byte hash of each key was ~3 % of validate's instructions.
     @inline(__always)
     static func hash(_ key: UnsafeRawBufferPointer) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in key {
-            h ^= UInt64(b)
-            h = h &* 0x100_0000_01b3
+        let n = key.count
+        var h = UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15
+        if n >= 8 {
+            h ^= key.loadUnaligned(as: UInt64.self)
+            h = (h ^ (h >> 31)) &* 0xBF58_476D_1CE4_E5B9
+            h ^= key.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+        } else {
+            for b in key { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         }
-        return h ^ (h >> 29)
+        h = (h ^ (h >> 29)) &* 0x94D0_49BB_1331_11EB
+        return h ^ (h >> 32)
     }
 
     /// The column `key` (unescaped bytes) names, or nil.
@@ -69,14 +76,19 @@ public struct ColumnKeys: Sendable {
     /// -1; for each member, its column or -1.
     @inline(__always)
     public func fill(_ slots: inout [Int32], _ memberColumns: inout [Int16], from line: ProtocolLine) {
-        for i in slots.indices { slots[i] = -1 }
-        memberColumns.removeAll(keepingCapacity: true)
-        for (index, m) in line.members.enumerated() {
-            if let c = column(of: m, in: line) {
-                slots[c] = Int32(index)
-                memberColumns.append(Int16(c))
-            } else {
-                memberColumns.append(-1)
+        let members = line.members
+        if memberColumns.count < members.count { memberColumns = [Int16](repeating: -1, count: members.count * 2) }
+        slots.withUnsafeMutableBufferPointer { slots in
+            for i in 0..<slots.count { slots[i] = -1 }
+            memberColumns.withUnsafeMutableBufferPointer { columns in
+                for index in 0..<members.count {
+                    if let c = column(of: members[index], in: line) {
+                        slots[c] = Int32(index)
+                        columns[index] = Int16(c)
+                    } else {
+                        columns[index] = -1
+                    }
+                }
             }
         }
     }

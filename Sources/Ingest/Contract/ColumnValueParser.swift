@@ -18,28 +18,33 @@ public enum FieldOutcome: Equatable, Sendable {
 /// the rules, and writes the normalised JSON value (`42`, `"12.50"`, `"2024-01-30T10:15:23.123Z"`).
 ///
 /// No `String` per value unless it is rejected; every reason text is made once, here.
-public struct ColumnValueParser {
+public final class ColumnValueParser {
     public let column: ContractColumn
     /// `,"name":` as written before the value.
     let memberPrefix: [UInt8]
-    private let nullTokens: [[UInt8]]
+    private let nullTokens: WordList
     private let kind: Kind
-    // Bounds, compiled for the type.
-    private var lowerInteger: Int64 = .min, upperInteger: Int64 = .max
-    private var lowerDecimal: DecimalDigits?, upperDecimal: DecimalDigits?
-    private var lowerDouble: Double = -.infinity, upperDouble: Double = .infinity
-    private var lowerMicros: Int64 = .min, upperMicros: Int64 = .max
-    private var lowerReason = "", upperReason = ""
+    /// What the rules compile to; one `let` of the class, so reading a field is a plain load
+    /// (a class's `var` is checked for exclusive access at run time).
+    struct Compiled {
+        var lowerInteger: Int64 = .min, upperInteger: Int64 = .max
+        var lowerDecimal: DecimalDigits?, upperDecimal: DecimalDigits?
+        var lowerDouble: Double = -.infinity, upperDouble: Double = .infinity
+        var lowerMicros: Int64 = .min, upperMicros: Int64 = .max
+        var lowerReason = "", upperReason = ""
+        var accepted = WordList([])
+        var acceptedJSON = WordList([])
+        var unknownValueReason = ""
+        var regex: RegularExpression?
+        var patterns: [[UInt8]?] = []
+        var futureReason = ""
+        var scaleReason = ""
+        var trueValues = WordList([]), falseValues = WordList([])
+        var minLengthReason = "", maxLengthReason = ""
+
+    }
+    private let c: Compiled
     private let typeRangeReason: String
-    private var accepted: [[UInt8]] = []
-    private var acceptedJSON: [[UInt8]] = []
-    private var unknownValueReason = ""
-    private var regex: RegularExpression?
-    private var patterns: [[UInt8]?] = []
-    private var futureReason = ""
-    private var scaleReason = ""
-    private var trueValues: [[UInt8]] = [], falseValues: [[UInt8]] = []
-    private var minLengthReason = "", maxLengthReason = ""
 
     enum Kind {
         case integer, numeric, float(single: Bool), text, boolean, date, timestamp(zoned: Bool), uuid, json
@@ -60,18 +65,19 @@ public struct ColumnValueParser {
 
     struct CompileError: Error { var problem: String }
 
-    public init(_ column: ContractColumn) {
+    public convenience init(_ column: ContractColumn) {
         // The reader checked the column: compiling it again cannot fail.
-        self = try! ColumnValueParser(checking: column)
+        try! self.init(checking: column)
     }
 
     private init(checking column: ContractColumn) throws(CompileError) {
+        var c = Compiled()
         self.column = column
         var prefix: [UInt8] = [UInt8(ascii: ",")]
         JSONWriter.appendString(column.name, &prefix)
         prefix.append(UInt8(ascii: ":"))
         memberPrefix = prefix
-        nullTokens = column.nullValues.map { Array($0.utf8) }
+        nullTokens = WordList(column.nullValues.map { Array($0.utf8) })
         let rules = column.rules
         switch column.type {
         case .smallint, .integer, .bigint: kind = .integer
@@ -92,41 +98,41 @@ public struct ColumnValueParser {
         }
         let bothInclusive = rules.lower.map { !$0.exclusive } ?? false && rules.upper.map { !$0.exclusive } ?? false
         if let l = rules.lower {
-            lowerReason = bothInclusive ? "out of range \(l.text)…\(rules.upper!.text)" : "must be \(l.exclusive ? ">" : ">=") \(l.text)"
+            c.lowerReason = bothInclusive ? "out of range \(l.text)…\(rules.upper!.text)" : "must be \(l.exclusive ? ">" : ">=") \(l.text)"
         }
         if let u = rules.upper {
-            upperReason = bothInclusive ? lowerReason : "must be \(u.exclusive ? "<" : "<=") \(u.text)"
+            c.upperReason = bothInclusive ? c.lowerReason : "must be \(u.exclusive ? "<" : "<=") \(u.text)"
         }
         switch kind {
         case .integer:
             let range = column.type.integerRange!
-            lowerInteger = range.lowerBound
-            upperInteger = range.upperBound
+            c.lowerInteger = range.lowerBound
+            c.upperInteger = range.upperBound
             if let l = rules.lower {
                 guard let v = Int64(l.text) else { throw bad(l) }
-                lowerInteger = max(lowerInteger, l.exclusive ? v &+ 1 : v)
+                c.lowerInteger = max(c.lowerInteger, l.exclusive ? v &+ 1 : v)
             }
             if let u = rules.upper {
                 guard let v = Int64(u.text) else { throw bad(u) }
-                upperInteger = min(upperInteger, u.exclusive ? v &- 1 : v)
+                c.upperInteger = min(c.upperInteger, u.exclusive ? v &- 1 : v)
             }
         case .numeric:
             if let l = rules.lower {
                 guard let d = DecimalDigits(l.text) else { throw bad(l) }
-                lowerDecimal = d
+                c.lowerDecimal = d
             }
             if let u = rules.upper {
                 guard let d = DecimalDigits(u.text) else { throw bad(u) }
-                upperDecimal = d
+                c.upperDecimal = d
             }
         case .float:
             if let l = rules.lower {
                 guard let v = Double(l.text) else { throw bad(l) }
-                lowerDouble = v
+                c.lowerDouble = v
             }
             if let u = rules.upper {
                 guard let v = Double(u.text) else { throw bad(u) }
-                upperDouble = v
+                c.upperDouble = v
             }
         case .date, .timestamp:
             let isDate = column.type == .date
@@ -137,30 +143,32 @@ public struct ColumnValueParser {
                 else { throw bad(b) }
                 return m
             }
-            if let l = rules.lower { lowerMicros = try micros(l) &+ (l.exclusive ? 1 : 0) }
-            if let u = rules.upper { upperMicros = try micros(u) &- (u.exclusive ? 1 : 0) }
+            if let l = rules.lower { c.lowerMicros = try micros(l) &+ (l.exclusive ? 1 : 0) }
+            if let u = rules.upper { c.upperMicros = try micros(u) &- (u.exclusive ? 1 : 0) }
         default: break
         }
         if let values = rules.acceptedValues {
-            accepted = values.map { Array((rules.caseSensitive ? $0 : $0.lowercased()).utf8) }
-            acceptedJSON = values.map { v in
+            let kind = self.kind
+            c.accepted = WordList(values.map { Array((rules.caseSensitive ? $0 : $0.lowercased()).utf8) })
+            c.acceptedJSON = WordList(values.map { v in
                 var json: [UInt8] = []
                 if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
                 return json
-            }
+            })
             if case .integer = kind, values.contains(where: { Int64($0) == nil }) {
                 throw CompileError(problem: "accepted_values of an integer column must be integers")
             }
-            unknownValueReason = "unknown \(column.name.replacingUnderscores) (expected \(values.joined(separator: ", ")))"
+            c.unknownValueReason = "unknown \(column.name.replacingUnderscores) (expected \(values.joined(separator: ", ")))"
         }
-        if let p = rules.pattern { regex = RegularExpression(p) }
-        patterns = rules.formats.map { if case .pattern(let p) = $0 { Array(p.utf8) } else { nil } }
-        if let f = rules.maxFutureMilliseconds { futureReason = "more than \(describeDuration(f)) in the future" }
-        if let s = rules.scale { scaleReason = "more than \(numberWord(s)) decimal place\(s == 1 ? "" : "s")" }
-        trueValues = rules.trueValues.map { Array($0.utf8) }
-        falseValues = rules.falseValues.map { Array($0.utf8) }
-        if let m = rules.minLength { minLengthReason = "shorter than \(m) character\(m == 1 ? "" : "s")" }
-        if let m = rules.maxLength { maxLengthReason = "longer than \(m) character\(m == 1 ? "" : "s")" }
+        if let p = rules.pattern { c.regex = RegularExpression(p) }
+        c.patterns = rules.formats.map { if case .pattern(let p) = $0 { Array(p.utf8) } else { nil } }
+        if let f = rules.maxFutureMilliseconds { c.futureReason = "more than \(describeDuration(f)) in the future" }
+        if let s = rules.scale { c.scaleReason = "more than \(numberWord(s)) decimal place\(s == 1 ? "" : "s")" }
+        c.trueValues = WordList(rules.trueValues.map { Array($0.utf8) })
+        c.falseValues = WordList(rules.falseValues.map { Array($0.utf8) })
+        if let m = rules.minLength { c.minLengthReason = "shorter than \(m) character\(m == 1 ? "" : "s")" }
+        if let m = rules.maxLength { c.maxLengthReason = "longer than \(m) character\(m == 1 ? "" : "s")" }
+        self.c = c
     }
 
     /// The normalised JSON text of a value written in the contract (a check's `equals`), or
@@ -270,11 +278,7 @@ public struct ColumnValueParser {
 
     @inline(__always)
     private func isNullToken(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        for token in nullTokens where token.count == bytes.count {
-            if token.isEmpty { return true }
-            if token.withUnsafeBytes({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) { return true }
-        }
-        return false
+        nullTokens.index(of: bytes, fold: false) != nil
     }
 
     private func integer(_ t: UnsafeRawBufferPointer, _ w: inout RecordBytes) -> FieldOutcome {
@@ -299,10 +303,10 @@ public struct ColumnValueParser {
         } else {
             value = negative ? Int64(truncatingIfNeeded: 0 &- magnitude) : Int64(magnitude)
         }
-        if value < lowerInteger { return .rejected(rangeReason(negative: true), showValue: true) }
-        if value > upperInteger { return .rejected(rangeReason(negative: false), showValue: true) }
-        if !accepted.isEmpty {
-            guard let index = acceptedIndex(t, fold: false) else { return .rejected(unknownValueReason, showValue: true) }
+        if value < c.lowerInteger { return .rejected(rangeReason(negative: true), showValue: true) }
+        if value > c.upperInteger { return .rejected(rangeReason(negative: false), showValue: true) }
+        if !c.accepted.isEmpty {
+            guard let index = acceptedIndex(t, fold: false) else { return .rejected(c.unknownValueReason, showValue: true) }
             _ = index
         }
         if negative && magnitude != 0 { w.put(UInt8(ascii: "-")) }
@@ -312,8 +316,8 @@ public struct ColumnValueParser {
 
     /// The declared range's reason for a value past a bound, or the type's own.
     private func rangeReason(negative: Bool) -> String {
-        if negative { return column.rules.lower != nil ? lowerReason : typeRangeReason }
-        return column.rules.upper != nil ? upperReason : typeRangeReason
+        if negative { return column.rules.lower != nil ? c.lowerReason : typeRangeReason }
+        return column.rules.upper != nil ? c.upperReason : typeRangeReason
     }
 
     private func numeric(_ t: UnsafeRawBufferPointer, _ w: inout RecordBytes) -> FieldOutcome {
@@ -324,16 +328,16 @@ public struct ColumnValueParser {
             }
             return .rejected("not a decimal", showValue: true)
         }
-        if let lower = lowerDecimal {
-            let c = d.compare(lower)
-            if c < 0 || (c == 0 && column.rules.lower!.exclusive) { return .rejected(lowerReason, showValue: true) }
+        if let lower = c.lowerDecimal {
+            let order = d.compare(lower)
+            if order < 0 || (order == 0 && column.rules.lower!.exclusive) { return .rejected(c.lowerReason, showValue: true) }
         }
         if let scale = column.rules.scale, d.fractionDigits > scale {
-            return .rejected(scaleReason, showValue: true)
+            return .rejected(c.scaleReason, showValue: true)
         }
-        if let upper = upperDecimal {
-            let c = d.compare(upper)
-            if c > 0 || (c == 0 && column.rules.upper!.exclusive) { return .rejected(upperReason, showValue: true) }
+        if let upper = c.upperDecimal {
+            let order = d.compare(upper)
+            if order > 0 || (order == 0 && column.rules.upper!.exclusive) { return .rejected(c.upperReason, showValue: true) }
         }
         if case .numeric(let p?, let s?) = column.type, d.integerDigits(t) > p - s {
             return .rejected(typeRangeReason, showValue: true)
@@ -350,31 +354,31 @@ public struct ColumnValueParser {
         guard let v = FloatText.parse(t) else { return .rejected("not a number", showValue: true) }
         if single && v.isFinite && (abs(v) > Double(Float.greatestFiniteMagnitude)) { return .rejected(typeRangeReason, showValue: true) }
         if v.isNaN {
-            if column.rules.lower != nil || column.rules.upper != nil { return .rejected(lowerReason.isEmpty ? upperReason : lowerReason, showValue: true) }
+            if column.rules.lower != nil || column.rules.upper != nil { return .rejected(c.lowerReason.isEmpty ? c.upperReason : c.lowerReason, showValue: true) }
         } else {
-            if v < lowerDouble || (v == lowerDouble && column.rules.lower?.exclusive == true) { return .rejected(lowerReason, showValue: true) }
-            if v > upperDouble || (v == upperDouble && column.rules.upper?.exclusive == true) { return .rejected(upperReason, showValue: true) }
+            if v < c.lowerDouble || (v == c.lowerDouble && column.rules.lower?.exclusive == true) { return .rejected(c.lowerReason, showValue: true) }
+            if v > c.upperDouble || (v == c.upperDouble && column.rules.upper?.exclusive == true) { return .rejected(c.upperReason, showValue: true) }
         }
         FloatText.write(v, single: single, &w)
         return .value
     }
 
     private func text(_ t: UnsafeRawBufferPointer, span: UnsafeRawBufferPointer?, _ w: inout RecordBytes) -> FieldOutcome {
-        if !accepted.isEmpty {
+        if !c.accepted.isEmpty {
             guard let index = acceptedIndex(t, fold: !column.rules.caseSensitive) else {
-                return .rejected(unknownValueReason, showValue: true)
+                return .rejected(c.unknownValueReason, showValue: true)
             }
-            acceptedJSON[index].withUnsafeBytes { w.put($0) }
+            c.acceptedJSON.withWord(index) { w.put($0) }
             return .value
         }
         if let base = t.baseAddress, memchr(base, 0, t.count) != nil { return .rejected("contains a NUL byte", showValue: true) }
         if column.rules.minLength != nil || column.rules.maxLength != nil {
             var characters = 0
             for b in t where b & 0xC0 != 0x80 { characters += 1 }
-            if let m = column.rules.minLength, characters < m { return .rejected(minLengthReason, showValue: true) }
-            if let m = column.rules.maxLength, characters > m { return .rejected(maxLengthReason, showValue: true) }
+            if let m = column.rules.minLength, characters < m { return .rejected(c.minLengthReason, showValue: true) }
+            if let m = column.rules.maxLength, characters > m { return .rejected(c.maxLengthReason, showValue: true) }
         }
-        if let regex, !regex.matches(t) { return .rejected("does not match the pattern", showValue: true) }
+        if let regex = c.regex, !regex.matches(t) { return .rejected("does not match the pattern", showValue: true) }
         if let span {
             w.put(span)
         } else {
@@ -385,32 +389,13 @@ public struct ColumnValueParser {
 
     @inline(__always)
     private func acceptedIndex(_ t: UnsafeRawBufferPointer, fold: Bool) -> Int? {
-        outer: for (index, value) in accepted.enumerated() where value.count == t.count {
-            for i in 0..<value.count {
-                var c = t[i]
-                if fold && c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
-                if c != value[i] { continue outer }
-            }
-            return index
-        }
-        return nil
+        c.accepted.index(of: t, fold: fold)
     }
 
     private func boolean(_ t: UnsafeRawBufferPointer, _ w: inout RecordBytes) -> FieldOutcome {
-        func matches(_ list: [[UInt8]]) -> Bool {
-            outer: for value in list where value.count == t.count {
-                for i in 0..<value.count {
-                    var c = t[i]
-                    if c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
-                    if c != value[i] { continue outer }
-                }
-                return true
-            }
-            return false
-        }
-        if matches(trueValues) {
+        if c.trueValues.index(of: t, fold: true) != nil {
             w.put("true")
-        } else if matches(falseValues) {
+        } else if c.falseValues.index(of: t, fold: true) != nil {
             w.put("false")
         } else {
             return .rejected("not a boolean", showValue: true)
@@ -427,7 +412,7 @@ public struct ColumnValueParser {
             case .iso8601: result = TemporalText.parseISO(t, date: date)
             case .epochSeconds: result = TemporalText.parseEpoch(t, milliseconds: false)
             case .epochMilliseconds: result = TemporalText.parseEpoch(t, milliseconds: true)
-            case .pattern: result = TemporalText.parsePattern(patterns[index]!, t)
+            case .pattern: result = TemporalText.parsePattern(c.patterns[index]!, t)
             }
             if case .malformed = result { continue }
             break
@@ -447,10 +432,10 @@ public struct ColumnValueParser {
         guard micros >= UTCTimestamp.earliestMilliseconds * 1000 && micros < UTCTimestamp.pastLatestMilliseconds * 1000 else {
             return .rejected(TemporalReason.yearOutOfRange, showValue: true)
         }
-        if micros < lowerMicros { return .rejected(lowerReason, showValue: true) }
-        if micros > upperMicros { return .rejected(upperReason, showValue: true) }
+        if micros < c.lowerMicros { return .rejected(c.lowerReason, showValue: true) }
+        if micros > c.upperMicros { return .rejected(c.upperReason, showValue: true) }
         if let f = column.rules.maxFutureMilliseconds, micros > nowMicros + f * 1000 {
-            return .rejected(futureReason, showValue: true)
+            return .rejected(c.futureReason, showValue: true)
         }
         // A timestamp without time zone is written as wall time in the column's zone.
         let shown = zoned || date ? micros : micros + Int64(column.rules.utcOffsetSeconds) * 1_000_000
@@ -523,6 +508,54 @@ enum CivilTime {
             k += 1
         }
         return k
+    }
+}
+
+/// Short words (NULL tokens, c.accepted values) back to back in one buffer: a lookup touches no
+/// array of arrays (each inner array's retain and release cost more than the compare).
+struct WordList {
+    private let bytes: [UInt8]
+    /// Word i is `bytes[ends[i - 1]..<ends[i]]`.
+    private let ends: [Int]
+
+    init(_ words: [[UInt8]]) {
+        bytes = words.flatMap { $0 }
+        var ends: [Int] = []
+        var total = 0
+        for w in words {
+            total += w.count
+            ends.append(total)
+        }
+        self.ends = ends
+    }
+
+    var isEmpty: Bool { ends.isEmpty }
+
+    /// The index of the word equal to `t` (ASCII letters of `t` lowercased first when `fold`).
+    @inline(__always)
+    func index(of t: UnsafeRawBufferPointer, fold: Bool) -> Int? {
+        bytes.withUnsafeBufferPointer { b in
+            ends.withUnsafeBufferPointer { e in
+                var start = 0
+                outer: for i in 0..<e.count {
+                    let end = e[i]
+                    defer { start = end }
+                    guard end - start == t.count else { continue }
+                    for k in 0..<t.count {
+                        var c = t[k]
+                        if fold && c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { c |= 0x20 }
+                        if c != b[start + k] { continue outer }
+                    }
+                    return i
+                }
+                return nil
+            }
+        }
+    }
+
+    func withWord<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        let start = i == 0 ? 0 : ends[i - 1]
+        return bytes.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[start..<ends[i]])) }
     }
 }
 

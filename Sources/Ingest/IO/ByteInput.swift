@@ -55,6 +55,11 @@ public final class LineReader {
     /// True when the line last returned ended at end of input without a newline: what a
     /// producer killed mid-write leaves behind.
     @exclusivity(unchecked) public private(set) var lastLineUnterminated = false
+    /// The next stage's pipe (our stdout), watched while waiting for input: when its reader is
+    /// gone, `next()` throws ``BrokenPipe`` at once. Without it a stage idle on its input learnt
+    /// that the stage after it died only at its next write, and a Kafka pipeline kept its
+    /// partitions until the next message (issue 22). nil: not watched.
+    public var downstream: Int32?
 
     public init(fd: Int32, bufferSize: Int = 1 << 16, maxLineLength: Int = 64 << 20) {
         self.fd = fd
@@ -133,8 +138,26 @@ public final class LineReader {
                 buffer = fresh
                 capacity = grown
             }
+            if let downstream { try waitForInput(watching: downstream) }
             let n = try readRetrying(fd, buffer + end, capacity - end)
             if n == 0 { eof = true } else { end += n }
+        }
+    }
+
+    /// Waits until `fd` can be read (data, end of input, or an error `read` reports); throws
+    /// ``BrokenPipe`` when `downstream`'s reader closed it meanwhile. POLLERR on a pipe's write
+    /// end means no reader is left; a file or /dev/null reports nothing.
+    private func waitForInput(watching downstream: Int32) throws {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: downstream, events: 0, revents: 0)]
+        while true {
+            fds[0].revents = 0
+            fds[1].revents = 0
+            if poll(&fds, 2, -1) < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("poll", errno: errno)
+            }
+            if fds[1].revents & Int16(POLLERR | POLLHUP) != 0 { throw BrokenPipe() }
+            if fds[0].revents != 0 { return }
         }
     }
 

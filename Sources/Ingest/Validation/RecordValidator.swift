@@ -48,36 +48,51 @@ public struct RecordValidator {
         var w = RecordBytes(scratch.bytes)
         w.put("{\"kind\":\"record\"")
         // Every member in its order: a column's (last) member normalised, anything else copied
-        // as it came; then the columns the line lacks (`null`, or a reason).
+        // as it came; then the columns the line lacks (`null`, or a reason). Through unsafe
+        // buffers: the arrays' uniqueness and bounds checks per access were measurable here.
         let kindIndex = line.slots[.kind]
         let nowMicros = now.millisecondsSinceEpoch * 1000
         var failed = false
-        @inline(__always) func column(_ i: Int, _ member: JSONMember?) {
-            let mark = w.p
-            parsers[i].memberPrefix.withUnsafeBytes { w.put($0) }
-            valueStart[i] = scratch.bytes.distance(to: w.p)
-            let result = parsers[i].parse(line, member, nowMicros: nowMicros, into: &w)
-            valueEnd[i] = scratch.bytes.distance(to: w.p)
-            outcome[i] = result
-            if case .rejected = result {
-                failed = true
-                w.p = mark
+        let base = scratch.bytes
+        parsers.withUnsafeBufferPointer { parsers in
+            slots.withUnsafeBufferPointer { slots in
+                valueStart.withUnsafeMutableBufferPointer { valueStart in
+                    valueEnd.withUnsafeMutableBufferPointer { valueEnd in
+                        outcome.withUnsafeMutableBufferPointer { outcome in
+                            memberColumns.withUnsafeBufferPointer { memberColumns in
+                                let members = line.members
+                                for index in 0..<members.count where index != kindIndex {
+                                    let c = Int(memberColumns[index])
+                                    if c >= 0 && Int(slots[c]) == index {
+                                        if !RecordValidator.writeColumn(
+                                            parsers[c], line, members[index], nowMicros, &w, base, &valueStart[c], &valueEnd[c],
+                                            &outcome[c])
+                                        {
+                                            failed = true
+                                        }
+                                        continue
+                                    }
+                                    let m = members[index]
+                                    w.put(UInt8(ascii: ","))
+                                    w.put(UInt8(ascii: "\""))
+                                    w.put(line.keySpan(m))
+                                    w.put(UInt8(ascii: "\""))
+                                    w.put(UInt8(ascii: ":"))
+                                    w.put(line.span(m))
+                                }
+                                for c in 0..<parsers.count where slots[c] < 0 {
+                                    if !RecordValidator.writeColumn(
+                                        parsers[c], line, nil, nowMicros, &w, base, &valueStart[c], &valueEnd[c], &outcome[c])
+                                    {
+                                        failed = true
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
-        for (index, m) in line.members.enumerated() where index != kindIndex {
-            let c = Int(memberColumns[index])
-            if c >= 0 && Int(slots[c]) == index {
-                column(c, m)
-                continue
-            }
-            w.put(UInt8(ascii: ","))
-            w.put(UInt8(ascii: "\""))
-            w.put(line.keySpan(m))
-            w.put(UInt8(ascii: "\""))
-            w.put(UInt8(ascii: ":"))
-            w.put(line.span(m))
-        }
-        for i in 0..<parsers.count where slots[i] < 0 { column(i, nil) }
         var reasons: [RejectReason] = []
         var checkReasons: [(column: Int, reason: RejectReason)] = []
         for check in checks {
@@ -112,6 +127,26 @@ public struct RecordValidator {
         assert(count <= bound)
         out.append(contentsOf: UnsafeRawBufferPointer(start: scratch.bytes, count: count))
         return reasons
+    }
+
+    /// Writes one column's member and value at `w`; false (and nothing written) when rejected.
+    @inline(__always)
+    private static func writeColumn(
+        _ parser: ColumnValueParser, _ line: ProtocolLine, _ member: JSONMember?, _ nowMicros: Int64,
+        _ w: inout RecordBytes, _ base: UnsafeMutablePointer<UInt8>, _ start: inout Int, _ end: inout Int,
+        _ outcome: inout FieldOutcome
+    ) -> Bool {
+        let mark = w.p
+        parser.memberPrefix.withUnsafeBytes { w.put($0) }
+        start = base.distance(to: w.p)
+        let result = parser.parse(line, member, nowMicros: nowMicros, into: &w)
+        end = base.distance(to: w.p)
+        outcome = result
+        if case .rejected = result {
+            w.p = mark
+            return false
+        }
+        return true
     }
 
     /// The key of the row just checked: a UUID's own 128 bits, else the first 128 bits of the
@@ -170,14 +205,14 @@ struct CompiledCheck {
 
     enum Test {
         case isNull, notNull
-        case oneOf([[UInt8]])
-        case noneOf([[UInt8]])
+        case oneOf(WordList)
+        case noneOf(WordList)
     }
 
     init(_ check: RowCheck, _ parsers: [ColumnValueParser]) {
         func compile(_ p: ColumnPredicate) -> Test {
-            func forms(_ values: [String]) -> [[UInt8]] {
-                values.map { parsers[p.column].normalisedForm(of: $0) ?? [] }
+            func forms(_ values: [String]) -> WordList {
+                WordList(values.map { parsers[p.column].normalisedForm(of: $0) ?? [] })
             }
             switch p.test {
             case .isNull: return .isNull
@@ -202,8 +237,8 @@ struct CompiledCheck {
             case (_, .rejected): return nil
             case (.isNull, let o): return o == .null
             case (.notNull, let o): return o != .null
-            case (.oneOf(let forms), .value): return forms.contains { $0.elementsEqual(value(c)) }
-            case (.noneOf(let forms), .value): return !forms.contains { $0.elementsEqual(value(c)) }
+            case (.oneOf(let forms), .value): return forms.index(of: value(c), fold: false) != nil
+            case (.noneOf(let forms), .value): return forms.index(of: value(c), fold: false) == nil
             case (.oneOf, _): return false
             case (.noneOf, _): return true
             }
