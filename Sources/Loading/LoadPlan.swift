@@ -1,5 +1,11 @@
 import Ingest
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// How one column's value is written in binary COPY: the format of the table column's exact
 /// type (each type's `*recv` function in PostgreSQL reads exactly one).
 enum WireFormat: Sendable, Equatable {
@@ -61,8 +67,11 @@ enum WireFormat: Sendable, Equatable {
 /// the key duplicates are judged by.
 ///
 /// The per-row loops (`CopyBinary.writeRow`, `CopyText.appendRow`) walk these arrays; nothing
-/// per row looks a name up in a dictionary or makes a `String`.
-struct LoadPlan: Sendable {
+/// per row looks a name up in a dictionary or makes a `String`. A class of constants, not a
+/// struct: a struct of arrays read from the encoder's property was copied per row (its arrays
+/// retained and released: ~8 % of load's instructions per row).
+final class LoadPlan: @unchecked Sendable {
+    // @unchecked: `nameBytes` is written once in init and only read after; freed in deinit.
     /// The target table as configured (contract or `--table`), quoted when SQL is made.
     let table: TableName
     /// `schema.name` as the catalog spells it: the checkpoints' `target_table`.
@@ -81,6 +90,11 @@ struct LoadPlan: Sendable {
     /// How much longer than its line a row's tuple can be: per column at most 16 bytes (a
     /// length word, and an int8 or float8 of 8 bytes for a one-digit value), plus the header.
     let tupleSlack: Int
+    /// The column names' bytes one after another (`nameStart[c]`, `nameLength[c]`), for
+    /// checking a predicted column against a member's key without touching an array of arrays.
+    private let nameBytes: UnsafeMutableRawPointer
+    private let nameStart: [Int]
+    private let nameLength: [Int]
 
     init(contract: Contract, table: TableName, targetTable: String, tableTypes: [TableColumnType]) {
         self.table = table
@@ -97,11 +111,33 @@ struct LoadPlan: Sendable {
         }
         byProtocolKey = byKey
         tupleSlack = 16 * names.count + 128
+        let utf8 = names.map { Array($0.utf8) }
+        nameLength = utf8.map(\.count)
+        var starts: [Int] = []
+        var total = 0
+        for bytes in utf8 {
+            starts.append(total)
+            total += bytes.count
+        }
+        nameStart = starts
+        nameBytes = .allocate(byteCount: max(total, 1), alignment: 1)
+        for (start, bytes) in zip(starts, utf8) {
+            bytes.withUnsafeBytes { if let from = $0.baseAddress { (nameBytes + start).copyMemory(from: from, byteCount: $0.count) } }
+        }
+    }
+
+    deinit { nameBytes.deallocate() }
+
+    /// Whether `key` (a member's unescaped key bytes) is column `column`'s name.
+    @inline(__always)
+    func isName(of column: Int, _ key: UnsafeRawBufferPointer) -> Bool {
+        let length = nameLength[column]
+        return key.count == length && (length == 0 || memcmp(nameBytes + nameStart[column], key.baseAddress!, length) == 0)
     }
 
     /// The plan before the catalog is read: the table's types taken to be the contract's.
     /// `load` replaces it with the checked one before it reads a line.
-    init(contract: Contract, table: TableName? = nil) {
+    convenience init(contract: Contract, table: TableName? = nil) {
         let table = table ?? contract.table
         self.init(
             contract: contract, table: table, targetTable: table.schema == nil ? "public.\(table.name)" : table.description,
@@ -134,9 +170,15 @@ struct LoadPlan: Sendable {
 /// Owned by the reading thread: `PendingFile.add` (reading thread only) is its one user, and
 /// `adopt` runs before the first line is read.
 final class TupleEncoder {
-    private(set) var plan: LoadPlan
-    private var slots: UnsafeMutablePointer<Int32>
-    private var capacity: Int
+    // `@exclusivity(unchecked)`: one thread (the reader's) uses an encoder, one call at a time;
+    // the dynamic check per row was measurable.
+    @exclusivity(unchecked) private(set) var plan: LoadPlan
+    @exclusivity(unchecked) private var slots: UnsafeMutablePointer<Int32>
+    @exclusivity(unchecked) private var capacity: Int
+    /// For each member position, the column the previous record had there (-1: none): lines
+    /// of one source come with their keys in one order, so one comparison of the key with
+    /// that column's name usually finds the column without hashing the key.
+    @exclusivity(unchecked) private var predicted: [Int32] = []
 
     init(plan: LoadPlan) {
         self.plan = plan
@@ -164,7 +206,34 @@ final class TupleEncoder {
     /// not in canonical form (the text path then takes the batch).
     @inline(__always)
     func writeRow(from line: ProtocolLine, to base: UnsafeMutableRawPointer) -> Int? {
-        plan.locate(line, into: slots)
+        let plan = self.plan
+        locate(line, plan)
         return CopyBinary.writeRow(from: line, plan: plan, slots: slots, to: base)
+    }
+
+    /// `LoadPlan.locate`, trying the previous record's column at each position first.
+    @inline(__always)
+    private func locate(_ line: ProtocolLine, _ plan: LoadPlan) {
+        for c in 0..<plan.columnCount { slots[c] = -1 }
+        let first = Int(ProtocolKey.eventID.rawValue)
+        if predicted.count < line.members.count { predicted += [Int32](repeating: -1, count: line.members.count - predicted.count) }
+        for (index, m) in line.members.enumerated() {
+            let classified = m.classifiedKey
+            if classified >= 0 {
+                guard classified >= first, classified < plan.byProtocolKey.count else { continue }
+                let column = Int(plan.byProtocolKey[classified])
+                if column > 0 { slots[column - 1] = Int32(index) }
+                continue
+            }
+            let guess = Int(predicted[index])
+            if guess >= 0 && !m.keyEscaped && plan.isName(of: guess, line.keySpan(m)) {
+                slots[guess] = Int32(index)
+            } else if let column = plan.columnKeys.column(of: m, in: line) {
+                slots[column] = Int32(index)
+                predicted[index] = Int32(column)
+            } else {
+                predicted[index] = -1
+            }
+        }
     }
 }

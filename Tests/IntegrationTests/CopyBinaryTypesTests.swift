@@ -147,6 +147,34 @@ import Testing
         }
     }
 
+    /// The reading thread's encoder guesses each member's column from the previous record; a
+    /// record with its keys in another order, an escaped key or an extra key still gets the
+    /// tuple the plain lookup makes.
+    @Test func theEncodersColumnGuessesNeverChangeATuple() throws {
+        let plan = LoadPlan(contract: Self.contract)
+        let encoder = TupleEncoder(plan: plan)
+        let records = [
+            #"{"id":1,"i2":5,"t":"a","u":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}"#,
+            #"{"id":2,"i2":6,"t":"b","u":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12"}"#,
+            #"{"t":"c","id":3,"u":"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13","i2":7}"#,
+            #"{"extra":1,"i2":8,"id":4,"t":"d"}"#,
+            #"{"id":5,"i2":9,"t":"e","t":"last wins"}"#,
+        ]
+        var decoder = LineDecoder()
+        for record in records {
+            try Array(record.utf8).withUnsafeBytes { raw in
+                let line = try decoder.decode(raw)
+                var expected: [UInt8] = []
+                #expect(CopyBinary.appendRow(from: line, plan: plan, into: &expected))
+                let room = line.bytes.count + plan.tupleSlack
+                let buffer = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 8)
+                defer { buffer.deallocate() }
+                let count = try #require(encoder.writeRow(from: line, to: buffer))
+                #expect(Array(UnsafeRawBufferPointer(start: buffer, count: count)) == expected, "\(record)")
+            }
+        }
+    }
+
     /// Values not in canonical form for their column: no tuple (the text path takes the batch,
     /// and the server gives each refused row its own message).
     @Test(arguments: [

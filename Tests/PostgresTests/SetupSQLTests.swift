@@ -47,6 +47,34 @@ import Testing
         }
     }
 
+    /// A database set up before contracts: its checkpoints become the events table's, and the
+    /// unique index is made again with target_table, so a file may be checkpointed once per table.
+    @Test func checkpointsFromBeforeContractsBecomeTheEventsTables() throws {
+        try TestDatabase.with { database in
+            let connection = try database.connect()
+            try connection.executeScript(
+                """
+                DROP INDEX ingest_checkpoints_file_key;
+                ALTER TABLE ingest_checkpoints DROP COLUMN target_table;
+                CREATE UNIQUE INDEX ingest_checkpoints_file_key ON ingest_checkpoints (source_file, file_bytes, file_sha256)
+                    WHERE source_file IS NOT NULL;
+                INSERT INTO ingest_checkpoints (source_file, file_bytes, file_sha256) VALUES ('old.csv', 1, 'aa');
+                """)
+            try database.applySetup()
+            try database.applySetup()
+            #expect(
+                try database.scalar("SELECT target_table FROM ingest_checkpoints WHERE source_file = 'old.csv'")
+                    == "public.ecommerce_events")
+            let definition = try database.scalar("SELECT indexdef FROM pg_indexes WHERE indexname = 'ingest_checkpoints_file_key'")
+            #expect(definition?.contains("(target_table, source_file, file_bytes, file_sha256)") == true, "\(definition ?? "none")")
+            let insert =
+                "INSERT INTO ingest_checkpoints (target_table, source_file, file_bytes, file_sha256) VALUES ($1, 'old.csv', 1, 'aa')"
+            #expect(try connection.execute(insert, ["public.orders"]).affectedRows == 1)
+            let again = try #require(throws: PostgresError.self) { try connection.execute(insert, ["public.orders"]) }
+            #expect(again.sqlstate == "23505")
+        }
+    }
+
     @Test func eventRulesAreEnforced() throws {
         try TestDatabase.with { database in
             let connection = try database.connect()
