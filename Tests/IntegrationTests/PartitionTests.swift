@@ -10,10 +10,15 @@ import Testing
 /// doubled. Each case has a namespace and a server of its own, so the cases run at once.
 @Suite struct PartitionTests {
     /// Longer than every timeout on both sides: the client's tcp_user_timeout (20 s) and the
-    /// server's keepalives (10 + 3 × 5 s).
-    static let partitionSeconds = 32.0
+    /// server's keepalives (10 + 3 × 5 s). `bin/torture --partitions` sets it longer.
+    static let partitionSeconds = Double(ProcessInfo.processInfo.environment["PARTITION_SECONDS"] ?? "") ?? 32
 
-    @Test(arguments: [NetworkNamespace.Direction.toServer, .fromServer])
+    /// One way each in the suite; every direction with `bin/torture --partitions`.
+    static let directions: [NetworkNamespace.Direction] =
+        ProcessInfo.processInfo.environment["PARTITION_ALL_DIRECTIONS"] == "1"
+        ? NetworkNamespace.Direction.allCases : [.toServer, .fromServer]
+
+    @Test(arguments: PartitionTests.directions)
     func partitionInTheMiddleOfACopyHeals(direction: NetworkNamespace.Direction) throws {
         let namespace = try NetworkNamespace()
         let cluster = try PrivateCluster(namespace: namespace)

@@ -7,7 +7,13 @@ import Testing
 /// rows go with it, and every message loads once after the heal. Server, brokers and pipeline
 /// run in a network namespace of the test's own; only the PostgreSQL port is dropped.
 @Suite struct KafkaPartitionTests {
-    @Test func partitionDuringAKafkaBatchHeals() throws {
+    static let seconds = Double(ProcessInfo.processInfo.environment["PARTITION_SECONDS"] ?? "") ?? 32
+    /// Both ways in the suite; every direction with `bin/torture --partitions`.
+    static let directions: [NetworkNamespace.Direction] =
+        ProcessInfo.processInfo.environment["PARTITION_ALL_DIRECTIONS"] == "1" ? NetworkNamespace.Direction.allCases : [.both]
+
+    @Test(arguments: KafkaPartitionTests.directions)
+    func partitionDuringAKafkaBatchHeals(direction: NetworkNamespace.Direction) throws {
         let namespace = try NetworkNamespace()
         let cluster = try PrivateCluster(namespace: namespace)
         let env = cluster.environment
@@ -37,10 +43,10 @@ import Testing
         }
         #expect(paused, "\(pipeline.log("consume"))\n\(pipeline.log("load"))")
 
-        try namespace.partition(port: port, .both)
+        try namespace.partition(port: port, direction)
         let cut = Date()
         var noticed: Double?
-        while Date().timeIntervalSince(cut) < 32 {
+        while Date().timeIntervalSince(cut) < Self.seconds {
             usleep(200_000)
             if noticed == nil && pipeline.log("load").contains("stopped answering") { noticed = Date().timeIntervalSince(cut) }
         }
@@ -49,7 +55,7 @@ import Testing
         let allIn = try eventually(timeout: 90) { try cluster.psql("SELECT count(*) FROM ecommerce_events") == "6000" }
         let healTime = Date().timeIntervalSince(healed)
         print(
-            "partition both ways 32 s in a Kafka batch's COPY: noticed after \(noticed.map { String(format: "%.1f", $0) } ?? "never") s, every message in \(String(format: "%.1f", healTime)) s after the heal"
+            "partition \(direction) \(Int(Self.seconds)) s in a Kafka batch's COPY: noticed after \(noticed.map { String(format: "%.1f", $0) } ?? "never") s, every message in \(String(format: "%.1f", healTime)) s after the heal"
         )
         pipeline.signal("consume", SIGINT)
         #expect(pipeline.waitForExit(timeout: 60))
