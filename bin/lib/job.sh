@@ -216,11 +216,28 @@ log_to() {
 
 stop_stages() { kill -TERM "$@" 2>/dev/null || true; }
 
-# validate and load ignore the first signal (they drain); one that has had none needs two.
+# validate and load ignore the first signal (they drain); one that has had none needs two. Two
+# sent close together can arrive as one (a process not scheduled in between sees one pending
+# SIGTERM): so the signal is sent again, every 0.25 s, to each stage still running, for up to
+# 10 s. Any signal after the first one a stage saw ends it, which is what was asked.
 kill_stages() {
+  local pid tries
   kill -TERM "$@" 2>/dev/null || true
-  sleep 0.2
-  kill -TERM "$@" 2>/dev/null || true
+  for ((tries = 0; tries < 40; tries++)); do
+    sleep 0.25
+    local running=()
+    for pid in "$@"; do _stage_running "$pid" && running+=("$pid"); done
+    ((${#running[@]} > 0)) || return 0
+    kill -TERM "${running[@]}" 2>/dev/null || true
+  done
+}
+
+# True while PID runs (not gone, not a zombie waiting for its parent to reap it).
+_stage_running() {
+  local stat
+  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
 }
 
 # Files waiting in the incoming folder (what watch would send).
