@@ -314,6 +314,12 @@ let pinnedHelp: [String: String] = [
     marker; logs go to stderr. The provenance `file` is the file's name within its
     folder.
 
+    The header is mapped through the table's contract (--contract,
+    docs/contracts.md): each cell goes out under its column's name; columns the
+    contract does not read are not carried (logged once per file). A header without
+    a column the contract needs refuses the file whole: one reject with the header,
+    and a marker whose `refused` says why, so that load quarantines it.
+
     FOLLOWING A FOLDER
     On start, watch sends every matching file already in DIR, in byte order of
     names (gen's timestamped names sort oldest first), then follows DIR and sends
@@ -424,14 +430,17 @@ let pinnedHelp: [String: String] = [
       --lease <duration>      With --shared: a pipeline silent this long is
                               presumed dead and its claimed files are taken over.
                               (default: 30s)
+      --contract <file>       The table's contract, a YAML file
+                              (docs/contracts.md); default: $INGEST_CONTRACT, else
+                              contracts/ecommerce_events.yaml (built in).
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
       -h, --help              Show help information.
     """#,
     "validate": #"""
-    OVERVIEW: Check event records against the validation contract; normalise the
-    valid ones.
+    OVERVIEW: Check records against their table's contract; normalise the valid
+    ones.
 
     Reads the line protocol (one JSON object per line) on stdin and writes it on
     stdout: each record becomes a normalised record or a reject listing every
@@ -443,6 +452,11 @@ let pinnedHelp: [String: String] = [
     rows, so one command shows why a file's rows fail:
 
       validate --summary --rejects-only data/incoming/batch_x.csv
+
+    With a changed contract, the same command shows what the change would reject
+    before anyone deploys it:
+
+      validate --contract changed.yaml --summary --rejects-only batch_x.csv
 
     Output is flushed at every end-of-file marker and whenever input pauses. The
     first SIGINT/SIGTERM is ignored while stdin is drained to its end (in a
