@@ -38,7 +38,10 @@ import Testing
                     if set == "valid" {
                         let copy = try runTool(
                             URL(fileURLWithPath: "/usr/bin/psql"),
-                            [db.conninfo, "-v", "ON_ERROR_STOP=1", "-c", "\\copy staging FROM '\(out.path)/\(csv)' WITH (FORMAT csv, HEADER)"])
+                            [
+                                db.conninfo, "-v", "ON_ERROR_STOP=1", "-c",
+                                "\\copy staging FROM '\(out.path)/\(csv)' WITH (FORMAT csv, HEADER)",
+                            ])
                         #expect(copy.status == 0, "\(copy.stderr)")
                     }
                     try FileManager.default.copyItem(
@@ -84,7 +87,8 @@ import Testing
             let keys = contract.key.map { Self.quoted(contract.columns[$0].name) }.joined(separator: ", ")
             #expect(
                 try count(
-                    db, "SELECT count(*) FROM (SELECT * FROM \(table) WHERE (\(keys)) IN (SELECT \(keys) FROM reference) EXCEPT ALL SELECT * FROM reference) d"
+                    db,
+                    "SELECT count(*) FROM (SELECT * FROM \(table) WHERE (\(keys)) IN (SELECT \(keys) FROM reference) EXCEPT ALL SELECT * FROM reference) d"
                 ) == 0)
             #expect(try count(db, "SELECT count(*) FROM (SELECT * FROM reference EXCEPT ALL SELECT * FROM \(table)) d") == 0)
             #expect(try count(db, "SELECT count(*) FROM \(contract.deadLetterTable)") == rejected)
@@ -104,7 +108,8 @@ import Testing
     /// reference table like it and a staging table of text columns in the CSV's order.
     static func tables(_ contract: Contract) -> String {
         let columns = contract.columns.map { "\(quoted($0.name)) \($0.type)\($0.notNull ? " NOT NULL" : "")" }
-        let key = contract.key.isEmpty ? "" : ", PRIMARY KEY (\(contract.key.map { quoted(contract.columns[$0].name) }.joined(separator: ", ")))"
+        let key =
+            contract.key.isEmpty ? "" : ", PRIMARY KEY (\(contract.key.map { quoted(contract.columns[$0].name) }.joined(separator: ", ")))"
         return """
             CREATE TABLE \(contract.table) (\(columns.joined(separator: ", "))\(key));
             CREATE TABLE \(contract.deadLetterTable) (LIKE public.ecommerce_bad_records INCLUDING DEFAULTS INCLUDING CONSTRAINTS);

@@ -47,7 +47,11 @@ public final class ColumnValueParser {
     private let typeRangeReason: String
 
     enum Kind {
-        case integer, numeric, float(single: Bool), text, boolean, date, timestamp(zoned: Bool), uuid, json
+        case integer, numeric
+        case float(single: Bool)
+        case text, boolean, date
+        case timestamp(zoned: Bool)
+        case uuid, json
     }
 
     /// The longest a value's normalised text can grow past its input text.
@@ -150,11 +154,12 @@ public final class ColumnValueParser {
         if let values = rules.acceptedValues {
             let kind = self.kind
             c.accepted = WordList(values.map { Array((rules.caseSensitive ? $0 : $0.lowercased()).utf8) })
-            c.acceptedJSON = WordList(values.map { v in
-                var json: [UInt8] = []
-                if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
-                return json
-            })
+            c.acceptedJSON = WordList(
+                values.map { v in
+                    var json: [UInt8] = []
+                    if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
+                    return json
+                })
             if case .integer = kind, values.contains(where: { Int64($0) == nil }) {
                 throw CompileError(problem: "accepted_values of an integer column must be integers")
             }
@@ -359,10 +364,16 @@ public final class ColumnValueParser {
         guard let v = FloatText.parse(t, single: single) else { return .rejected("not a number", showValue: true) }
         if v.isInfinite && !isInfinityWord(t) { return .rejected(typeRangeReason, showValue: true) }
         if v.isNaN {
-            if column.rules.lower != nil || column.rules.upper != nil { return .rejected(c.lowerReason.isEmpty ? c.upperReason : c.lowerReason, showValue: true) }
+            if column.rules.lower != nil || column.rules.upper != nil {
+                return .rejected(c.lowerReason.isEmpty ? c.upperReason : c.lowerReason, showValue: true)
+            }
         } else {
-            if v < c.lowerDouble || (v == c.lowerDouble && column.rules.lower?.exclusive == true) { return .rejected(c.lowerReason, showValue: true) }
-            if v > c.upperDouble || (v == c.upperDouble && column.rules.upper?.exclusive == true) { return .rejected(c.upperReason, showValue: true) }
+            if v < c.lowerDouble || (v == c.lowerDouble && column.rules.lower?.exclusive == true) {
+                return .rejected(c.lowerReason, showValue: true)
+            }
+            if v > c.upperDouble || (v == c.upperDouble && column.rules.upper?.exclusive == true) {
+                return .rejected(c.upperReason, showValue: true)
+            }
         }
         FloatText.write(v, single: single, &w)
         return .value
@@ -573,11 +584,13 @@ struct DecimalDigits {
 
     init?(_ text: String) {
         var copy = text
-        guard let parsed = copy.withUTF8({ s -> DecimalDigits? in
-            let t = UnsafeRawBufferPointer(s)
-            guard let span = DecimalSpan(t) else { return nil }
-            return DecimalDigits(span, t)
-        }) else { return nil }
+        guard
+            let parsed = copy.withUTF8({ s -> DecimalDigits? in
+                let t = UnsafeRawBufferPointer(s)
+                guard let span = DecimalSpan(t) else { return nil }
+                return DecimalDigits(span, t)
+            })
+        else { return nil }
         self = parsed
     }
 

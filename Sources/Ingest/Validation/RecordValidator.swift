@@ -97,7 +97,13 @@ public struct RecordValidator {
         var checkReasons: [(column: Int, reason: RejectReason)] = []
         for check in checks {
             if let reason = check.violation(outcome, valueStart, valueEnd, scratch.bytes) {
-                checkReasons.append((check.requireColumn, RejectReason(field: parsers[check.requireColumn].column.name, reason: reason, value: check.showsValue ? memberText(line, slots, check.requireColumn) : nil)))
+                checkReasons.append(
+                    (
+                        check.requireColumn,
+                        RejectReason(
+                            field: parsers[check.requireColumn].column.name, reason: reason,
+                            value: check.showsValue ? memberText(line, slots, check.requireColumn) : nil)
+                    ))
             }
         }
         if failed || !checkReasons.isEmpty {
@@ -106,7 +112,8 @@ public struct RecordValidator {
                     // A value where the check wants none: the check's reason, not the parse's.
                     reasons.append(c.reason)
                 } else if case .rejected(let text, let show) = outcome[i] {
-                    reasons.append(RejectReason(field: parsers[i].column.name, reason: text, value: show ? memberText(line, slots, i) : nil))
+                    reasons.append(
+                        RejectReason(field: parsers[i].column.name, reason: text, value: show ? memberText(line, slots, i) : nil))
                 }
             }
         }
