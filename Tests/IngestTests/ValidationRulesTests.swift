@@ -212,7 +212,8 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         #expect(out[0].hasPrefix(#"{"kind":"record""#))
         #expect(
             out[1].contains(
-                #""reasons":[{"field":"event_id","reason":"duplicate event_id (earlier in this file)","value":"6f1c2a3b-1111-4222-8333-444455556666"}]"#))
+                #""reasons":[{"field":"event_id","reason":"duplicate event_id (earlier in this file)","value":"6f1c2a3b-1111-4222-8333-444455556666"}]"#
+            ))
     }
 
     @Test func sameIDInAnotherFileIsFine() {
