@@ -12,6 +12,12 @@
   bench-contract-data.py columns CONTRACT
       The table's column names, quoted, comma-separated (the column list of psql's \\copy).
 
+  bench-contract-data.py text-columns CONTRACT
+      The same names, each followed by " text" (the columns of an unconstrained staging table).
+
+  bench-contract-data.py count-sum CONTRACT
+      count("a") + count("b") + ... over the columns (non-NULL cells of a row set).
+
   bench-contract-data.py prepare CONTRACT MANIFEST RAW_DIR SET_DIR CLEAN_DIR EXTRA_NULL_RATE SEED
       For each CSV file gen wrote into RAW_DIR: SET_DIR/FILE is the pipeline's input (every row;
       in valid rows, cells of nullable columns that no check and no key names are blanked with
@@ -78,9 +84,14 @@ def names(path):
     print(quote_table(table), quote_table(dead), quote_table(table + "_ceiling"))
 
 
-def column_list(path):
+def column_list(path, suffix=""):
     _, columns, _ = load_contract(path)
-    print(", ".join(quote_ident(c["name"]) for c in columns))
+    print(", ".join(quote_ident(c["name"]) + suffix for c in columns))
+
+
+def null_count_sum(path):
+    _, columns, _ = load_contract(path)
+    print(" + ".join(f"count({quote_ident(c['name'])})" for c in columns))
 
 
 def blankable(doc, columns, key):
@@ -189,6 +200,10 @@ def main(argv):
         names(argv[1])
     elif len(argv) >= 2 and argv[0] == "columns":
         column_list(argv[1])
+    elif len(argv) >= 2 and argv[0] == "text-columns":
+        column_list(argv[1], " text")
+    elif len(argv) >= 2 and argv[0] == "count-sum":
+        null_count_sum(argv[1])
     elif len(argv) == 8 and argv[0] == "prepare":
         prepare(argv[1], argv[2], argv[3], argv[4], argv[5], float(argv[6]), int(argv[7]))
     else:
