@@ -26,7 +26,9 @@ import Testing
             let observer = try db.connect()
             func sessions() throws -> Set<String> {
                 Set(
-                    try db.query("SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'ingest-load %'").compactMap {
+                    try db.query(
+                        "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'ingest-load %' AND datname = current_database()"
+                    ).compactMap {
                         $0[0]
                     })
             }
