@@ -181,7 +181,7 @@ public final class Loader {
 
     /// Reads `fd` to end of input, committing as it goes. Throws on permanent errors only.
     public func run(fd: Int32) throws {
-        try adoptCatalog(try connectedConnection(holding: false))
+        try adoptCatalog()
         let reader = LineReader(fd: fd)
         while true {
             // Kafka lines arrive as one continuous stream through a 64 KiB pipe: an empty pipe for
