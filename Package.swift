@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "WatchingTests", dependencies: ["Ingest", "Watching"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         // Shared by the test targets: a fresh database per test on the server named by PG* variables.
-        .target(name: "TestSupport", dependencies: ["Postgres"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Postgres", "Ingest"], path: "Tests/TestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         // Runs the built executables as real processes joined by real pipes.
         .testTarget(

@@ -104,16 +104,11 @@ import Testing
     static func quoted(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
     static func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
 
-    /// The contract's table (its declared types, NOT NULL, key), its dead-letter table, a
-    /// reference table like it and a staging table of text columns in the CSV's order.
+    /// The contract's tables (TestSupport's `contractTablesSQL`), a reference table like its
+    /// table and a staging table of text columns in the CSV's order.
     static func tables(_ contract: Contract) -> String {
-        let columns = contract.columns.map { "\(quoted($0.name)) \($0.type)\($0.notNull ? " NOT NULL" : "")" }
-        let key =
-            contract.key.isEmpty ? "" : ", PRIMARY KEY (\(contract.key.map { quoted(contract.columns[$0].name) }.joined(separator: ", ")))"
-        return """
-            CREATE TABLE \(contract.table) (\(columns.joined(separator: ", "))\(key));
-            CREATE TABLE \(contract.deadLetterTable) (LIKE public.ecommerce_bad_records INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-            GRANT SELECT, INSERT ON \(contract.table), \(contract.deadLetterTable) TO ingest_loader;
+        contractTablesSQL(contract) + """
+
             CREATE TABLE reference (LIKE \(contract.table));
             CREATE TABLE staging (\(contract.columns.map { "\(quoted($0.source)) text" }.joined(separator: ", ")));
             """

@@ -134,8 +134,7 @@ final class Pipeline: @unchecked Sendable {
         var environment = cluster.processEnvironment()
         if let contractPath {
             environment["INGEST_CONTRACT"] = contractPath
-            let tables = ContractPipelineTests.tables(contract).split(separator: ";").prefix(3).joined(separator: ";")
-            _ = try cluster.psql(tables)
+            _ = try cluster.psql(contractTablesSQL(contract))
         }
 
         let gen = try SpawnedProcess(

@@ -84,7 +84,7 @@ final class KafkaPipeline: @unchecked Sendable {
     /// `launcher` runs the pipeline through another command (`ip netns exec NAME`).
     init(
         name: String, folder: URL, brokers: String, group: String, conninfo: String, bad: URL, extraConsume: [String] = [],
-        launcher: [String] = []
+        launcher: [String] = [], environment: [String: String]? = nil
     ) throws {
         self.folder = folder
         self.name = name
@@ -108,7 +108,7 @@ final class KafkaPipeline: @unchecked Sendable {
                 "/bin/bash", "-c",
                 #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "#
                     + script + " >/dev/null",
-            ])
+            ], environment: environment)
         _ = eventually(timeout: 10) { Self.stages.allSatisfy { pid($0) != nil } }
     }
 

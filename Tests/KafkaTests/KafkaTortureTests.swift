@@ -1,4 +1,5 @@
 import Foundation
+import Ingest
 import TestSupport
 import Testing
 
@@ -13,9 +14,26 @@ import Testing
 /// --kafka), KAFKA_TORTURE_SECONDS for how long faults go on, KAFKA_TORTURE_SEED to replay.
 @Suite(.serialized) struct KafkaTortureTests {
     @Test func twoPipelinesInOneGroupSurviveKillsWithoutLossOrDoubles() throws {
+        try torture()
+    }
+
+    /// The same, for the wide example contract (17 columns of every type): consume maps the
+    /// message keys through it, every stage reads it from INGEST_CONTRACT.
+    @Test func aContractOfAnotherShapeSurvivesTheSameKills() throws {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        let path = parts.joined(separator: "/") + "/contracts/examples/shipments.yaml"
+        try torture(contractPath: path, defaultMessages: 6_000, defaultSeconds: 15)
+    }
+
+    func torture(contractPath: String? = nil, defaultMessages: Int = 20_000, defaultSeconds: Double = 30) throws {
         let env = ProcessInfo.processInfo.environment
-        let messages = max(1_000, Int(env["KAFKA_TORTURE_MESSAGES"] ?? "") ?? 20_000)
-        let seconds = Double(env["KAFKA_TORTURE_SECONDS"] ?? "") ?? 30
+        let messages = max(1_000, Int(env["KAFKA_TORTURE_MESSAGES"] ?? "") ?? defaultMessages)
+        let seconds = Double(env["KAFKA_TORTURE_SECONDS"] ?? "") ?? defaultSeconds
+        let contract = try contractPath.map { try Contract.load(path: $0) } ?? Contract.ecommerceEvents
+        let keyColumn = contract.columns[contract.key[0]].name
+        var stageEnvironment = env
+        if let contractPath { stageEnvironment["INGEST_CONTRACT"] = contractPath }
         let seed = UInt64(env["KAFKA_TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...999_999)
         progress("kafka torture: seed \(seed), \(messages) messages, faults for \(Int(seconds)) s")
         var rng = SplitMix64(seed: seed)
@@ -30,6 +48,7 @@ import Testing
             defer { try? FileManager.default.removeItem(at: folder) }
             let bad = folder.appendingPathComponent("bad")
             let manifest = folder.appendingPathComponent("manifest.ndjson")
+            if contractPath != nil { try database.connect().executeScript(contractTablesSQL(contract)) }
 
             // The messages, in four chunks produced while the pipelines run.
             let rowsPerFile = 1_000
@@ -39,7 +58,7 @@ import Testing
                     "--stdout", "--interval", "0", "--files", String(messages / rowsPerFile), "--rows-per-file", String(rowsPerFile),
                     "--invalid-rate", "0.03",
                     "--seed", String(seed), "--manifest", manifest.path,
-                ], timeout: 300)
+                ], environment: stageEnvironment, timeout: 300)
             #expect(generated.status == 0)
             let lines = generated.lines
             let total = lines.count
@@ -52,7 +71,8 @@ import Testing
 
             func start(_ name: String) throws -> KafkaPipeline {
                 try KafkaPipeline(
-                    name: name, folder: folder, brokers: kafka.bootstrap, group: "torture", conninfo: database.conninfo, bad: bad)
+                    name: name, folder: folder, brokers: kafka.bootstrap, group: "torture", conninfo: database.conninfo, bad: bad,
+                    environment: stageEnvironment)
             }
             var pipelines = [try start("a"), try start("b")]
             var kills = 0
@@ -110,20 +130,21 @@ import Testing
             var invalidTotal = 0
             for line in try String(contentsOf: manifest, encoding: .utf8).split(separator: "\n") {
                 let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-                validIDs.formUnion(try #require(object["valid_event_ids"] as? [String]).map { $0.lowercased() })
+                // The e-commerce generator lists `valid_event_ids`; a contract's, `valid_keys`.
+                validIDs.formUnion(try #require((object["valid_event_ids"] ?? object["valid_keys"]) as? [String]).map { $0.lowercased() })
                 invalidTotal += try #require(object["invalid"] as? Int)
             }
-            let loadedIDs = try database.query("SELECT event_id::text FROM ecommerce_events").compactMap { $0[0] }
+            let loadedIDs = try database.query("SELECT \(keyColumn)::text FROM \(contract.table)").compactMap { $0[0] }
             let loadedSet = Set(loadedIDs)
             let lost = validIDs.subtracting(loadedSet).count
             let unexpected = loadedSet.subtracting(validIDs).count
             let doubled = loadedIDs.count - loadedSet.count
-            let deadLetters = Int(try database.scalar("SELECT count(*) FROM ecommerce_bad_records") ?? "") ?? -1
+            let deadLetters = Int(try database.scalar("SELECT count(*) FROM \(contract.deadLetterTable)") ?? "") ?? -1
             let deadLettersDoubled =
                 Int(
                     try database.scalar(
                         """
-                        SELECT count(*) FROM (SELECT raw::jsonb->>'partition', raw::jsonb->>'offset' FROM ecommerce_bad_records
+                        SELECT count(*) FROM (SELECT raw::jsonb->>'partition', raw::jsonb->>'offset' FROM \(contract.deadLetterTable)
                         GROUP BY 1, 2 HAVING count(*) > 1) d
                         """) ?? "") ?? -1
             let checkpointRows = Int(try database.scalar("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_checkpoints") ?? "") ?? -1
