@@ -50,8 +50,12 @@ import Testing
             #expect(review.status == 0, "\(review.stderr)")
             #expect(review.stderr.hasPrefix("rows in   3\nvalid     3\nrejected  0\n"), "\(review.stderr)")
 
-            // Step 3 as written: the job loads the file into orders, exactly once.
-            #expect(blocks[3].hasPrefix("cp orders.csv data/incoming/ && INGEST_CONTRACT=contracts/orders.yaml bin/pipeline --once\n"))
+            // Step 3 as written: the job "orders" (named after its contract) loads the file from its
+            // own folder, data/orders/incoming, into orders, exactly once.
+            #expect(
+                blocks[3].hasPrefix(
+                    "mkdir -p data/orders/incoming && cp orders.csv data/orders/incoming/\nINGEST_CONTRACT=contracts/orders.yaml bin/pipeline --once\n"
+                ))
             let load = try copy.bash(blocks[3], environment: env, timeout: 90)
             #expect(load.status == 0, "\(load.stderr)")
             #expect(load.stdout.contains("Ann Lee") && load.stdout.contains("(3 rows)"), "\(load.stdout)")
@@ -62,7 +66,8 @@ import Testing
                     ["1003", "Cy Diaz", nil, "2024-01-31 09:00:00", nil],
                 ])
             #expect(try db.scalar("SELECT count(*) FROM orders_bad_records") == "0")
-            #expect(copy.files("data/incoming").isEmpty)
+            #expect(copy.files("data/orders/incoming").isEmpty)
+            #expect(copy.files("data/orders/processed").contains("orders.csv"))
             // Again: the file is committed, nothing loads twice.
             let again = try copy.bash(blocks[3], environment: env, timeout: 90)
             #expect(again.status == 0, "\(again.stderr)")
