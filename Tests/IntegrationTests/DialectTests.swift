@@ -424,6 +424,9 @@ let pinnedHelp: [String: String] = [
       --lease <duration>      With --shared: a pipeline silent this long is
                               presumed dead and its claimed files are taken over.
                               (default: 30s)
+      --contract <file>       The table's contract, a YAML file
+                              (docs/contracts.md); default: $INGEST_CONTRACT, else
+                              contracts/ecommerce_events.yaml (built in).
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
