@@ -564,10 +564,10 @@ public final class Loader {
         sessions[session].applicationName = nil
     }
 
-    /// Who may be ended when found holding a lock we wait for: this process's closed sessions.
+    /// Who may be ended when found holding a lock we wait for: this process's closed sessions,
+    /// judged against the connections open when the lock wait runs out, not when the batch began.
     private var lockHolders: LockHolders {
-        let live = liveNames.withLock { $0 }
-        return LockHolders(ownPrefix: "ingest-load \(run).", live: live, logger: logger)
+        LockHolders(ownPrefix: "ingest-load \(run).", isLive: { [self] name in liveNames.withLock { $0.contains(name) } }, logger: logger)
     }
 
     private func afterCommit(_ outcome: BatchOutcome, totals: inout LoaderTotals) {

@@ -25,8 +25,9 @@ struct LockHolders {
 
     /// `ingest-load <run>.`: the start of every application_name this process sets.
     let ownPrefix: String
-    /// The application names of the connections this process has open.
-    let live: Set<String>
+    /// True for the application name of a connection this process has open, asked at the
+    /// moment of deciding (another session may have reconnected since the batch began).
+    let isLive: (String) -> Bool
     let logger: Logger
 
     /// Backends of this database in a transaction that hold one of the batch's file locks, or
@@ -94,7 +95,7 @@ struct LockHolders {
 
     /// Ours (the run token), closed by us (not live), and waiting for us, its client.
     func isOurOrphan(_ holder: Holder) -> Bool {
-        guard holder.applicationName.hasPrefix(ownPrefix), !live.contains(holder.applicationName) else { return false }
+        guard holder.applicationName.hasPrefix(ownPrefix), !isLive(holder.applicationName) else { return false }
         return holder.state.hasPrefix("idle in transaction") || (holder.state == "active" && holder.waitEvent == "ClientRead")
     }
 

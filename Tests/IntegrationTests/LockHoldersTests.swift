@@ -34,7 +34,7 @@ import Testing
             }
             #expect(try sessions().count == 3)
             let holders = LockHolders(
-                ownPrefix: "ingest-load 1a2b3c4d.", live: ["ingest-load 1a2b3c4d.0.4 test"], logger: .init(label: "test"))
+                ownPrefix: "ingest-load 1a2b3c4d.", isLive: { $0 == "ingest-load 1a2b3c4d.0.4 test" }, logger: .init(label: "test"))
             let found = try holders.holders(observer, names: ["a.csv", "b.csv", "c.csv"])
             #expect(found.filter(\.holdsFileLock).count == 3)
             #expect(found.filter(holders.isOurOrphan).map(\.applicationName) == ["ingest-load 1a2b3c4d.1.3 test"])
