@@ -19,8 +19,15 @@ public final class StoredOffsets {
     let maxRetries: Int?
     private var connection: PostgresConnection?
 
-    public init(conninfo: String, endpoint: String, table: String = "ingest_kafka_offsets", maxRetries: Int? = nil, logger: Logger) {
+    /// Named in the connections' application names (may be empty).
+    let pipeline: String
+
+    public init(
+        conninfo: String, endpoint: String, table: String = "ingest_kafka_offsets", maxRetries: Int? = nil, pipeline: String = "",
+        logger: Logger
+    ) {
         self.conninfo = conninfo
+        self.pipeline = pipeline
         self.endpoint = endpoint
         self.table = quoteIdentifier(table)
         self.maxRetries = maxRetries
@@ -79,9 +86,19 @@ public final class StoredOffsets {
         }
     }
 
+    /// Connections made, for their application names.
+    private var connectionsMade = 0
+    /// This process's token in its application names (as load's: `ingest-consume 3fa9c2d1.0.1`).
+    private let run = String(UInt32.random(in: .min ... .max), radix: 16)
+
+    /// With the server-side keepalives and an application name, as every connection of the
+    /// pipeline (``SessionStartup``): a session this process gave up on does not linger.
     private func connected() throws -> PostgresConnection {
         if let connection, !connection.isConnectionBad { return connection }
-        let conn = try PostgresConnection(conninfo: conninfo)
+        connectionsMade += 1
+        let name = SessionStartup.applicationName(tool: "consume", run: run, session: 0, connection: connectionsMade, pipeline: pipeline)
+        let conn = try PostgresConnection(
+            conninfo: conninfo, startup: try SessionStartup.parameters(conninfo: conninfo, applicationName: name))
         connection = conn
         return conn
     }

@@ -8,6 +8,8 @@ struct ColumnSampler {
     let name: String
     private let kind: Kind
     private var pattern: PatternSampler?
+    /// Said once by `gen` (stderr): what this column's values cannot honour exactly.
+    private(set) var note: String?
 
     enum Kind {
         case integer(ClosedRange<Int64>)
@@ -36,7 +38,10 @@ struct ColumnSampler {
             do {
                 pattern = try PatternSampler(p)
             } catch {
-                throw Unusable(problem: "column \(column.name): gen cannot write text for pattern \(p): \(error.problem)")
+                // Drawn as plain text instead, kept only where it matches (the validator decides);
+                // the pattern is then never broken on purpose.
+                note =
+                    "column \(column.name): gen cannot draw text for pattern \(p) (\(error.problem)): plain text is drawn and kept where it matches; no row breaks this pattern on purpose"
             }
         }
         if let values = rules.acceptedValues {

@@ -42,6 +42,10 @@ public struct ContractRowGenerator {
     private var samplers: [ColumnSampler]
     private let breakers: [Breaker]
     private var keySequence: Int64
+    /// Hashes of the valid rows' keys so far in this run, when some key column is drawn at
+    /// random (see `validRow`).
+    private var runKeys = Set<Int>()
+    private var keysDrawnAtRandom = false
     /// The clock `max_future` is judged by (gen sets it per batch; the value ranges are fixed
     /// when the generator is made).
     public var now: UTCTimestamp
@@ -82,6 +86,7 @@ public struct ContractRowGenerator {
             }
         }
         self.samplers = samplers
+        notes = samplers.compactMap(\.note)
         var breakers: [Breaker] = []
         for (index, sampler) in samplers.enumerated() {
             breakers += sampler.breakableRules.map { Breaker.column(index, $0) }
@@ -95,12 +100,15 @@ public struct ContractRowGenerator {
         var probe = self
         var verifier = Verifier(contract: contract, now: now)
         if probe.validRow(&verifier) == nil {
+            let why = notes.isEmpty ? " (its checks or rules leave none)" : ": " + notes.joined(separator: "; ")
             throw GenerationError(
-                description:
-                    "\(contract.path ?? contract.table.description): gen found no row this contract accepts in 50 tries (its checks or rules leave none)"
-            )
+                description: "\(contract.path ?? contract.table.description): gen found no row this contract accepts in 50 tries" + why)
         }
     }
+
+    /// What `gen` says once before it starts: columns whose values honour a rule only by the
+    /// validator's filtering (a pattern beyond `PatternSampler`).
+    public let notes: [String]
 
     /// Every rule name an invalid row may break, as the manifest writes them.
     public var ruleNames: [String] { breakers.map { $0.name(contract) } }
@@ -124,12 +132,19 @@ public struct ContractRowGenerator {
     }
 
     /// A row `validate` accepts; nil after 50 misses.
+    ///
+    /// Its key is new to the whole run, not only to its file: a key drawn at random (a patterned
+    /// text, say) that repeats one of an earlier file would be a duplicate against the table,
+    /// a reject the manifest does not announce. Keys are remembered by hash (a false match only
+    /// costs a redraw), and only when some key column is drawn at random.
     mutating func validRow(_ verifier: inout Verifier) -> ContractRow? {
         for _ in 0..<50 {
             var cells = drawCells()
             enforceChecks(&cells)
+            let key = contract.key.isEmpty ? nil : contract.key.map { cells[$0].text }
+            if let key, keysDrawnAtRandom, runKeys.contains(key.hashValue) { continue }
             if case .valid = verifier.check(cells.map(\.text), written: true) {
-                let key = contract.key.isEmpty ? nil : contract.key.map { cells[$0].text }
+                if let key, keysDrawnAtRandom { runKeys.insert(key.hashValue) }
                 return ContractRow(cells: cells.map(\.text), broken: nil, key: key)
             }
         }
@@ -183,12 +198,16 @@ public struct ContractRowGenerator {
 
     private mutating func drawCells() -> [Cell] {
         keySequence += 1
+        keysDrawnAtRandom = false
         var cells: [Cell] = []
         cells.reserveCapacity(samplers.count)
         for (index, sampler) in samplers.enumerated() {
             let column = contract.columns[index]
             if contract.key.contains(index), let v = sampler.keyValue(sequence: keySequence, &random, now: now) {
                 cells.append(Cell(text: v, isNull: false))
+            } else if contract.key.contains(index) {
+                keysDrawnAtRandom = true
+                cells.append(Cell(text: sampler.value(&random, now: now), isNull: false))
             } else if !column.notNull, !column.nullValues.isEmpty, random.unit() < nullRate {
                 cells.append(Cell(text: random.pick(column.nullValues), isNull: true))
             } else {

@@ -303,8 +303,15 @@ struct BatchCommit {
             }
         }
         func present(_ keys: [[String]]) throws -> Set<[String]> { try KeyProbe.present(keys, sql: sql, conn: conn) }
+        // Where each key was first met in this batch, and which keys the table held before it:
+        // a key the batch itself loaded is a repeat `earlier in this file` (past validate's
+        // memory), not one `already in the table` (issue 25: the old reason said so of both).
+        var firstFile: [[String]: Int] = [:]
+        var inTableBefore: Set<[String]> = []
         func refuseAsDuplicate(_ row: Row, _ key: [String]) {
-            refused[row.file, default: []].append((row.line, KeyProbe.duplicateReason(key, plan: sql.plan)))
+            let earlier = !inTableBefore.contains(key) && firstFile[key] == row.file
+            refused[row.file, default: []].append(
+                (row.line, KeyProbe.duplicateReason(key, plan: sql.plan, earlierInFile: earlier)))
         }
         func flush() throws {
             guard !chunk.isEmpty else { return }
@@ -317,6 +324,10 @@ struct BatchCommit {
             var repeats: [(row: Row, id: [String])] = []
             var seen: Set<[String]> = []
             for (row, id) in zip(chunk, ids) {
+                if let id, firstFile[id] == nil {
+                    firstFile[id] = row.file
+                    if alreadyLoaded.contains(id) { inTableBefore.insert(id) }
+                }
                 if let id, alreadyLoaded.contains(id) {
                     refuseAsDuplicate(row, id)
                 } else if let id, !seen.insert(id).inserted {

@@ -85,10 +85,12 @@ enum KeyProbe {
         return found
     }
 
-    /// The reject reason of a record whose key is already in the table.
-    static func duplicateReason(_ key: [String]?, plan: LoadPlan) -> RejectReason {
+    /// The reject reason of a record whose key is already in the table, or (`earlierInFile`)
+    /// whose key an earlier row of its own file loaded in this batch.
+    static func duplicateReason(_ key: [String]?, plan: LoadPlan, earlierInFile: Bool = false) -> RejectReason {
         RejectReason(
-            field: plan.key.count == 1 ? plan.names[plan.key[0]] : nil, reason: "duplicate \(plan.keyName) (already in the table)",
+            field: plan.key.count == 1 ? plan.names[plan.key[0]] : nil,
+            reason: "duplicate \(plan.keyName) (\(earlierInFile ? "earlier in this file" : "already in the table"))",
             value: key?.joined(separator: ", "))
     }
 }

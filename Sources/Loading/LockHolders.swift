@@ -29,8 +29,9 @@ struct LockHolders {
     let live: Set<String>
     let logger: Logger
 
-    /// Backends in a transaction that hold one of the batch's file locks, or that are `load`
-    /// sessions in a transaction (the Kafka offset rows they may hold do not show in pg_locks).
+    /// Backends of this database in a transaction that hold one of the batch's file locks, or
+    /// that are `load` sessions (the Kafka offset rows they may hold do not show in pg_locks).
+    /// Advisory locks and rows are per database: another database's sessions are never in the way.
     static let query = """
         WITH keys AS (SELECT hashtextextended(n, 7263) AS k FROM unnest($1::text[]) AS n)
         SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), coalesce(a.wait_event, ''),
@@ -40,7 +41,7 @@ struct LockHolders {
                        AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) IN (SELECT k FROM keys)),
                left(coalesce(a.query, ''), 40)
         FROM pg_stat_activity a
-        WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+        WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL AND a.datname = current_database()
         ORDER BY a.xact_start
         """
 

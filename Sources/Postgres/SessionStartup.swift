@@ -40,6 +40,6 @@ public enum SessionStartup {
     /// run token per process, the commit session, a counter per connection made), then the
     /// pipeline's name. The identifying part comes first: the server keeps 63 bytes of it.
     public static func applicationName(tool: String, run: String, session: Int, connection: Int, pipeline: String) -> String {
-        "ingest-\(tool) \(run).\(session).\(connection) \(pipeline)"
+        "ingest-\(tool) \(run).\(session).\(connection)" + (pipeline.isEmpty ? "" : " \(pipeline)")
     }
 }

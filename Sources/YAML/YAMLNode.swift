@@ -17,9 +17,9 @@ public indirect enum YAMLValue: Sendable, Equatable {
 
     public static func == (a: YAMLValue, b: YAMLValue) -> Bool {
         switch (a, b) {
-        case let (.scalar(x, px), .scalar(y, py)): x == y && px == py
-        case let (.sequence(x), .sequence(y)): x == y
-        case let (.mapping(x), .mapping(y)): x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        case (.scalar(let x, let px), .scalar(let y, let py)): x == y && px == py
+        case (.sequence(let x), .sequence(let y)): x == y
+        case (.mapping(let x), .mapping(let y)): x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
         default: false
         }
     }

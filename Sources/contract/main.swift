@@ -19,8 +19,8 @@ struct ContractTool: ToolCommand {
             A contract (docs/contracts.md) says what a table accepts; every stage takes it with \
             --contract FILE. Start one from what you have:
 
-              contract init --table orders --sample orders.csv --create-table > contracts/orders.yaml
-              contract check contracts/orders.yaml
+              contract init --table orders --sample orders.csv --create-table > orders.yaml
+              contract check orders.yaml
             """,
         subcommands: [Init.self, Check.self])
 }

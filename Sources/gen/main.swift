@@ -57,10 +57,12 @@ struct Gen: ToolCommand {
             of every declared type within its rules, NULL tokens in about 10% of nullable cells, \
             and at --invalid-rate rows breaking exactly one rule (a range, scale, length, \
             accepted values, pattern, type, NOT NULL, max_future, a check, a repeated key, the \
-            field count). The CSV header is the contracts' source names. Each row is checked by \
+            field count). The CSV header is the contract's source names. Each row is checked by \
             validate's own rules before it is written; the manifest names each invalid row's \
             rule and the reason validate gives. Patterns are drawn for literals, bracket lists, \
-            groups and counts; a contract with another pattern is refused (exit 64).
+            groups and counts; for another pattern plain text is drawn and kept where it matches \
+            (a warning says so, and no row breaks that pattern on purpose); a contract gen finds \
+            no valid row for is refused (exit 64).
 
             SIGINT/SIGTERM: the current file is finished, then gen exits 0; a second signal exits \
             at once (130).
@@ -132,6 +134,7 @@ struct Gen: ToolCommand {
 
         let seed = batch.seed ?? UInt64(truncatingIfNeeded: UTCTimestamp.now().millisecondsSinceEpoch)
         var source = try BatchSource(contract: declaredContract(), seed: seed, invalidRate: batch.invalidRate)
+        if case .contract(let generator) = source { for note in generator.notes { logger.warning("\(note)") } }
         let output = ByteOutput(fd: 1)
         var written = 0
         var totalRows = 0

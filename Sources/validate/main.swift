@@ -52,7 +52,7 @@ extension Substring {
 @main
 struct Validate: ToolCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Check event records against the validation contract; normalise the valid ones.",
+        abstract: "Check records against their table's contract; normalise the valid ones.",
         discussion: """
             Reads the line protocol (one JSON object per line) on stdin and writes it on stdout: \
             each record becomes a normalised record or a reject listing every reason it fails; \
@@ -63,6 +63,11 @@ struct Validate: ToolCommand {
             one command shows why a file's rows fail:
 
               validate --summary --rejects-only data/incoming/batch_x.csv
+
+            With a changed contract, the same command shows what the change would reject \
+            before anyone deploys it:
+
+              validate --contract changed.yaml --summary --rejects-only batch_x.csv
 
             Output is flushed at every end-of-file marker and whenever input pauses. The first \
             SIGINT/SIGTERM is ignored while stdin is drained to its end (in a pipeline Ctrl+C \

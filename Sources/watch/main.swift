@@ -86,6 +86,12 @@ struct Watch: ToolCommand {
             seen complete. stdout carries data only and is flushed after every marker; logs go \
             to stderr. The provenance `file` is the file's name within its folder.
 
+            The header is mapped through the table's contract (--contract, docs/contracts.md): \
+            each cell goes out under its column's name; columns the contract does not read are \
+            not carried (logged once per file). A header without a column the contract needs \
+            refuses the file whole: one reject with the header, and a marker whose `refused` \
+            says why, so that load quarantines it.
+
             FOLLOWING A FOLDER
             On start, watch sends every matching file already in DIR, in byte order of names \
             (gen's timestamped names sort oldest first), then follows DIR and sends each new \

@@ -140,8 +140,10 @@ private func validated(_ rows: [ContractRow], _ contract: Contract, now: UTCTime
                 """)
     }
 
-    @Test func aPatternOutsideTheSamplersReachIsRefusedNamingTheColumn() throws {
-        let contract = try Contract.parse(
+    /// A pattern beyond the sampler: plain text is drawn and kept where it matches, with a note;
+    /// when plain text never matches, the contract is refused naming the column and pattern.
+    @Test func aPatternOutsideTheSamplersReachIsFilteredOrRefused() throws {
+        let filtered = try Contract.parse(
             """
             table: codes
             columns:
@@ -149,11 +151,31 @@ private func validated(_ rows: [ContractRow], _ contract: Contract, now: UTCTime
                 data_type: text
                 pattern: "[^x]+"
             """, path: "codes.yaml")
-        #expect(throws: GenerationError.self) { _ = try ContractRowGenerator(contract: contract, seed: 1, now: now) }
+        var g = try ContractRowGenerator(contract: filtered, seed: 1, invalidRate: 0.5, now: now)
+        #expect(
+            g.notes == [
+                "column code: gen cannot draw text for pattern [^x]+ (negated bracket lists ([^…])): plain text is drawn and kept where it matches; no row breaks this pattern on purpose"
+            ])
+        #expect(!g.ruleNames.contains("code.pattern"))
+        let rows = g.batch(rows: 100)
+        #expect(rows.filter { $0.broken == nil }.allSatisfy { !$0.cells[0].contains("x") })
+        let refused = try Contract.parse(
+            """
+            table: codes
+            columns:
+              - name: code
+                data_type: text
+                constraints: [not_null]
+                pattern: "[[:punct:]]{6}"
+            """, path: "codes.yaml")
         do {
-            _ = try ContractRowGenerator(contract: contract, seed: 1, now: now)
+            _ = try ContractRowGenerator(contract: refused, seed: 1, now: now)
+            Issue.record("a contract no drawn row satisfies was accepted")
         } catch {
-            #expect(error.description == "codes.yaml: column code: gen cannot write text for pattern [^x]+: negated bracket lists ([^…])")
+            #expect(
+                error.description.hasPrefix(
+                    "codes.yaml: gen found no row this contract accepts in 50 tries: column code: gen cannot draw text for pattern [[:punct:]]{6}"
+                ), "\(error.description)")
         }
     }
 

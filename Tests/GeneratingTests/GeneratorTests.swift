@@ -92,7 +92,7 @@ private func decodedReasons(_ line: String) -> [RejectReason] {
                 #expect(line.hasPrefix(#"{"kind":"reject""#), "\(rule): \(row.csvLine)")
                 #expect(reasons.count == 1, "\(rule): \(row.csvLine) → \(reasons)")
                 #expect(reasons.first?.field == rule.field, "\(rule): \(row.csvLine) → \(reasons)")
-                if rule == .duplicateEventID { #expect(reasons.first?.reason == "duplicate event_id") }
+                if rule == .duplicateEventID { #expect(reasons.first?.reason == "duplicate event_id (earlier in this file)") }
                 if rule == .fieldCount { #expect(reasons.first?.reason.hasPrefix("expected 6 fields") == true) }
             } else {
                 #expect(line.hasPrefix(#"{"kind":"record""#), "\(row.csvLine) → \(line)")

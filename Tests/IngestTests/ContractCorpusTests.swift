@@ -230,7 +230,7 @@ private func replacing(_ row: [(String, String)], _ column: String, _ value: Str
         let shipments = try example("shipments")
         let first = validate([recordLine(shipmentRow), recordLine(shipmentRow, line: 3)], shipments, now: "2024-02-01T00:00:00Z")
         #expect(first[0].record != nil)
-        #expect(first[1].reasons.map(\.reason) == ["duplicate shipment_id"])
+        #expect(first[1].reasons.map(\.reason) == ["duplicate shipment_id (earlier in this file)"])
         let readings = try example("sensor_readings")
         let second = validate(
             [
@@ -240,7 +240,7 @@ private func replacing(_ row: [(String, String)], _ column: String, _ value: Str
             readings, now: "2024-01-30T01:00:00Z")
         #expect(second[0].record != nil && second[2].record != nil)
         #expect(second[1].reasons.map(\.field) == ["key (sensor_id, read_at)"])
-        #expect(second[1].reasons.map(\.reason) == ["duplicate key (sensor_id, read_at)"])
+        #expect(second[1].reasons.map(\.reason) == ["duplicate key (sensor_id, read_at) (earlier in this file)"])
     }
 }
 

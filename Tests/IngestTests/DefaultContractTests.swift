@@ -54,9 +54,11 @@ import Glibc
 
     @Test func aProblemNamesTheFileLineAndColumn() {
         let text = "table: t\ncolumns:\n  - name: id\n    data_type: intgr\n"
-        #expect(throws: ContractError(
-            path: "t.yaml", line: 4,
-            problem: "column id: unknown data_type \"intgr\" (expected one of: \(ColumnType.spellings))")) {
+        #expect(
+            throws: ContractError(
+                path: "t.yaml", line: 4,
+                problem: "column id: unknown data_type \"intgr\" (expected one of: \(ColumnType.spellings))")
+        ) {
             try Contract.parse(text, path: "t.yaml")
         }
     }

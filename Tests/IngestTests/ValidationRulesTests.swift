@@ -212,7 +212,8 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         #expect(out[0].hasPrefix(#"{"kind":"record""#))
         #expect(
             out[1].contains(
-                #""reasons":[{"field":"event_id","reason":"duplicate event_id","value":"6f1c2a3b-1111-4222-8333-444455556666"}]"#))
+                #""reasons":[{"field":"event_id","reason":"duplicate event_id (earlier in this file)","value":"6f1c2a3b-1111-4222-8333-444455556666"}]"#
+            ))
     }
 
     @Test func sameIDInAnotherFileIsFine() {
@@ -256,7 +257,7 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         let plain = recordJSON([:], prefix: "\"kind\":\"record\"")
         let other = recordJSON(["event_id": "\"00000000-0000-4000-8000-000000000001\""], prefix: "\"kind\":\"record\"")
         let third = recordJSON(["event_id": "\"00000000-0000-4000-8000-000000000002\""], prefix: "\"kind\":\"record\"")
-        #expect(runValidator([plain, plain])[1].contains("duplicate event_id"))
+        #expect(runValidator([plain, plain])[1].contains("duplicate event_id (earlier in the stream)"))
         // A window of 2: after two newer ids, the first is forgotten.
         let rules = ValidationRules(recentIDWindow: 2)
         #expect(runValidator([plain, other, third, plain], rules: rules)[3].hasPrefix(#"{"kind":"record""#))
@@ -324,7 +325,7 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
                 valid     1
                 rejected  5
                       2  price: must be > 0
-                      1  event_id: duplicate event_id
+                      1  event_id: duplicate event_id (earlier in this file)
                       1  expected 6 fields, found 1
                       1  line longer than 10 bytes
                       1  malformed JSON

@@ -29,7 +29,12 @@ import Testing
 
         try cluster.stop(mode: "fast")
         let late = Self.looseRecords(2_000, from: 100)
-        try run.send(late.lines)
+        do {
+            try run.send(late.lines)
+        } catch {
+            Issue.record("load stopped reading (\(error)): \(run.stderr.text(timeout: 10))")
+            return
+        }
         let retrying = eventually(timeout: 60) { run.stderr.snapshot().contains("retrying") }
         #expect(retrying, "\(run.stderr.snapshot())")
         kill(run.process.processIdentifier, SIGINT)

@@ -225,7 +225,7 @@ func environmentWithoutColumns() -> [String: String] {
         #expect(result.stderr.contains("(database \(user))"), "\(result.stderr)")
     }
 
-    @Test(arguments: ["gen", "watch", "validate", "load"])
+    @Test(arguments: ["gen", "watch", "validate", "load", "contract"])
     func helpIsPinned(tool: String) throws {
         let help = try runTool(Executables.url(tool), ["--help"], environment: environmentWithoutColumns())
         #expect(help.status == 0)
@@ -263,10 +263,22 @@ let pinnedHelp: [String: String] = [
       gen --files 3 --interval 0 --seed 1 --manifest /tmp/manifest.ndjson
       gen --stdout --files 2 --seed 1 | validate --summary > /dev/null
 
+    With --contract FILE (or $INGEST_CONTRACT), rows for that contract instead: a
+    value of every declared type within its rules, NULL tokens in about 10% of
+    nullable cells, and at --invalid-rate rows breaking exactly one rule (a range,
+    scale, length, accepted values, pattern, type, NOT NULL, max_future, a check, a
+    repeated key, the field count). The CSV header is the contract's source names.
+    Each row is checked by validate's own rules before it is written; the manifest
+    names each invalid row's rule and the reason validate gives. Patterns are drawn
+    for literals, bracket lists, groups and counts; for another pattern plain text
+    is drawn and kept where it matches (a warning says so, and no row breaks that
+    pattern on purpose); a contract gen finds no valid row for is refused (exit
+    64).
+
     SIGINT/SIGTERM: the current file is finished, then gen exits 0; a second signal
     exits at once (130).
 
-    USAGE: gen [--out <folder>] [--rows-per-file <n>] [--interval <duration>] [--files <n>] [--invalid-rate <rate>] [--seed <n>] [--stdout] [--manifest <path>] [--log-level <level>]
+    USAGE: gen [--out <folder>] [--rows-per-file <n>] [--interval <duration>] [--files <n>] [--invalid-rate <rate>] [--seed <n>] [--stdout] [--manifest <path>] [--contract <file>] [--log-level <level>]
 
     OPTIONS:
       --out <folder>          Folder to write batches into (created if missing).
@@ -284,6 +296,9 @@ let pinnedHelp: [String: String] = [
       --stdout                Write line-protocol records to stdout instead of
                               files (no file provenance).
       --manifest <path>       Append one JSON line per batch describing its rows.
+      --contract <file>       The table's contract, a YAML file
+                              (docs/contracts.md); default: $INGEST_CONTRACT, else
+                              contracts/ecommerce_events.yaml (built in).
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
@@ -298,6 +313,12 @@ let pinnedHelp: [String: String] = [
     when it was seen complete. stdout carries data only and is flushed after every
     marker; logs go to stderr. The provenance `file` is the file's name within its
     folder.
+
+    The header is mapped through the table's contract (--contract,
+    docs/contracts.md): each cell goes out under its column's name; columns the
+    contract does not read are not carried (logged once per file). A header without
+    a column the contract needs refuses the file whole: one reject with the header,
+    and a marker whose `refused` says why, so that load quarantines it.
 
     FOLLOWING A FOLDER
     On start, watch sends every matching file already in DIR, in byte order of
@@ -409,14 +430,17 @@ let pinnedHelp: [String: String] = [
       --lease <duration>      With --shared: a pipeline silent this long is
                               presumed dead and its claimed files are taken over.
                               (default: 30s)
+      --contract <file>       The table's contract, a YAML file
+                              (docs/contracts.md); default: $INGEST_CONTRACT, else
+                              contracts/ecommerce_events.yaml (built in).
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
       -h, --help              Show help information.
     """#,
     "validate": #"""
-    OVERVIEW: Check event records against the validation contract; normalise the
-    valid ones.
+    OVERVIEW: Check records against their table's contract; normalise the valid
+    ones.
 
     Reads the line protocol (one JSON object per line) on stdin and writes it on
     stdout: each record becomes a normalised record or a reject listing every
@@ -429,23 +453,32 @@ let pinnedHelp: [String: String] = [
 
       validate --summary --rejects-only data/incoming/batch_x.csv
 
+    With a changed contract, the same command shows what the change would reject
+    before anyone deploys it:
+
+      validate --contract changed.yaml --summary --rejects-only batch_x.csv
+
     Output is flushed at every end-of-file marker and whenever input pauses. The
     first SIGINT/SIGTERM is ignored while stdin is drained to its end (in a
     pipeline Ctrl+C reaches every stage; the source stops, validate finishes what
     is in the pipe); a second one exits at once with 130. Exit status: 0 (also when
     rows are rejected), 1 when a file cannot be read, 64 for usage errors.
 
-    USAGE: validate [--event-types <list>] [--max-future <duration>] [--summary] [--rejects-only] [--max-line-bytes <n>] [<file.csv> ...] [--log-level <level>]
+    USAGE: validate [--contract <file>] [--event-types <list>] [--max-future <duration>] [--summary] [--rejects-only] [--max-line-bytes <n>] [<file.csv> ...] [--log-level <level>]
 
     ARGUMENTS:
       <file.csv>              CSV files to read instead of stdin.
 
     OPTIONS:
-      --event-types <list>    Accepted event types, comma separated (any case).
-                              (default: view,purchase)
-      --max-future <duration> How far past the clock an event_timestamp may be:
-                              250ms, 1.5s, 5m, 1h (a bare number is seconds).
-                              (default: 5m)
+      --contract <file>       The table's contract, a YAML file
+                              (docs/contracts.md); default: $INGEST_CONTRACT, else
+                              contracts/ecommerce_events.yaml (built in).
+      --event-types <list>    Accepted event_type values, comma separated (any
+                              case): replaces the contract's accepted_values for
+                              event_type.
+      --max-future <duration> How far past the clock a timestamp may be, for every
+                              column with a max_future: 250ms, 1.5s, 5m, 1h (a bare
+                              number is seconds).
       --summary               At the end, print counts per reason on stderr.
       --rejects-only          Write only rejects (valid records are checked and
                               dropped).
@@ -569,6 +602,30 @@ let pinnedHelp: [String: String] = [
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
       -h, --help              Show help information.
+    """#,
+    "contract": #"""
+    OVERVIEW: Start a table's contract from the table or a sample CSV, create the
+    table, check a contract.
+
+    A contract (docs/contracts.md) says what a table accepts; every stage takes it
+    with --contract FILE. Start one from what you have:
+
+      contract init --table orders --sample orders.csv --create-table > orders.yaml
+      contract check orders.yaml
+
+    USAGE: contract <subcommand>
+
+    OPTIONS:
+      -h, --help              Show help information.
+
+    SUBCOMMANDS:
+      init                    Write a starting contract derived from a table's
+                              catalog and/or a sample CSV.
+      check                   Read a contract and report its first problem
+                              (file:line: column: problem), exit 64; else a
+                              summary, exit 0.
+
+      See 'contract help <subcommand>' for detailed help.
     """#,
 ]
 

@@ -10,25 +10,21 @@ import Testing
 /// doubled. Each case has a namespace and a server of its own, so the cases run at once.
 @Suite struct PartitionTests {
     /// Longer than every timeout on both sides: the client's tcp_user_timeout (20 s) and the
-    /// server's keepalives (10 + 3 × 5 s).
-    static let partitionSeconds = 32.0
+    /// server's keepalives (10 + 3 × 5 s). `bin/torture --partitions` sets it longer.
+    static let partitionSeconds = Double(ProcessInfo.processInfo.environment["PARTITION_SECONDS"] ?? "") ?? 32
 
-    /// The COPY of a batch pauses in a trigger (once: a sequence survives rollbacks) so that
-    /// the partition starts while the server is inside it, holding the batch's file locks.
-    static let pauseOnce = """
-        CREATE SEQUENCE pause_once;
-        CREATE FUNCTION pause_copy() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF nextval('pause_once') = 1 THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$;
-        CREATE TRIGGER pause_copy BEFORE INSERT ON ecommerce_events FOR EACH ROW
-          WHEN (NEW.user_id = 424242) EXECUTE FUNCTION pause_copy();
-        """
+    /// One way each in the suite; every direction with `bin/torture --partitions`.
+    static let directions: [NetworkNamespace.Direction] =
+        ProcessInfo.processInfo.environment["PARTITION_ALL_DIRECTIONS"] == "1"
+        ? NetworkNamespace.Direction.allCases : [.toServer, .fromServer]
 
-    @Test(arguments: [NetworkNamespace.Direction.toServer, .fromServer])
+    @Test(arguments: PartitionTests.directions)
     func partitionInTheMiddleOfACopyHeals(direction: NetworkNamespace.Direction) throws {
         let namespace = try NetworkNamespace()
         let cluster = try PrivateCluster(namespace: namespace)
         let port = try #require(cluster.environment["PGPORT"])
-        try cluster.script("pg_psql -q -v ON_ERROR_STOP=1 <<'SQL'\n\(Self.pauseOnce)\nSQL")
+        // The batch's COPY pauses at the marker row, so the partition starts inside it.
+        try cluster.pauseTheCopyOnce(atUserID: 424242)
         let f = try LoadFixture()
         let args = ["--incoming", f.incoming.path, "--bad-records", f.bad.path, "--archive", f.processed.path, "--batch-rows", "1000000"]
         let run = try StreamingLoad(arguments: args, environment: cluster.processEnvironment(), launcher: namespace.command([]))

@@ -103,9 +103,19 @@ final class Pipeline: @unchecked Sendable {
         try torture(pipelines: 3)
     }
 
-    func torture(pipelines count: Int) throws {
+    /// The same faults on another table: the wide example contract (17 columns of every type),
+    /// every stage reading it from INGEST_CONTRACT, as bin/run's jobs do.
+    @Test func aContractOfAnotherShapeSurvivesTheSameFaults() throws {
+        try torture(pipelines: 1, contract: ContractPipelineTests.root + "/contracts/examples/shipments.yaml", defaultSeconds: 15)
+    }
+
+    func torture(pipelines count: Int, contract contractPath: String? = nil, defaultSeconds: Double? = nil) throws {
         let env = ProcessInfo.processInfo.environment
-        let seconds = Double(env["TORTURE_SECONDS"] ?? "") ?? (count > 1 ? 20 : 25)
+        let seconds = Double(env["TORTURE_SECONDS"] ?? "") ?? defaultSeconds ?? (count > 1 ? 20 : 25)
+        let contract = try contractPath.map { try Contract.load(path: $0) } ?? Contract.ecommerceEvents
+        let table = contract.table.description
+        let deadLetters = contract.deadLetterTable.description
+        let keyColumn = contract.columns[contract.key[0]].name
         let seed = UInt64(env["TORTURE_SEED"] ?? "") ?? UInt64.random(in: 1...999_999)
         print("torture: seed \(seed), \(Int(seconds)) s (replay with bin/torture --seed \(seed) --seconds \(Int(seconds)))")
         var rng = SplitMix64(seed: seed)
@@ -121,12 +131,18 @@ final class Pipeline: @unchecked Sendable {
         faults.longestBlackhole = min(30, seconds / 2)
         defer { faults.badDisk.unmount() }
         let cluster = try PrivateCluster(namespace: faults.namespace)
-        let environment = cluster.processEnvironment()
+        var environment = cluster.processEnvironment()
+        if let contractPath {
+            environment["INGEST_CONTRACT"] = contractPath
+            let tables = ContractPipelineTests.tables(contract).split(separator: ";").prefix(3).joined(separator: ";")
+            _ = try cluster.psql(tables)
+        }
 
-        let gen = try SpawnedProcess([
-            Executables.url("gen").path, "--out", incoming.path, "--interval", "30ms", "--rows-per-file", "120",
-            "--invalid-rate", "0.05", "--seed", String(seed), "--manifest", manifest.path,
-        ])
+        let gen = try SpawnedProcess(
+            [
+                Executables.url("gen").path, "--out", incoming.path, "--interval", "30ms", "--rows-per-file", "120",
+                "--invalid-rate", "0.05", "--seed", String(seed), "--manifest", manifest.path,
+            ], environment: environment)
 
         func start(_ n: Int) throws -> Pipeline {
             guard count > 1 else {
@@ -218,22 +234,23 @@ final class Pipeline: @unchecked Sendable {
         for line in try String(contentsOf: manifest, encoding: .utf8).split(separator: "\n") {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             let name = try #require(object["file"] as? String)
-            let ids = try #require(object["valid_event_ids"] as? [String])
+            // The e-commerce generator lists `valid_event_ids`; a contract's, `valid_keys`.
+            let ids = try #require((object["valid_event_ids"] ?? object["valid_keys"]) as? [String])
             let invalid = try #require(object["invalid"] as? Int)
             validIDs.formUnion(ids.map { $0.lowercased() })
             invalidTotal += invalid
             files.append((name, invalid))
         }
-        let loadedIDs = try cluster.psql("SELECT event_id::text FROM ecommerce_events").split(separator: "\n").map(String.init)
+        let loadedIDs = try cluster.psql("SELECT \(keyColumn)::text FROM \(table)").split(separator: "\n").map(String.init)
         let loadedSet = Set(loadedIDs)
         let lost = validIDs.subtracting(loadedSet).count
         let unexpected = loadedSet.subtracting(validIDs).count
         let doubled = loadedIDs.count - loadedSet.count
-        let badRows = Int(try cluster.psql("SELECT count(*) FROM ecommerce_bad_records")) ?? -1
+        let badRows = Int(try cluster.psql("SELECT count(*) FROM \(deadLetters)")) ?? -1
         let badDoubled =
             Int(
                 try cluster.psql(
-                    "SELECT count(*) FROM (SELECT source_file, line_number FROM ecommerce_bad_records GROUP BY 1, 2 HAVING count(*) > 1) d")
+                    "SELECT count(*) FROM (SELECT source_file, line_number FROM \(deadLetters) GROUP BY 1, 2 HAVING count(*) > 1) d")
             ) ?? -1
         let checkpoints = Int(try cluster.psql("SELECT count(*) FROM ingest_checkpoints WHERE source_file IS NOT NULL")) ?? -1
         let checkpointRows = Int(try cluster.psql("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_checkpoints")) ?? -1

@@ -26,11 +26,15 @@ final class MockKafka: @unchecked Sendable {
     let process = Process()
     private let input = Pipe()
     let bootstrap: String
+    /// Runs the cluster and kcat through another command (`ip netns exec NAME`).
+    let launcher: [String]
 
-    init(topic: String = "events", partitions: Int = 3) throws {
+    init(topic: String = "events", partitions: Int = 3, launcher: [String] = []) throws {
+        self.launcher = launcher
         let output = Pipe()
-        process.executableURL = Executables.url("kafka-mock")
-        process.arguments = ["--topic", "\(topic):\(partitions)"]
+        let command = launcher + [Executables.url("kafka-mock").path, "--topic", "\(topic):\(partitions)"]
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardInput = input
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -48,9 +52,12 @@ final class MockKafka: @unchecked Sendable {
 
     /// Produces each line as one message with kcat (no key: spread over the partitions).
     func produce(_ text: String, topic: String = "events") throws {
+        let command = launcher + ["/usr/bin/env"]
         let result = try runTool(
-            URL(fileURLWithPath: "/usr/bin/env"),
-            ["kcat", "-P", "-b", bootstrap, "-t", topic, "-X", "partitioner=random", "-X", "sticky.partitioning.linger.ms=0"],
+            URL(fileURLWithPath: command[0]),
+            Array(command.dropFirst()) + [
+                "kcat", "-P", "-b", bootstrap, "-t", topic, "-X", "partitioner=random", "-X", "sticky.partitioning.linger.ms=0",
+            ],
             stdin: Data(text.utf8), timeout: 120)
         guard result.status == 0 else { throw TestDatabaseError("kcat -P: status \(result.status): \(result.stderr)") }
     }
@@ -74,7 +81,11 @@ final class KafkaPipeline: @unchecked Sendable {
     let folder: URL
     let name: String
 
-    init(name: String, folder: URL, brokers: String, group: String, conninfo: String, bad: URL, extraConsume: [String] = []) throws {
+    /// `launcher` runs the pipeline through another command (`ip netns exec NAME`).
+    init(
+        name: String, folder: URL, brokers: String, group: String, conninfo: String, bad: URL, extraConsume: [String] = [],
+        launcher: [String] = []
+    ) throws {
         self.folder = folder
         self.name = name
         func stage(_ stage: String, _ command: [String]) -> String {
@@ -93,7 +104,7 @@ final class KafkaPipeline: @unchecked Sendable {
         for stage in Self.stages { try? FileManager.default.removeItem(at: folder.appendingPathComponent("\(name)-\(stage).pid")) }
         // Close descriptors inherited from the test process, so the stages hold only their own pipes.
         shell = try SpawnedProcess(
-            [
+            launcher + [
                 "/bin/bash", "-c",
                 #"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi; done; "#
                     + script + " >/dev/null",

@@ -82,6 +82,23 @@ public final class PrivateCluster: @unchecked Sendable {
         ).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Makes the first COPY (or INSERT) that reaches a row of `ecommerce_events` with this
+    /// user_id pause 5 s in a trigger, once (a sequence survives rollbacks): a test can then
+    /// start a fault while the server is inside the batch, holding its locks. Seen as
+    /// `wait_event = 'PgSleep'` in pg_stat_activity.
+    public func pauseTheCopyOnce(atUserID userID: Int) throws {
+        try script(
+            """
+            pg_psql -q -v ON_ERROR_STOP=1 <<'SQL'
+            CREATE SEQUENCE pause_once;
+            CREATE FUNCTION pause_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF nextval('pause_once') = 1 THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$;
+            CREATE TRIGGER pause_copy BEFORE INSERT ON ecommerce_events FOR EACH ROW
+              WHEN (NEW.user_id = \(userID)) EXECUTE FUNCTION pause_copy();
+            SQL
+            """)
+    }
+
     /// Runs one SQL query through psql and returns its unaligned output.
     public func psql(_ sql: String) throws -> String {
         try script("pg_psql -Atq -v ON_ERROR_STOP=1 -c \(shellQuote(sql))").trimmingCharacters(in: .whitespacesAndNewlines)

@@ -26,11 +26,39 @@
 # cannot work (a .env line that is not KEY=VALUE, a port that is not a number) exits 1 naming it.
 
 INGEST_BIN_DIR=${INGEST_BIN_DIR:-$INGEST_ROOT/.build/release}
-INGEST_INCOMING=${INGEST_INCOMING:-$INGEST_ROOT/data/incoming}
-INGEST_PROCESSED=${INGEST_PROCESSED:-$INGEST_ROOT/data/processed}
-INGEST_BAD_RECORDS=${INGEST_BAD_RECORDS:-$INGEST_ROOT/data/bad_records}
-INGEST_QUARANTINE=${INGEST_QUARANTINE:-$INGEST_ROOT/data/quarantine}
-INGEST_LOGS=${INGEST_LOGS:-$INGEST_ROOT/logs}
+# One job per contract (docs/contracts.md): INGEST_CONTRACT=contracts/orders.yaml makes the job
+# "orders", on data/orders/{incoming,processed,bad_records,quarantine} with its logs in
+# logs/orders/; the tools read the same variable. Without it (or with the default contract) the
+# job is the e-commerce one, on data/ and logs/ as always.
+INGEST_JOB=
+_job_data=$INGEST_ROOT/data _job_logs=$INGEST_ROOT/logs
+if [[ -n ${INGEST_CONTRACT-} ]]; then
+  [[ -f $INGEST_CONTRACT ]] || die "INGEST_CONTRACT=$INGEST_CONTRACT: no such file"
+  # Absolute, so every stage finds it whatever its working folder.
+  INGEST_CONTRACT=$(cd -- "$(dirname -- "$INGEST_CONTRACT")" && pwd -P)/$(basename -- "$INGEST_CONTRACT")
+  export INGEST_CONTRACT
+  if [[ $INGEST_CONTRACT != "$INGEST_ROOT/contracts/ecommerce_events.yaml" ]]; then
+    INGEST_JOB=$(basename -- "$INGEST_CONTRACT")
+    INGEST_JOB=${INGEST_JOB%.*}
+    _job_data=$INGEST_ROOT/data/$INGEST_JOB _job_logs=$INGEST_ROOT/logs/$INGEST_JOB
+  fi
+fi
+INGEST_INCOMING=${INGEST_INCOMING:-$_job_data/incoming}
+INGEST_PROCESSED=${INGEST_PROCESSED:-$_job_data/processed}
+INGEST_BAD_RECORDS=${INGEST_BAD_RECORDS:-$_job_data/bad_records}
+INGEST_QUARANTINE=${INGEST_QUARANTINE:-$_job_data/quarantine}
+INGEST_LOGS=${INGEST_LOGS:-$_job_logs}
+unset _job_data _job_logs
+
+# job_folders: every job's incoming folder under data/ (the default one first), for bin/status.
+job_folders() {
+  local dir
+  printf '%s\n' "$INGEST_ROOT/data/incoming"
+  for dir in "$INGEST_ROOT"/data/*/incoming; do
+    [[ -d $dir ]] && printf '%s\n' "$dir"
+  done
+  return 0
+}
 
 ingest_tool() {
   local path=$INGEST_BIN_DIR/$1
@@ -188,11 +216,28 @@ log_to() {
 
 stop_stages() { kill -TERM "$@" 2>/dev/null || true; }
 
-# validate and load ignore the first signal (they drain); one that has had none needs two.
+# validate and load ignore the first signal (they drain); one that has had none needs two. Two
+# sent close together can arrive as one (a process not scheduled in between sees one pending
+# SIGTERM): so the signal is sent again, every 0.25 s, to each stage still running, for up to
+# 10 s. Any signal after the first one a stage saw ends it, which is what was asked.
 kill_stages() {
+  local pid tries
   kill -TERM "$@" 2>/dev/null || true
-  sleep 0.2
-  kill -TERM "$@" 2>/dev/null || true
+  for ((tries = 0; tries < 40; tries++)); do
+    sleep 0.25
+    local running=()
+    for pid in "$@"; do _stage_running "$pid" && running+=("$pid"); done
+    ((${#running[@]} > 0)) || return 0
+    kill -TERM "${running[@]}" 2>/dev/null || true
+  done
+}
+
+# True while PID runs (not gone, not a zombie waiting for its parent to reap it).
+_stage_running() {
+  local stat
+  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
 }
 
 # Files waiting in the incoming folder (what watch would send).

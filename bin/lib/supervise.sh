@@ -141,20 +141,26 @@ job_describe() {
 }
 
 # The watcher is a process of its own (its own group, so a terminal's Ctrl+C does not reach it),
-# holding neither the job's lock nor the script's stdio. `tail --pid` wakes when the script is
-# gone; a script that ends normally ends the watcher first, so its stages' pids are never
-# signalled after they were reaped (and possibly reused).
+# holding neither the job's lock nor the script's stdio, and not a child of the script: started
+# through a subshell that exits at once, so the script's `wait -n` never waits for it (bash may
+# wait for any child when the stages it names are gone, and the watcher lives as long as the
+# script: they would wait for each other). `tail --pid` wakes when the script is gone; a script
+# that ends normally ends the watcher's group first, so its stages' pids are never signalled
+# after they were reaped (and possibly reused).
 _job_watcher=
 stop_with_script() {
   local script=$$ flags=$-
   set -m
   (
     trap '' INT TERM HUP
-    tail --pid="$script" -f /dev/null 2>/dev/null || true
-    kill -TERM "$@" 2>/dev/null || true
+    (
+      tail --pid="$script" -f /dev/null 2>/dev/null || true
+      kill -TERM "$@" 2>/dev/null || true
+    ) &
   ) </dev/null >/dev/null 2>&1 9>&- &
   _job_watcher=$!
   [[ $flags == *m* ]] || set +m
+  wait "$_job_watcher" 2>/dev/null || true
 }
 
 stop_with_script_end() {

@@ -212,7 +212,8 @@ struct HeaderLayout {
                     + " (the contract \(contract.table) needs \(contract.columns.map(\.source).joined(separator: ", ")))")
         } else if contract.extraColumns == .reject && !ignored.isEmpty {
             fileProblem = RejectReason(
-                field: nil, reason: "header: \(ignored.count == 1 ? "column" : "columns") not in the contract: \(ignored.joined(separator: ", "))")
+                field: nil,
+                reason: "header: \(ignored.count == 1 ? "column" : "columns") not in the contract: \(ignored.joined(separator: ", "))")
         }
     }
 }

@@ -47,7 +47,11 @@ public final class ColumnValueParser {
     private let typeRangeReason: String
 
     enum Kind {
-        case integer, numeric, float(single: Bool), text, boolean, date, timestamp(zoned: Bool), uuid, json
+        case integer, numeric
+        case float(single: Bool)
+        case text, boolean, date
+        case timestamp(zoned: Bool)
+        case uuid, json
     }
 
     /// The longest a value's normalised text can grow past its input text.
@@ -150,11 +154,12 @@ public final class ColumnValueParser {
         if let values = rules.acceptedValues {
             let kind = self.kind
             c.accepted = WordList(values.map { Array((rules.caseSensitive ? $0 : $0.lowercased()).utf8) })
-            c.acceptedJSON = WordList(values.map { v in
-                var json: [UInt8] = []
-                if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
-                return json
-            })
+            c.acceptedJSON = WordList(
+                values.map { v in
+                    var json: [UInt8] = []
+                    if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
+                    return json
+                })
             if case .integer = kind, values.contains(where: { Int64($0) == nil }) {
                 throw CompileError(problem: "accepted_values of an integer column must be integers")
             }
@@ -346,18 +351,29 @@ public final class ColumnValueParser {
         return .value
     }
 
+    /// `inf`, `Infinity` and the like, as against a finite number too large for real.
+    private func isInfinityWord(_ t: UnsafeRawBufferPointer) -> Bool {
+        t.contains { ($0 | 0x20) == UInt8(ascii: "i") }
+    }
+
     private func isNaN(_ t: UnsafeRawBufferPointer) -> Bool {
         t.count == 3 && (t[0] | 0x20) == UInt8(ascii: "n") && (t[1] | 0x20) == UInt8(ascii: "a") && (t[2] | 0x20) == UInt8(ascii: "n")
     }
 
     private func float(_ t: UnsafeRawBufferPointer, single: Bool, _ w: inout RecordBytes) -> FieldOutcome {
-        guard let v = FloatText.parse(t) else { return .rejected("not a number", showValue: true) }
-        if single && v.isFinite && (abs(v) > Double(Float.greatestFiniteMagnitude)) { return .rejected(typeRangeReason, showValue: true) }
+        guard let v = FloatText.parse(t, single: single) else { return .rejected("not a number", showValue: true) }
+        if v.isInfinite && !isInfinityWord(t) { return .rejected(typeRangeReason, showValue: true) }
         if v.isNaN {
-            if column.rules.lower != nil || column.rules.upper != nil { return .rejected(c.lowerReason.isEmpty ? c.upperReason : c.lowerReason, showValue: true) }
+            if column.rules.lower != nil || column.rules.upper != nil {
+                return .rejected(c.lowerReason.isEmpty ? c.upperReason : c.lowerReason, showValue: true)
+            }
         } else {
-            if v < c.lowerDouble || (v == c.lowerDouble && column.rules.lower?.exclusive == true) { return .rejected(c.lowerReason, showValue: true) }
-            if v > c.upperDouble || (v == c.upperDouble && column.rules.upper?.exclusive == true) { return .rejected(c.upperReason, showValue: true) }
+            if v < c.lowerDouble || (v == c.lowerDouble && column.rules.lower?.exclusive == true) {
+                return .rejected(c.lowerReason, showValue: true)
+            }
+            if v > c.upperDouble || (v == c.upperDouble && column.rules.upper?.exclusive == true) {
+                return .rejected(c.upperReason, showValue: true)
+            }
         }
         FloatText.write(v, single: single, &w)
         return .value
@@ -568,11 +584,13 @@ struct DecimalDigits {
 
     init?(_ text: String) {
         var copy = text
-        guard let parsed = copy.withUTF8({ s -> DecimalDigits? in
-            let t = UnsafeRawBufferPointer(s)
-            guard let span = DecimalSpan(t) else { return nil }
-            return DecimalDigits(span, t)
-        }) else { return nil }
+        guard
+            let parsed = copy.withUTF8({ s -> DecimalDigits? in
+                let t = UnsafeRawBufferPointer(s)
+                guard let span = DecimalSpan(t) else { return nil }
+                return DecimalDigits(span, t)
+            })
+        else { return nil }
         self = parsed
     }
 
@@ -685,16 +703,9 @@ struct DecimalSpan {
 
 /// Floating-point text: `-?digits[.digits][e±digits]`, `NaN`, `Infinity`, `-Infinity`, `inf`.
 enum FloatText {
-    static func parse(_ t: UnsafeRawBufferPointer) -> Double? {
+    static func parse(_ t: UnsafeRawBufferPointer, single: Bool = false) -> Double? {
         guard !t.isEmpty, t.count < 400 else { return nil }
-        var lower = [UInt8](t)
-        for i in lower.indices where lower[i] >= UInt8(ascii: "A") && lower[i] <= UInt8(ascii: "Z") { lower[i] |= 0x20 }
-        switch String(decoding: lower, as: UTF8.self) {
-        case "nan": return .nan
-        case "infinity", "inf", "+infinity", "+inf": return .infinity
-        case "-infinity", "-inf": return -.infinity
-        default: break
-        }
+        if let word = special(t) { return word }
         var i = 0
         if t[0] == UInt8(ascii: "-") { i = 1 }
         let digitsStart = i
@@ -715,8 +726,34 @@ enum FloatText {
             guard i > e else { return nil }
         }
         guard i == t.count else { return nil }
-        lower.append(0)
-        return lower.withUnsafeBufferPointer { strtod(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), nil) }
+        // strtof for real: a decimal rounded to double and then to float can land on the
+        // other neighbour of the nearest float (double rounding); the server reads it with
+        // strtof. The text is NUL-terminated on the stack (an array per value was ~30 % of a
+        // real or double cell's cost, callgrind).
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: t.count + 1) { buffer in
+            UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: t.baseAddress!, byteCount: t.count)
+            buffer[t.count] = 0
+            return single ? Double(strtof(buffer.baseAddress!, nil)) : strtod(buffer.baseAddress!, nil)
+        }
+    }
+
+    /// `NaN`, `Infinity`, `inf` and their signed forms, any case.
+    private static func special(_ t: UnsafeRawBufferPointer) -> Double? {
+        guard t.count >= 3, t.count <= 9 else { return nil }
+        var negative = false
+        var start = 0
+        if t[0] == UInt8(ascii: "-") || t[0] == UInt8(ascii: "+") {
+            negative = t[0] == UInt8(ascii: "-")
+            start = 1
+        }
+        func word(_ w: StaticString) -> Bool {
+            guard t.count - start == w.utf8CodeUnitCount else { return false }
+            for k in 0..<w.utf8CodeUnitCount where (t[start + k] | 0x20) != w.utf8Start[k] { return false }
+            return true
+        }
+        if start == 0 && word("nan") { return .nan }
+        if word("infinity") || word("inf") { return negative ? -.infinity : .infinity }
+        return nil
     }
 
     /// A JSON number, or the strings `"NaN"`, `"Infinity"`, `"-Infinity"` (JSON has no such
@@ -730,14 +767,8 @@ enum FloatText {
 }
 
 /// Whether `t` is one JSON value (any kind), for json and jsonb columns.
-func isJSONValue(_ t: UnsafeRawBufferPointer) -> Bool {
-    // Wrapped as the member of an object, so the object scanner checks it whole.
-    var wrapped: [UInt8] = Array("{\"v\":".utf8)
-    wrapped.append(contentsOf: t)
-    wrapped.append(UInt8(ascii: "}"))
-    var scanner = JSONObjectScanner()
-    return wrapped.withUnsafeBytes { (try? scanner.scan($0)) != nil } && !t.isEmpty
-}
+@inline(__always)
+func isJSONValue(_ t: UnsafeRawBufferPointer) -> Bool { JSONObjectScanner.isValue(t) }
 
 /// `two`, `ten`, `12`: small numbers in words, as reasons read.
 func numberWord(_ n: Int) -> String {

@@ -220,7 +220,9 @@ struct ContractReader {
         }
         if case .numeric(_, let s?) = type { rules.scale = min(rules.scale ?? s, s) }
         if let r = value("range") {
-            guard type.isNumeric || type.isTemporal else { throw fail(r, "\(at): range applies to numbers, dates and timestamps, not \(type)") }
+            guard type.isNumeric || type.isTemporal else {
+                throw fail(r, "\(at): range applies to numbers, dates and timestamps, not \(type)")
+            }
             for (key, bound) in try mapping(r, "\(at): range", allowed: ["min", "max", "greater_than", "less_than"]) {
                 let text = try string(bound, "\(at): range \(key)")
                 switch key {
@@ -236,8 +238,11 @@ struct ContractReader {
         if let l = value("length") {
             guard type.isTextual else { throw fail(l, "\(at): length applies to text columns, not \(type)") }
             for (key, bound) in try mapping(l, "\(at): length", allowed: ["min", "max"]) {
-                if key == "min" { rules.minLength = try integer(bound, "\(at): length min") }
-                else { rules.maxLength = try integer(bound, "\(at): length max", atLeast: 1) }
+                if key == "min" {
+                    rules.minLength = try integer(bound, "\(at): length min")
+                } else {
+                    rules.maxLength = try integer(bound, "\(at): length max", atLeast: 1)
+                }
             }
         }
         if case .varchar(let n?) = type { rules.maxLength = min(rules.maxLength ?? n, n) }
@@ -250,7 +255,9 @@ struct ContractReader {
                 let pairs = try mapping(a, "\(at): accepted_values", allowed: ["values", "case_sensitive"])
                 guard let v = pairs.first(where: { $0.0 == "values" })?.1 else { throw fail(a, "\(at): accepted_values has no \"values\"") }
                 list = v
-                if let cs = pairs.first(where: { $0.0 == "case_sensitive" })?.1 { rules.caseSensitive = try boolean(cs, "\(at): case_sensitive") }
+                if let cs = pairs.first(where: { $0.0 == "case_sensitive" })?.1 {
+                    rules.caseSensitive = try boolean(cs, "\(at): case_sensitive")
+                }
             }
             let values = try strings(list, "\(at): accepted_values")
             guard !values.isEmpty else { throw fail(list, "\(at): accepted_values is empty") }
@@ -282,7 +289,9 @@ struct ContractReader {
             guard type == .timestamp || type == .timestamptz else { throw fail(z, "\(at): time_zone applies to timestamps, not \(type)") }
             let text = try string(z, "\(at): time_zone")
             guard let offset = parseUTCOffset(text) else {
-                throw fail(z, "\(at): time_zone \(quotedForMessage(text)): expected UTC or an offset such as +02:00 (zone names are not supported)")
+                throw fail(
+                    z, "\(at): time_zone \(quotedForMessage(text)): expected UTC or an offset such as +02:00 (zone names are not supported)"
+                )
             }
             rules.utcOffsetSeconds = offset
         }

@@ -33,7 +33,8 @@ public final class RegularExpression: @unchecked Sendable {
             var message = [CChar](repeating: 0, count: 256)
             let count = message.count
             message.withUnsafeMutableBufferPointer { _ = regerror(status, &r, $0.baseAddress, count) }
-            return "not a POSIX extended regular expression: " + String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return "not a POSIX extended regular expression: "
+                + String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
         return nil
     }

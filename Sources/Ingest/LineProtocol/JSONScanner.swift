@@ -115,6 +115,19 @@ public struct JSONObjectScanner {
     }
 }
 
+extension JSONObjectScanner {
+    /// Whether `text` is exactly one JSON value of any kind (surrounding whitespace allowed):
+    /// a json or jsonb cell. Scanned in place, no copy, no allocation.
+    public static func isValue(_ text: UnsafeRawBufferPointer) -> Bool {
+        guard let base = text.baseAddress, text.count > 0 else { return false }
+        var c = Cursor(p: base.assumingMemoryBound(to: UInt8.self), n: text.count, i: 0, maxDepth: 256)
+        c.skipSpace()
+        guard c.i < c.n, (try? c.value(depth: 1)) != nil else { return false }
+        c.skipSpace()
+        return c.i == c.n
+    }
+}
+
 private struct Cursor {
     let p: UnsafePointer<UInt8>
     let n: Int

@@ -18,7 +18,10 @@ public struct RecordValidator {
     private var valueEnd: [Int]
     private var outcome: [FieldOutcome]
     private let overhead: Int
-    private let duplicateReason: String
+    /// `duplicate event_id (earlier in this file)`, and for records without a file
+    /// `duplicate event_id (earlier in the stream)`: load says `(already in the table)`.
+    private let duplicateInFile: String
+    private let duplicateInStream: String
     private let keyIsUUID: Bool
 
     public init(rules: ValidationRules = ValidationRules()) {
@@ -34,7 +37,8 @@ public struct RecordValidator {
         valueEnd = Array(repeating: 0, count: contract.columns.count)
         outcome = Array(repeating: .null, count: contract.columns.count)
         overhead = 32 + parsers.reduce(0) { $0 + $1.memberPrefix.count + $1.maxGrowth + 4 }
-        duplicateReason = "duplicate \(contract.keyName)"
+        duplicateInFile = "duplicate \(contract.keyName) (earlier in this file)"
+        duplicateInStream = "duplicate \(contract.keyName) (earlier in the stream)"
         keyIsUUID = contract.key.count == 1 && contract.columns[contract.key[0]].type == .uuid
     }
 
@@ -97,7 +101,13 @@ public struct RecordValidator {
         var checkReasons: [(column: Int, reason: RejectReason)] = []
         for check in checks {
             if let reason = check.violation(outcome, valueStart, valueEnd, scratch.bytes) {
-                checkReasons.append((check.requireColumn, RejectReason(field: parsers[check.requireColumn].column.name, reason: reason, value: check.showsValue ? memberText(line, slots, check.requireColumn) : nil)))
+                checkReasons.append(
+                    (
+                        check.requireColumn,
+                        RejectReason(
+                            field: parsers[check.requireColumn].column.name, reason: reason,
+                            value: check.showsValue ? memberText(line, slots, check.requireColumn) : nil)
+                    ))
             }
         }
         if failed || !checkReasons.isEmpty {
@@ -106,7 +116,8 @@ public struct RecordValidator {
                     // A value where the check wants none: the check's reason, not the parse's.
                     reasons.append(c.reason)
                 } else if case .rejected(let text, let show) = outcome[i] {
-                    reasons.append(RejectReason(field: parsers[i].column.name, reason: text, value: show ? memberText(line, slots, i) : nil))
+                    reasons.append(
+                        RejectReason(field: parsers[i].column.name, reason: text, value: show ? memberText(line, slots, i) : nil))
                 }
             }
         }
@@ -118,7 +129,8 @@ public struct RecordValidator {
                 reasons.isEmpty ? !tracker.insert(key, file: file) : tracker.contains(key, file: file)
             }
             if duplicate {
-                reasons.append(RejectReason(field: contract.keyName, reason: duplicateReason, value: keyText()))
+                let reason = line.member(.file) == nil ? duplicateInStream : duplicateInFile
+                reasons.append(RejectReason(field: contract.keyName, reason: reason, value: keyText()))
             }
         }
         guard reasons.isEmpty else { return reasons }

@@ -66,7 +66,7 @@ public enum ValidationReason {
     public static let noSuchDate = "no such date"
     public static let misplacedLeapSecond = "leap second not at 23:59:60 UTC"
     public static let yearOutOfRange = "year out of range 0001…9999"
-    public static let duplicate = "duplicate event_id"
+    public static let duplicate = "duplicate event_id (earlier in this file)"
 
     /// `unknown event type (expected view, purchase)`
     public static func unknownEventType(_ types: [String]) -> String {
