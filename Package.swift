@@ -39,6 +39,8 @@ let package = Package(
         // MetricsEndpoint.swift): FlyingFox, used before, linked all of Foundation into load.
         .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        // FileDescriptor and Errno for the system layer (Sources/Posix).
+        .package(url: "https://github.com/apple/swift-system", exact: "1.8.1"),
     ],
     targets: [
         // SHA-256 from the system's libcrypto (libpq-dev already brings libssl-dev).
@@ -47,10 +49,13 @@ let package = Package(
         // Yams itself links Foundation (+12 MB of RSS per stage, Sources/YAML/YAMLNode.swift).
         .systemLibrary(name: "CLibYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .target(name: "YAML", dependencies: ["CLibYAML"]),
+        // The system layer under every target: clocks, sleep, retrying with backoff, threads,
+        // whole writes, atomic publication, mkdir -p, trimming.
+        .target(name: "Posix", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         // The domain: contracts, CSV reading, the line protocol, validation rules, file identity, IO.
         .target(
             name: "Ingest",
-            dependencies: ["CLibCrypto", "YAML", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Posix", "CLibCrypto", "YAML", .product(name: "Logging", package: "swift-log")]
         ),
         // gen's machinery: synthetic rows (valid and invalid by rule) and batch files.
         .target(name: "Generating", dependencies: ["Ingest"]),
@@ -64,12 +69,13 @@ let package = Package(
         // libpq in Swift: connections, parameterised queries, COPY, classified errors.
         .target(
             name: "Postgres",
-            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Posix", "CLibPQ", .product(name: "Logging", package: "swift-log")]
         ),
         // The pipeline's metrics (swift-metrics instruments) and their Prometheus endpoint.
         .target(
             name: "Telemetry",
             dependencies: [
+                "Posix",
                 .product(name: "CoreMetrics", package: "swift-metrics"),  // Prometheus' own; named here for the exact pin
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -123,6 +129,7 @@ let package = Package(
         .testTarget(name: "GeneratingTests", dependencies: ["Ingest", "Generating"]),
         .testTarget(name: "WatchingTests", dependencies: ["Ingest", "Watching"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
+        .testTarget(name: "PosixTests", dependencies: ["Posix"]),
         // Shared by the test targets: a fresh database per test on the server named by PG* variables.
         .target(name: "TestSupport", dependencies: ["Postgres", "Ingest"], path: "Tests/TestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),

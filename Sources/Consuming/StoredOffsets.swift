@@ -1,5 +1,6 @@
 import Kafka
 import Logging
+import Posix
 import Postgres
 
 #if canImport(Glibc)
@@ -37,53 +38,44 @@ public final class StoredOffsets {
     /// The stored next offset of each of `topic`'s partitions that has one. Retries with
     /// backoff while the server is unreachable; throws on anything permanent.
     public func read(topic: String) throws -> [Int32: Int64] {
-        var attempt = 0
-        while true {
-            do {
-                let conn = try connected()
-                let result = try conn.execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
-                var offsets: [Int32: Int64] = [:]
-                for row in 0..<result.rowCount {
-                    if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }),
-                        let next = result.value(row: row, column: 1).flatMap({ Int64($0) })
-                    {
-                        offsets[p] = next
-                    }
-                }
-                return offsets
-            } catch let error as PostgresError where error.category == .connection || error.category == .retry {
-                connection = nil
-                attempt += 1
-                if let limit = maxRetries, attempt > limit { throw ConsumeError.database(endpoint, error) }
-                let wait = min(30, 0.25 * Double(1 << min(attempt, 8)))
-                logger.warning(
-                    "reading stored offsets, \(endpoint): \(error.description); retrying in \(Int(wait * 1000)) ms (attempt \(attempt))")
-                var request = timespec(tv_sec: Int(wait), tv_nsec: Int((wait - Double(Int(wait))) * 1e9))
-                var remaining = timespec()
-                while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
-            } catch let error as PostgresError {
-                throw ConsumeError.database(endpoint, error)
-            }
+        do {
+            return try retrying(
+                backoff: .database, maxAttempts: maxRetries,
+                isRetryable: { ($0 as? PostgresError).map { $0.category == .connection || $0.category == .retry } ?? false },
+                onRetry: { error, attempt, wait in
+                    self.connection = nil
+                    self.logger.warning(
+                        "reading stored offsets, \(self.endpoint): \(error); retrying in \(formatSeconds(wait)) (attempt \(attempt))")
+                },
+                operation: { try query(topic: topic) })
+        } catch RetryEnd.gaveUp(_, let last as PostgresError) {
+            throw ConsumeError.database(endpoint, last)
+        } catch let error as PostgresError {
+            throw ConsumeError.database(endpoint, error)
         }
     }
 
     /// One attempt, no retries: for periodic work that must not stall the consumer.
     public func readOnce(topic: String) throws -> [Int32: Int64] {
         do {
-            let result = try connected().execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
-            var offsets: [Int32: Int64] = [:]
-            for row in 0..<result.rowCount {
-                if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }),
-                    let next = result.value(row: row, column: 1).flatMap({ Int64($0) })
-                {
-                    offsets[p] = next
-                }
-            }
-            return offsets
+            return try query(topic: topic)
         } catch {
             connection = nil
             throw error
         }
+    }
+
+    private func query(topic: String) throws -> [Int32: Int64] {
+        let result = try connected().execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
+        var offsets: [Int32: Int64] = [:]
+        for row in 0..<result.rowCount {
+            if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }),
+                let next = result.value(row: row, column: 1).flatMap({ Int64($0) })
+            {
+                offsets[p] = next
+            }
+        }
+        return offsets
     }
 
     /// Connections made, for their application names.

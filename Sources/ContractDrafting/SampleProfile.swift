@@ -42,7 +42,7 @@ public struct SampleProfile: Sendable {
         let reader = CSVReader(fd: fd)
         guard let header = try reader.nextRow() else { throw SampleError(problem: "\(path): the file is empty (no header)") }
         if let problem = header.problem { throw SampleError(problem: "\(path):\(header.line): header: \(problem.description)") }
-        let names = (0..<header.fieldCount).map { reader.fieldString($0).trimmingCharacters(in: " \t") }
+        let names = (0..<header.fieldCount).map { reader.fieldString($0).trimmingBlanks() }
         var trackers = names.map { ColumnTracker(header: $0) }
         var rows = 0
         while rows < maxRows, let row = try reader.nextRow() {
@@ -94,7 +94,7 @@ struct ColumnTracker {
     init(header: String) { self.header = header }
 
     mutating func observe(_ raw: String) {
-        let cell = raw.trimmingCharacters(in: " \t")
+        let cell = raw.trimmingBlanks()
         if let token = SampleProfile.nullTokens.first(where: { $0.lowercased() == cell.lowercased() }) {
             let written = token.isEmpty ? "" : cell
             if !nullTokens.contains(written) { nullTokens.append(written) }
@@ -215,15 +215,6 @@ struct NumberShape: Equatable {
 
 extension Character {
     var isASCIIDigit: Bool { isASCII && isNumber }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let c = s.first, set.contains(c) { s = s.dropFirst() }
-        while let c = s.last, set.contains(c) { s = s.dropLast() }
-        return String(s)
-    }
 }
 
 extension String.UTF8View {

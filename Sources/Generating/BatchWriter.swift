@@ -20,7 +20,7 @@ public struct BatchWriter {
     /// Creates `folder` (and its parents) if needed and checks it can be written.
     public init(folder: String) throws {
         self.folder = folder
-        try BatchWriter.makeFolder(folder)
+        try makeDirectories(folder)
         guard access(folder, W_OK | X_OK) == 0 else { throw SystemError("access", errno: errno, path: folder) }
     }
 
@@ -72,17 +72,6 @@ public struct BatchWriter {
             }
             if name.hasPrefix(".batch_") && name.hasSuffix(".csv.tmp") { unlink("\(folder)/\(name)") }
         }
-    }
-
-    static func makeFolder(_ path: String) throws {
-        var st = stat()
-        if stat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw SystemError("mkdir", errno: ENOTDIR, path: path) }
-            return
-        }
-        let parent = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        if !parent.isEmpty && parent != path { try makeFolder(parent) }
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir", errno: errno, path: path) }
     }
 }
 

@@ -37,13 +37,7 @@ public struct ContainedFolder: Sendable {
 
     /// Creates the folder (and parents) if missing.
     public func create() throws {
-        var built = path.hasPrefix("/") ? "" : "."
-        for part in path.split(separator: "/") {
-            built += "/" + part
-            if mkdir(built, 0o755) != 0 && errno != EEXIST {
-                throw SystemError("mkdir", errno: errno, path: built)
-            }
-        }
+        try makeDirectories(path)
     }
 
     /// Writes `bytes` to `name` atomically: a hidden temporary file, fsync, then rename over
@@ -72,51 +66,29 @@ public struct ContainedFolder: Sendable {
     private func writeAtomicallyOnce(
         target: String, temporary: String, _ produce: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
     ) throws {
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError("open", errno: errno, path: temporary) }
-        do {
-            do {
-                let chunk = 1 << 16
-                let pending = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
-                defer { pending.deallocate() }
-                var count = 0
-                try produce { bytes in
-                    if count + bytes.count > chunk && count > 0 {
-                        try writeAll(fd, UnsafeRawBufferPointer(start: pending, count: count))
-                        count = 0
-                    }
-                    if bytes.count >= chunk {
-                        try writeAll(fd, bytes)
-                    } else if let base = bytes.baseAddress {
-                        (pending + count).copyMemory(from: base, byteCount: bytes.count)
-                        count += bytes.count
-                    }
+        try publishAtomically(at: target, temporary: temporary, .replacing) { fd in
+            let chunk = 1 << 16
+            let pending = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+            defer { pending.deallocate() }
+            var count = 0
+            try produce { bytes in
+                if count + bytes.count > chunk && count > 0 {
+                    try writeAll(fd, UnsafeRawBufferPointer(start: pending, count: count))
+                    count = 0
                 }
-                if count > 0 { try writeAll(fd, UnsafeRawBufferPointer(start: pending, count: count)) }
-            } catch let error as SystemError {
-                throw SystemError(error.call, errno: error.errno, path: temporary)
+                if bytes.count >= chunk {
+                    try writeAll(fd, bytes)
+                } else if let base = bytes.baseAddress {
+                    (pending + count).copyMemory(from: base, byteCount: bytes.count)
+                    count += bytes.count
+                }
             }
-            guard fsync(fd) == 0 else { throw SystemError("fsync", errno: errno, path: temporary) }
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
+            if count > 0 { try writeAll(fd, UnsafeRawBufferPointer(start: pending, count: count)) }
         }
-        close(fd)
-        guard rename(temporary, target) == 0 else {
-            let saved = errno
-            unlink(temporary)
-            throw SystemError("rename", errno: saved, path: target)
-        }
-        syncDirectory()
     }
 
     /// Makes renames in the folder durable.
     public func syncDirectory() {
-        let dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
-        }
+        Posix.syncDirectory(path)
     }
 }

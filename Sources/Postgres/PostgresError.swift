@@ -1,4 +1,5 @@
 import CLibPQ
+import Posix
 
 // FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
 // load's resident memory for nothing this client uses.
@@ -125,12 +126,12 @@ extension PostgresError {
         var detail: String?
         var hint: String?
         for raw in text.split(whereSeparator: \.isNewline) {
-            let line = raw.trimmingSpaces()
+            let line = raw.trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("LOCATION:") { continue }
             if line.hasPrefix("DETAIL:") {
-                detail = String(line.dropFirst("DETAIL:".count)).trimmingSpaces()
+                detail = String(line.dropFirst("DETAIL:".count)).trimmingWhitespace()
             } else if line.hasPrefix("HINT:") {
-                hint = String(line.dropFirst("HINT:".count)).trimmingSpaces()
+                hint = String(line.dropFirst("HINT:".count)).trimmingWhitespace()
             } else {
                 kept.append(line)
             }
@@ -159,17 +160,8 @@ extension PostgresError {
 }
 
 private func oneLine(_ text: String) -> String {
-    text.split(whereSeparator: \.isNewline).map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+    text.split(whereSeparator: \.isNewline).map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
         .joined(separator: " ")
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> String {
-        var slice = Substring(self)
-        while let first = slice.first, first.isWhitespace { slice.removeFirst() }
-        while let last = slice.last, last.isWhitespace { slice.removeLast() }
-        return String(slice)
-    }
 }
 
 /// The last occurrence of `needle` in `text` (error messages are short: a plain scan will do).

@@ -1,4 +1,5 @@
 import Logging
+import Posix
 import Synchronization
 
 #if canImport(Glibc)
@@ -25,7 +26,7 @@ public final class MetricsEndpoint: Sendable {
     /// Written to by `stop()`: wakes the serving thread, which closes everything and exits.
     private let wakeWrite: Int32
     private let wakeRead: Int32
-    private let thread: pthread_t
+    private let thread: JoinableThread
     private let stopped = Atomic<Bool>(false)
 
     /// `http://HOST:PORT/metrics`.
@@ -73,27 +74,14 @@ public final class MetricsEndpoint: Sendable {
         let server = ScrapeServer(listener: listener, wake: wake[0], metrics: metrics, logger: logger)
         // Signals stay with load's own threads (its first Ctrl+C drains, the second exits): the
         // serving thread starts with all of them blocked.
-        var all = sigset_t()
-        var previous = sigset_t()
-        sigfillset(&all)
-        pthread_sigmask(SIG_SETMASK, &all, &previous)
-        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(server).toOpaque()
-        let started = pthread_create(
-            &thread, nil,
-            { context in
-                Unmanaged<ScrapeServer>.fromOpaque(unwrapped(context)).takeRetainedValue().run()
-                return nil
-            }, context)
-        guard started == 0 else {
-            Unmanaged<ScrapeServer>.fromOpaque(context).release()
+        do {
+            self.thread = try JoinableThread(blockingSignals: true) { server.run() }
+        } catch let error as SystemError {
             close(listener)
             close(wake[0])
             close(wake[1])
-            throw MetricsEndpointError(listen: listen, problem: String(cString: strerror(started)))
+            throw MetricsEndpointError(listen: listen, problem: String(cString: strerror(error.errno)))
         }
-        self.thread = thread
         logger.debug("metrics endpoint: listening on \(url)")
     }
 
@@ -102,7 +90,7 @@ public final class MetricsEndpoint: Sendable {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)
-        pthread_join(thread, nil)
+        thread.join()
         close(wakeWrite)
         close(wakeRead)
     }
@@ -116,9 +104,6 @@ public struct MetricsEndpointError: Error, CustomStringConvertible, Sendable {
     public let problem: String
     public var description: String { "--metrics-listen \(listen): \(problem)" }
 }
-
-/// pthread_create's argument is optional on Linux and not on Darwin.
-private func unwrapped(_ pointer: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer { pointer! }
 
 /// An IPv4 or IPv6 address and port to listen on.
 struct SocketAddress {

@@ -1,4 +1,5 @@
 import Logging
+import Posix
 
 #if canImport(Glibc)
 import Glibc
@@ -281,9 +282,3 @@ private let noSignal = Int32(MSG_NOSIGNAL)
 #else
 private let noSignal: Int32 = 0
 #endif
-
-func monotonicMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}

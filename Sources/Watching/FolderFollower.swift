@@ -100,7 +100,7 @@ public final class FolderFollower {
             if let stop {
                 if stop.wait(milliseconds: 100) { return }
             } else {
-                usleep(100_000)
+                sleep(seconds: 0.1)
             }
         }
         for name in deferred.sorted() {
@@ -123,7 +123,7 @@ public final class FolderFollower {
             if let stop {
                 if stop.wait(milliseconds: wait) { return }
             } else {
-                usleep(useconds_t(wait) * 1000)
+                sleep(seconds: Double(wait) / 1000)
             }
             try feed.sendDue(in: folder, stop: stop)
             try? feed.claims?.beat()
@@ -246,7 +246,7 @@ struct PollingFollower {
             if let stop = follower.stop {
                 if stop.wait(milliseconds: Int32(clamping: intervalMilliseconds)) { return }
             } else {
-                usleep(useconds_t(clamping: intervalMilliseconds * 1000))
+                sleep(seconds: Double(intervalMilliseconds) / 1000)
             }
             try? feed.claims?.beat()
             var scanned: [String: FileVersion] = [:]

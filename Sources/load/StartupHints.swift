@@ -27,7 +27,7 @@ struct StartupHints {
         let port = environment["PGPORT"] ?? environment["POSTGRES_PORT"] ?? fromFile["POSTGRES_PORT"] ?? "5432"
         let cluster = environment["INGEST_PGDATA"] ?? ".pgdata"
         if db == nil,
-            let embedded = readSmallFile(cluster + "/port").map(trimmed), !embedded.isEmpty, embedded != port
+            let embedded = readSmallFile(cluster + "/port").map { $0.trimmingWhitespace() }, !embedded.isEmpty, embedded != port
         {
             hints.append("the embedded server (\(cluster)) is on port \(embedded): eval \"$(bin/pg env)\" and run load again")
         }
@@ -75,11 +75,4 @@ func readSmallFile(_ path: String, limit: Int = 1 << 16) -> String? {
         bytes += chunk[..<n]
     }
     return String(decoding: bytes, as: UTF8.self)
-}
-
-/// `text` without leading and trailing white space and newlines.
-func trimmed(_ text: String) -> String {
-    let isSpace: (Character) -> Bool = { $0.isWhitespace || $0.isNewline }
-    guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else { return "" }
-    return String(text[first...last])
 }

@@ -31,7 +31,7 @@ struct RuleOptions: ParsableArguments {
         var contract = try contractOption.contract()
         var types: [String]?
         if let eventTypes {
-            let list = eventTypes.split(separator: ",").map { $0.trimmingCharacters() }.filter { !$0.isEmpty }
+            let list = eventTypes.split(separator: ",").map { $0.trimming(" ") }.filter { !$0.isEmpty }
             guard !list.isEmpty else { throw ValidationError("--event-types: give at least one type") }
             guard contract.column(named: "event_type") != nil else {
                 throw ValidationError("--event-types: the contract \(contract.path ?? "") has no event_type column")
@@ -40,12 +40,6 @@ struct RuleOptions: ParsableArguments {
         }
         contract.override(eventTypes: types, maxFutureMilliseconds: maxFuture?.milliseconds)
         return ValidationRules(contract: contract)
-    }
-}
-
-extension Substring {
-    func trimmingCharacters() -> String {
-        String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     }
 }
 

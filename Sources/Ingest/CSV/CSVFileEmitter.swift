@@ -189,7 +189,7 @@ struct HeaderLayout {
         }
         var seen: [Int: Int] = [:]
         for index in 0..<header.fieldCount {
-            let cell = reader.fieldString(index).trimmingSpaces()
+            let cell = reader.fieldString(index).trimmingBlanks()
             names.append(contract.column(source: cell).map { contract.columns[$0].name } ?? cell.lowercased())
             guard let column = contract.column(source: cell) else {
                 ignored.append(cell)
@@ -215,15 +215,5 @@ struct HeaderLayout {
                 field: nil,
                 reason: "header: \(ignored.count == 1 ? "column" : "columns") not in the contract: \(ignored.joined(separator: ", "))")
         }
-    }
-}
-
-extension String {
-    /// Without leading and trailing spaces and tabs.
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
-        while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -27,11 +27,11 @@ public enum ColumnType: Equatable, Hashable, Sendable, CustomStringConvertible {
         if let open = text.firstIndex(of: "("), text.hasSuffix(")") {
             let inner = text[text.index(after: open)..<text.index(before: text.endIndex)]
             let parts = inner.split(separator: ",", omittingEmptySubsequences: false).map {
-                Int($0.trimmingCharacters(in: " "))
+                Int($0.trimming(" "))
             }
             guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
             arguments = parts.map { $0! }
-            text = String(text[..<open]).trimmingCharacters(in: " ")
+            text = text[..<open].trimming(" ")
         }
         switch (text, arguments?.count ?? 0) {
         case ("smallint", 0), ("int2", 0): self = .smallint
@@ -127,15 +127,5 @@ public enum ColumnType: Equatable, Hashable, Sendable, CustomStringConvertible {
             return tp - ts >= digits
         default: return false
         }
-    }
-}
-
-extension StringProtocol {
-    /// Without leading and trailing `characters`.
-    func trimmingCharacters(in characters: Character...) -> String {
-        var s = Substring(self)
-        while let c = s.first, characters.contains(c) { s = s.dropFirst() }
-        while let c = s.last, characters.contains(c) { s = s.dropLast() }
-        return String(s)
     }
 }

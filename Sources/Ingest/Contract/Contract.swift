@@ -45,7 +45,7 @@ public struct Contract: Sendable, Equatable {
     /// The index of the column a CSV header cell or message key names: its `source`, compared
     /// without surrounding spaces and without case.
     public func column(source: String) -> Int? {
-        let wanted = source.trimmingCharacters(in: " ", "\t").lowercased()
+        let wanted = source.trimmingBlanks().lowercased()
         return columns.firstIndex { $0.source.lowercased() == wanted }
     }
 

@@ -30,9 +30,7 @@ public struct FileClaims: Sendable {
 
     /// Creates the claims folder and this pipeline's heartbeat.
     public func prepare() throws {
-        for dir in [directory, directory + "/.pipelines"] where mkdir(dir, 0o755) != 0 && errno != EEXIST {
-            throw SystemError("mkdir", errno: errno, path: dir)
-        }
+        try makeDirectories(directory + "/.pipelines")
         try beat()
     }
 
@@ -97,10 +95,7 @@ public struct FileClaims: Sendable {
         #else
         let beat = Int64(st.st_mtimespec.tv_sec) * 1000 + Int64(st.st_mtimespec.tv_nsec) / 1_000_000
         #endif
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let nowMs = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-        return nowMs - beat < leaseMilliseconds
+        return wallClockMilliseconds() - beat < leaseMilliseconds
     }
 
     func claimPath(_ name: String) -> String { directory + "/" + name }
@@ -113,16 +108,11 @@ public struct FileClaims: Sendable {
     /// temporary name, then `link`), so a reader never sees a half-written claim.
     private func create(_ path: String, _ claim: Claim) throws -> Bool {
         let temporary = path + ".new.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SystemError("open", errno: errno, path: temporary) }
         let text = Array("\(claim.inode) \(claim.pipeline)\n".utf8)
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
-        close(fd)
-        defer { unlink(temporary) }
-        guard written == text.count else { throw SystemError("write", errno: written < 0 ? errno : EIO, path: temporary) }
-        if link(temporary, path) == 0 { return true }
-        if errno == EEXIST { return false }
-        throw SystemError("link", errno: errno, path: path)
+        // No fsync: a claim is a lease that a crash voids anyway.
+        return try publishAtomically(at: path, temporary: temporary, .exclusive, sync: false) { fd in
+            try text.withUnsafeBytes { try writeAll(fd, $0) }
+        }
     }
 
     private func readClaim(_ path: String) -> Claim? {

@@ -4,25 +4,6 @@ import Glibc
 import Darwin
 #endif
 
-/// A failed system call, named, with its errno.
-public struct SystemError: Error, CustomStringConvertible, Sendable {
-    public let call: String
-    public let errno: Int32
-    public let path: String?
-
-    public init(_ call: String, errno: Int32, path: String? = nil) {
-        self.call = call
-        self.errno = errno
-        self.path = path
-    }
-
-    public var description: String {
-        let reason = String(cString: strerror(errno))
-        if let path { return "\(path): \(reason) (\(call))" }
-        return "\(call): \(reason)"
-    }
-}
-
 /// Splits a file descriptor's bytes into lines with one reusable buffer.
 ///
 /// Each line is handed out as a pointer into the buffer, valid until the next call:

@@ -21,8 +21,8 @@ public struct DiskSpaceWait {
     private var started = 0.0
     private var lastReport = 0.0
 
-    /// Longest pause between attempts, in seconds.
-    public static let maxPause = 5.0
+    /// The pauses between attempts: 0.1 s doubling to 5 s.
+    public static let backoff = Backoff(first: 0.1, ceiling: 5)
 
     public init(path: String, needed: Int, logger: Logger) {
         self.path = path
@@ -40,7 +40,7 @@ public struct DiskSpaceWait {
 
     /// Logs (the first time, then once a minute) and sleeps with backoff: 0.1 s doubling to 5 s.
     public mutating func pause(reason: Int32 = ENOSPC) {
-        let now = clockSeconds()
+        let now = monotonicSeconds()
         if attempt == 0 {
             started = now
             lastReport = now
@@ -54,16 +54,13 @@ public struct DiskSpaceWait {
             )
         }
         attempt += 1
-        let seconds = min(Self.maxPause, 0.1 * Double(1 << min(attempt - 1, 6)))
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - Double(Int(seconds))) * 1e9))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+        sleep(seconds: Self.backoff.delay(attempt: attempt))
     }
 
     /// Logs that the wait is over, when there was one.
     public func resumed() {
         guard attempt > 0 else { return }
-        let waited = clockSeconds() - started
+        let waited = monotonicSeconds() - started
         logger.notice("\(path): space is back, resumed after \(waited < 1 ? "\(Int(waited * 1000)) ms" : "\(Int(waited)) s")")
     }
 
@@ -111,27 +108,6 @@ public func writeAllWaitingForSpace(
     _ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String, logger: Logger = Logger(label: "disk")
 ) throws {
     var wait = DiskSpaceWait(path: path, needed: raw.count, logger: logger)
-    var offset = 0
-    while offset < raw.count {
-        let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-        if n >= 0 {
-            offset += n
-            continue
-        }
-        let code = errno
-        if code == EINTR { continue }
-        if code == EPIPE { throw BrokenPipe() }
-        if DiskSpaceWait.isOutOfSpace(errno: code) {
-            wait.pause(reason: code)
-            continue
-        }
-        throw SystemError("write", errno: code, path: path)
-    }
+    try writeAll(fd, raw, path: path) { wait.pause(reason: $0) }
     wait.resumed()
-}
-
-private func clockSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

@@ -82,13 +82,6 @@ public enum Interrupts {
     }
 }
 
-/// Milliseconds of a clock that never jumps (for intervals and deadlines).
-public func monotonicMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
 private let signalCount = Atomic<Int>(0)
 private let secondExitCode = Atomic<Int32>(130)
 private let wakeRead = Atomic<Int32>(-1)
