@@ -1,6 +1,6 @@
-# The tools (gen, watch, validate, load) and the bin/ scripts, built by the same bin/setup
-# that bin/run uses.
-FROM swift:6.0-noble
+# The tools (gen, watch, validate, load, consume, contract) and the bin/ scripts, built by the
+# same bin/setup that bin/run uses, with the Swift the project is built and tested with (6.3).
+FROM swift:6.3-noble
 WORKDIR /app
 COPY . .
 RUN bin/setup --no-server

@@ -17,7 +17,7 @@ import PackageDescription
 //   Ingest, Postgres ── ContractDrafting ── contract   (contract init and check, --create-table)
 //
 // Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
-// CommandLineDialect (over Ingest and swift-argument-parser) is what the four executables
+// CommandLineDialect (over Ingest and swift-argument-parser) is what the executables
 // share: --log-level, one duration syntax, one runtime error, the exit codes.
 let package = Package(
     name: "ecommerce-ingest",
@@ -86,7 +86,7 @@ let package = Package(
             name: "Loading",
             dependencies: ["Ingest", "Postgres", "Telemetry", .product(name: "Logging", package: "swift-log")]
         ),
-        // What the four tools share on the command line: options, durations, errors, exit codes.
+        // What the tools share on the command line: options, durations, errors, exit codes.
         .target(
             name: "CommandLineDialect",
             dependencies: [
@@ -130,8 +130,11 @@ let package = Package(
         .testTarget(name: "WatchingTests", dependencies: ["Ingest", "Watching"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         .testTarget(name: "PosixTests", dependencies: ["Posix"]),
-        // Shared by the test targets: a fresh database per test on the server named by PG* variables.
-        .target(name: "TestSupport", dependencies: ["Postgres", "Ingest"], path: "Tests/TestSupport"),
+        // Shared by the test targets: a fresh database per test on the server named by PG* variables,
+        // the tools run as processes, an in-memory log handler.
+        .target(
+            name: "TestSupport", dependencies: ["Postgres", "Ingest", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport"),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"]),
         // Runs the built executables as real processes joined by real pipes.
         .testTarget(

@@ -28,7 +28,7 @@ public struct LogOptions: ParsableArguments {
         if let raw = getenv("INGEST_LOG_LEVEL"), let parsed = Logger.Level(rawValue: String(cString: raw).lowercased()) {
             chosen = parsed
         }
-        LineLogHandler.bootstrap(level: level?.loggerLevel ?? chosen)
+        LineLogHandler.bootstrap(stage: stage, level: level?.loggerLevel ?? chosen)
         return Logger(label: stage)
     }
 }

@@ -103,7 +103,7 @@ public final class TopicConsumer {
         client = consumer
         defer { consumer.close() }
         try consumer.subscribe([topic])
-        logger.info("consume: group \(config.group), topic \(topic), brokers \(config.brokers)")
+        logger.info("group \(config.group), topic \(topic), brokers \(config.brokers)")
 
         var lines = MessageLines(contract: config.contract)
         var lastFlush = monotonicMilliseconds()
@@ -117,11 +117,11 @@ public final class TopicConsumer {
                 try output.flush()
                 lastFlush = monotonicMilliseconds()
                 if readerIsGone(fd) {
-                    logger.info("consume: the reader of stdout went away; leaving the group")
+                    logger.info("the reader of stdout went away; leaving the group")
                     return
                 }
                 if config.exitAtEnd && !assigned.isEmpty && atEnd == assigned {
-                    logger.info("consume: every assigned partition read to its end")
+                    logger.info("every assigned partition read to its end")
                     break
                 }
                 continue

@@ -9,8 +9,8 @@ import Darwin
 /// One batch committing on its own thread while `load` keeps reading the next one, so our
 /// reading and the server's COPY overlap instead of adding up.
 ///
-/// Bounded by design: the loader starts one only after the previous one was waited for, so at
-/// most one batch is in flight and one is filling.
+/// Bounded by design: the loader starts one per session only after that session's previous one
+/// was waited for, so at most one batch per session (two in all) is in flight and one is filling.
 final class CommitThread: @unchecked Sendable {
     // @unchecked: `work` and `failure` are touched by the new thread between pthread_create and
     // pthread_join only, and by the creating thread after the join (which orders the accesses).

@@ -122,7 +122,7 @@ public final class FileFeed {
                 } catch let error as SystemError {
                     // A claim that cannot be written: reading the file anyway risks only
                     // duplicate work (load's checkpoint keeps it exactly once), never a loss.
-                    logger.warning("watch: cannot claim \(folder.path(of: name)): \(error); reading it anyway")
+                    logger.warning("cannot claim \(folder.path(of: name)): \(error); reading it anyway")
                 }
             }
             sent[name] = identity
@@ -206,7 +206,7 @@ public final class FileFeed {
 
     private func report(_ error: SystemError, path: String) {
         failures += 1
-        logger.error("watch: \(path): \(String(cString: strerror(error.errno)))")
+        logger.error("\(path): \(String(cString: strerror(error.errno)))")
     }
 }
 

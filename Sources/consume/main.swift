@@ -121,7 +121,7 @@ struct Consume: ToolCommand {
             throw RuntimeError("\(error)")
         }
         let settings = resolved.settings
-        logger.info("consume: stored offsets at \(settings.redactedDescription) (\(resolved.source))")
+        logger.info("stored offsets at \(settings.redactedDescription) (\(resolved.source))")
         var config = ConsumerConfiguration(brokers: brokers, topic: topic, group: group)
         config.exitAtEnd = exitAtEnd
         config.contract = try contractOption.contract()
@@ -149,7 +149,7 @@ struct Consume: ToolCommand {
             let consumer = TopicConsumer(config: config, offsets: offsets, logger: logger)
             try consumer.run(fd: 1)
             let t = consumer.totals
-            logger.info("consume: done: \(t.messages) messages, \(t.records) records, \(t.rejects) rejects, \(t.assignments) assignments")
+            logger.info("done: \(t.messages) messages, \(t.records) records, \(t.rejects) rejects, \(t.assignments) assignments")
         } catch is BrokenPipe {
             throw ExitCode.success
         } catch let error as ConsumeError {

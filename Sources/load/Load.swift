@@ -40,7 +40,10 @@ struct Load: ToolCommand {
             Connection (highest precedence first): --db (a conninfo or postgresql:// URI); the \
             libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…; the keys \
             POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD from the \
-            environment or the --env-file (default ./.env when present). The password is never \
+            environment or the --env-file (default ./.env when present). Only when none of these \
+            is set, the embedded server of bin/pg ($INGEST_PGDATA, else ./.pgdata), if it was \
+            created; else libpq's defaults. A configured server is never replaced by the \
+            embedded one, even when it does not answer. The password is never \
             printed. Prefer PGPASSWORD, ~/.pgpass or .env for it: a password inside --db is \
             overwritten in load's argument list at start-up, but other local users could read \
             it in `ps` until then. An unreachable server is retried with backoff, and a silent \
@@ -211,13 +214,13 @@ struct Load: ToolCommand {
         if let metricsListen {
             do {
                 endpoint = try MetricsEndpoint(listen: metricsListen, metrics: config.metrics, logger: logger)
-                logger.info("load: metrics at \(endpoint!.url)")
+                logger.info("metrics at \(endpoint!.url)")
             } catch  where getenv("INGEST_METRICS_BEST_EFFORT").map({ String(cString: $0) }) == "1" {
                 // bin/pipeline's default address, not the user's choice: another job may have
                 // taken the port between its probe and this bind. Loading matters more.
-                logger.warning("load: \(error); metrics off for this run")
+                logger.warning("\(error); metrics off for this run")
             } catch {
-                logger.critical("load: \(error)")
+                logger.critical("\(error)")
                 exitProcess(ExitStatus.failure.rawValue)
             }
         }
@@ -225,15 +228,15 @@ struct Load: ToolCommand {
         if let name { config.pipeline = name }
 
         let loader = Loader(config: config, logger: logger)
-        logger.info("load: connecting to \(settings.redactedDescription) (\(resolved.source))")
-        logger.info("load: reading stdin, writing to \(config.table) at \(settings.redactedDescription)")
+        logger.info("connecting to \(settings.redactedDescription) (\(resolved.source))")
+        logger.info("reading stdin, writing to \(config.table) at \(settings.redactedDescription)")
         do {
             try loader.run(fd: 0)
         } catch let mismatch as ContractMismatch {
-            logger.critical("load: \(mismatch.description)")
+            logger.critical("\(mismatch.description)")
             exitProcess(ExitStatus.usage.rawValue)
         } catch LoaderError.interrupted(let endpoint) {
-            logger.info("load: interrupted while waiting for \(endpoint); nothing was read or committed")
+            logger.info("interrupted while waiting for \(endpoint); nothing was read or committed")
             exitProcess(130)
         } catch let error as LoaderError {
             logger.critical("\(error.description)")
@@ -244,7 +247,7 @@ struct Load: ToolCommand {
         }
         let t = loader.totals
         logger.info(
-            "load: done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesQuarantined) quarantined, \(t.filesSkipped) skipped as already committed, \(t.batches) batches"
+            "done: \(t.rowsLoaded) rows loaded, \(t.rowsRejected) rejected, \(t.filesCommitted) files committed, \(t.filesQuarantined) quarantined, \(t.filesSkipped) skipped as already committed, \(t.batches) batches"
         )
     }
 }

@@ -102,13 +102,13 @@ struct Validate: ToolCommand {
         do {
             if files.isEmpty {
                 if isatty(0) == 0 { Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue)) }
-                try validateStream(&stage, output)
+                try validateStream(&stage, output, logger: logger)
             } else {
                 Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue))
                 for path in files {
                     if Interrupts.received > 0 { break }
                     do {
-                        try validateFile(path, &stage, output)
+                        try validateFile(path, &stage, output, logger: logger)
                     } catch let error as SystemError {
                         logger.error("\(error)")
                         failed = true
@@ -124,7 +124,7 @@ struct Validate: ToolCommand {
     }
 
     /// stdin → stdout, the hot loop (its figures: docs/performance.md).
-    private func validateStream(_ stage: inout StreamValidator, _ output: ByteOutput) throws {
+    private func validateStream(_ stage: inout StreamValidator, _ output: ByteOutput, logger: Logger) throws {
         let reader = LineReader(fd: 0, maxLineLength: maxLineBytes)
         // Idle, with load gone (killed): exit now, so consume sees us go and leaves the group.
         reader.downstream = 1
@@ -136,7 +136,7 @@ struct Validate: ToolCommand {
             guard let item = try reader.next() else { break }
             switch item {
             case .line(let bytes) where isTruncatedTail(bytes, reader: reader):
-                Logger(label: "validate").warning(
+                logger.warning(
                     "stdin:\(reader.lineNumber): input ended in the middle of a line (\(bytes.count) bytes dropped): the upstream stage stopped mid-write"
                 )
             case .line(let bytes) where bytes.count > maxLineBytes:
@@ -163,7 +163,7 @@ struct Validate: ToolCommand {
     /// would through a pipe. On one thread this path ran at 0.70 of that pipeline's speed
     /// (bin/bench, 2 cores); so, median of 7 on 1,000,000 rows, 1.77 s against the pipeline's
     /// 2.21 s (with one slot instead of two, 2.18 s: the validator waited for each hand-over).
-    private func validateFile(_ path: String, _ stage: inout StreamValidator, _ output: ByteOutput) throws {
+    private func validateFile(_ path: String, _ stage: inout StreamValidator, _ output: ByteOutput, logger: Logger) throws {
         let name = String(path.split(separator: "/").last ?? Substring(path))
         let emitter = try CSVEmitterThread(
             path: path, name: name, seen: UTCTimestamp.now(), emitter: CSVFileEmitter(contract: stage.validator.contract))
@@ -181,7 +181,7 @@ struct Validate: ToolCommand {
         }) {}
         let emitted = try emitter.finish()
         if let problem = emitted.fileProblem {
-            Logger(label: "validate").warning("\(path): \(problem)")
+            logger.warning("\(path): \(problem)")
         }
         try output.flush()
     }

@@ -115,7 +115,7 @@ struct Watch: ToolCommand {
             directories, FIFOs and other non-regular files, symlinks leading outside DIR \
             (each skip is logged once per name, at info level, with the reason; other \
             extensions, upper-case .CSV and sub-folders too). A file that cannot be read gets \
-            one error line on stderr (watch: DIR/x.csv: Permission denied) and the stream goes \
+            one ERROR line on stderr (DIR/x.csv: Permission denied) and the stream goes \
             on; with --once or FILE arguments watch then exits 1 at the end.
 
             PROGRESS
@@ -256,10 +256,10 @@ struct Watch: ToolCommand {
         } catch is BrokenPipe {
             return
         } catch let error as FolderGone {
-            logger.error("watch: \(error)")
+            logger.error("\(error)")
             throw ExitCode(ExitStatus.failure.rawValue)
         } catch let error as SystemError {
-            logger.error("watch: \(error)")
+            logger.error("\(error)")
             throw ExitCode(ExitStatus.failure.rawValue)
         }
         if stop.isRequested {

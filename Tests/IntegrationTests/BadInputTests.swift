@@ -406,7 +406,7 @@ let hostileHeader = "event_id,user_id,product_id,event_type,price,event_timestam
             #expect(r.status == 1)
             let errors = r.stderr.split(separator: "\n").filter { $0.contains("ERROR") }
             #expect(errors.count == 1, "\(r.stderr)")
-            #expect(errors.first?.hasSuffix("watch: \(f.path): Permission denied") == true, "\(r.stderr)")
+            #expect(errors.first?.hasSuffix(" - watch - ERROR - \(f.path): Permission denied") == true, "\(r.stderr)")
             #expect(try p.events() == 0)
             #expect(FileManager.default.fileExists(atPath: f.path))
         }

@@ -90,8 +90,8 @@ import Testing
             expected = "(libpq defaults) (libpq defaults: local socket, port 5432)"
         default: break
         }
-        let load = try folder.server("load", extra, marker: "load: connecting to ")
-        let consume = try folder.server("consume", Self.consumeArguments + extra, marker: "consume: stored offsets at ")
+        let load = try folder.server("load", extra, marker: " - load - INFO - connecting to ")
+        let consume = try folder.server("consume", Self.consumeArguments + extra, marker: " - consume - INFO - stored offsets at ")
         #expect(load == expected)
         #expect(consume == load)
         #expect(!load.contains("secret") && !load.contains("pw"))

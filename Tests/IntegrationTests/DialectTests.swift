@@ -344,8 +344,8 @@ let pinnedHelp: [String: String] = [
     *~, directories, FIFOs and other non-regular files, symlinks leading outside
     DIR (each skip is logged once per name, at info level, with the reason; other
     extensions, upper-case .CSV and sub-folders too). A file that cannot be read
-    gets one error line on stderr (watch: DIR/x.csv: Permission denied) and the
-    stream goes on; with --once or FILE arguments watch then exits 1 at the end.
+    gets one ERROR line on stderr (DIR/x.csv: Permission denied) and the stream
+    goes on; with --once or FILE arguments watch then exits 1 at the end.
 
     PROGRESS
     With --progress, a progress line goes out after the listing and before each
@@ -520,14 +520,17 @@ let pinnedHelp: [String: String] = [
     the libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE…;
     the keys POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER,
     POSTGRES_PASSWORD from the environment or the --env-file (default ./.env when
-    present). The password is never printed. Prefer PGPASSWORD, ~/.pgpass or .env
-    for it: a password inside --db is overwritten in load's argument list at
-    start-up, but other local users could read it in `ps` until then. An
-    unreachable server is retried with backoff, and a silent one (packets dropped)
-    is noticed within ~20 s through libpq keepalives and timeouts that --db may
-    override (docs/postgres.md); a full disk is waited out. A bad --db or
-    --env-file, authentication failures, missing tables and missing privileges stop
-    with one line on stderr and exit status 1.
+    present). Only when none of these is set, the embedded server of bin/pg
+    ($INGEST_PGDATA, else ./.pgdata), if it was created; else libpq's defaults. A
+    configured server is never replaced by the embedded one, even when it does not
+    answer. The password is never printed. Prefer PGPASSWORD, ~/.pgpass or .env for
+    it: a password inside --db is overwritten in load's argument list at start-up,
+    but other local users could read it in `ps` until then. An unreachable server
+    is retried with backoff, and a silent one (packets dropped) is noticed within
+    ~20 s through libpq keepalives and timeouts that --db may override
+    (docs/postgres.md); a full disk is waited out. A bad --db or --env-file,
+    authentication failures, missing tables and missing privileges stop with one
+    line on stderr and exit status 1.
 
     Reject threshold: with --max-reject-rate or --max-rejects, a file over the
     limit (counted when its end marker arrives) commits none of its rows and no

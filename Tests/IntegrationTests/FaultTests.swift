@@ -68,6 +68,7 @@ import Testing
             let line = run.stderr.snapshot().split(separator: "\n").first { $0.contains("No space left") } ?? ""
             print("faults: full disk (\(place)): \(line)")
             #expect(line.contains("needed"))
+            #expect(line.contains(" - load - WARNING - \(waitedPath): "), "logged under the stage, not `disk`: \(line)")
             #expect(run.process.isRunning)
             // Dead letters are written before COMMIT; the journal after it.
             #expect(try count(db, "SELECT count(*) FROM ingest_checkpoints") == (place == "journal" ? 1 : 0))

@@ -156,7 +156,7 @@ import Glibc
         let port = UInt16(bigEndian: addr.sin_port)
         let r = try runTool(Executables.url("load"), ["--metrics-listen", "127.0.0.1:\(port)"], stdin: Data())
         #expect(r.status == 1)
-        #expect(r.stderr.contains("CRITICAL - load: --metrics-listen 127.0.0.1:\(port): Address already in use"), "\(r.stderr)")
+        #expect(r.stderr.contains("load - CRITICAL - --metrics-listen 127.0.0.1:\(port): Address already in use"), "\(r.stderr)")
         #expect(r.stderr.components(separatedBy: "Address already in use").count == 2, "one line: \(r.stderr)")
         let usage = try runTool(Executables.url("load"), ["--metrics-listen", "nowhere"], stdin: Data())
         #expect(usage.status == 64)

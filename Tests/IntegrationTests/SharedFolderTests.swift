@@ -367,7 +367,7 @@ final class SharedFolder: @unchecked Sendable {
             var skipped = 0
             for p in pipelines {
                 let log = p.log("load")
-                let final = try #require(log.split(separator: "\n").last { $0.contains("load: done:") })
+                let final = try #require(log.split(separator: "\n").last { $0.contains(" - load - INFO - done:") })
                 let number = final.components(separatedBy: " skipped as already committed").first?.split(separator: " ").last
                 skipped += Int(number ?? "") ?? 999
             }

@@ -339,8 +339,8 @@ private func waitUntilWatching(_ run: WatchRun, within seconds: Double = 10) -> 
         kill(run.process.processIdentifier, SIGINT)
         #expect(run.exitStatus() == 0)
         let err = run.stderr
-        #expect(err.contains("ERROR - watch: \(s.incoming)/b.csv: No such file or directory"))
-        #expect(err.contains("ERROR - watch: \(s.incoming)/g.csv: No such file or directory"))
+        #expect(err.contains("watch - ERROR - \(s.incoming)/b.csv: No such file or directory"))
+        #expect(err.contains("watch - ERROR - \(s.incoming)/g.csv: No such file or directory"))
         #expect(err.contains("Skipping \(s.incoming)/c.csv: a FIFO, not a regular file"))
         #expect(err.contains("Skipping \(s.incoming)/d.csv: a directory"))
         #expect(err.contains("Skipping \(s.incoming)/e.csv: symlink to "))
@@ -415,7 +415,7 @@ private func waitUntilWatching(_ run: WatchRun, within seconds: Double = 10) -> 
         #expect(waitUntilWatching(run))
         try FileManager.default.removeItem(atPath: s.incoming)
         #expect(run.exitStatus(within: 5) == 1)
-        #expect(run.stderr.contains("ERROR - watch: \(s.incoming): the folder was deleted"))
+        #expect(run.stderr.contains("watch - ERROR - \(s.incoming): the folder was deleted"))
     }
 
     @Test func pollModeDetectsANewFile() throws {

@@ -16,12 +16,17 @@
 #   usage_error MSG...         error line on stderr, then exit 64
 #   say LINE                   a line on stderr and in INGEST_SCRIPT_LOG; a dead stderr is ignored
 #   ignore_dead_output         a dead stdout/stderr fails writes instead of killing the script
+#   now_ms                     wall-clock milliseconds since the epoch (no fork: EPOCHREALTIME)
+#   option_value, option_count, option_share, option_duration, unknown_option
+#                              the scripts' options (bin/lib/args.sh, sourced from here)
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
 INGEST_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
-# shellcheck disable=SC2034
-INGEST_APT_PACKAGES=(libpq-dev libyaml-dev postgresql postgresql-client pkg-config jq systemd curl prometheus iproute2 nftables librdkafka-dev kcat)
+# shellcheck disable=SC2034  # shellcheck: bin/lint checks bin/ with it
+INGEST_APT_PACKAGES=(libpq-dev libyaml-dev postgresql postgresql-client pkg-config jq systemd curl prometheus iproute2 nftables librdkafka-dev kcat shellcheck)
 _ingest_prog=${0##*/}
+# shellcheck source=SCRIPTDIR/args.sh
+source "$INGEST_ROOT/bin/lib/args.sh"
 
 info() { say "$_ingest_prog: $*"; }
 warn() { say "$_ingest_prog: warning: $*"; }
@@ -64,6 +69,11 @@ stderr_gone() {
 # instead of killing the script with SIGPIPE. A handler, not SIG_IGN: the programs the script
 # starts get the default back, as they expect.
 ignore_dead_output() { trap : PIPE; }
+
+now_ms() {
+  local micro=${EPOCHREALTIME/[.,]/}
+  printf '%s\n' $((10#$micro / 1000))
+}
 
 # duration_ms DURATION
 # The grammar of the tools' DurationArgument (Sources/CommandLineDialect): a decimal number and

@@ -7,7 +7,7 @@
 #   ingest_tool NAME       absolute path of a built tool, or die saying how to build it
 #   load_env_file [FILE]   export POSTGRES_* and PG* keys from FILE (default .env) unless already set
 #   select_database [--start-embedded] [--require-configured]
-#                          export PG* for the database to use (see below) and set INGEST_DB_SOURCE;
+#                          export PG* for the database to use (see below);
 #                          --require-configured: fail when nothing is configured
 #   prepare_database       create the database if missing and apply sql/postgres_setup.sql
 #   db_psql ARGS...        psql on the selected database (quiet, no psqlrc, stop on error)
@@ -68,6 +68,7 @@ ingest_tool() {
 
 # .env is read as data (env_file_entries: load's rules), never sourced, never executed. The
 # environment wins over the file; within the file a later line wins.
+# shellcheck disable=SC2120  # FILE is optional; the scripts read the project's .env
 load_env_file() {
   local file=${1:-$INGEST_ROOT/.env} entry key problem
   [[ -f $file ]] || return 0
@@ -136,7 +137,6 @@ select_database() {
     _export_pg_from_postgres_keys
     # pg_isready only asks whether the server accepts connections: no password needed.
     if pg_isready -q -d postgres -t 5 >/dev/null 2>&1; then
-      INGEST_DB_SOURCE=configured
       info "database: $(_describe_db) (from ${configured[*]})"
       return 0
     fi
@@ -150,7 +150,6 @@ select_database() {
   start it with bin/pg start (or bin/run), or set POSTGRES_HOST etc. in .env"
   fi
   eval "$(pg_env)"
-  INGEST_DB_SOURCE=embedded
   info "database: $(_describe_db) (embedded, cluster $(pg_cluster_dir))"
 }
 
@@ -159,9 +158,7 @@ db_psql() { psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 "$@"; }
 # Creating the database needs CREATEDB and the schema needs ownership; a least-privilege login
 # cannot do either, which is fine when someone already did.
 prepare_database() {
-  local sql="SELECT format('CREATE DATABASE %I', :'name')
-    WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'name') \gexec"
-  PGDATABASE=postgres db_psql -v name="$PGDATABASE" <<<"$sql" >/dev/null 2>&1 ||
+  create_database "$PGDATABASE" db_psql --dbname=postgres >/dev/null 2>&1 ||
     warn "could not create database $PGDATABASE (it may exist already)"
   if db_psql -f "$INGEST_ROOT/sql/postgres_setup.sql" >/dev/null 2>"$INGEST_LOGS/.schema.err"; then
     info "schema applied (sql/postgres_setup.sql)"
@@ -204,6 +201,7 @@ log_to() {
     [[ -z $tee ]] || printf '%s\n' "$line" >&2 2>/dev/null || tee=
     # A file refused as a whole is worth a line where the job is watched, not only in the log.
     if [[ -n $show && -z $tee && $line == *" - load - WARNING - "*" moved to $show/"* ]]; then
+      # shellcheck disable=SC2154  # common.sh sets it
       printf '%s: warning: %s\n' "$_ingest_prog" "${line#* - WARNING - }" >&2 2>/dev/null || show=
     fi
     size=$((size + ${#line} + 1))
@@ -264,6 +262,7 @@ metrics_setup() {
     warn "port $port is taken: metrics off for this run (set INGEST_METRICS_LISTEN=127.0.0.1:PORT)"
     return 0
   fi
+  # shellcheck disable=SC2034  # the caller's array (bin/pipeline)
   metrics=(--metrics-listen "$listen")
   # The default port may be taken by another job between this probe and load's bind: then load
   # runs without metrics instead of failing. An address the user set stays strict.

@@ -16,6 +16,7 @@
 #   pg_env                   print "export PGHOST=... PGPORT=... PGUSER=... PGPASSWORD=...
 #                            PGDATABASE=..." for eval; the only place the password is printed
 #   ensure_database NAME     create database NAME if missing
+#   create_database NAME PSQL...  the same through any psql command (bin/lib/job.sh's db_psql)
 #   apply_schema [FILE]      run FILE (default $INGEST_ROOT/sql/postgres_setup.sql) on the
 #                            project database with ON_ERROR_STOP
 #   pg_psql ARGS...          psql from the cluster's version, connected with pg_env's settings
@@ -137,7 +138,7 @@ _pg_running() {
 # whoever reads them (a test harness, a pipeline) never sees end of file. Call in a subshell.
 _pg_close_inherited_fds() {
   local fd n
-  for fd in /proc/$BASHPID/fd/*; do
+  for fd in "/proc/$BASHPID/fd/"*; do
     n=${fd##*/}
     if [[ $n =~ ^[0-9]+$ ]] && ((n > 2)); then eval "exec $n>&-" 2>/dev/null || true; fi
   done
@@ -221,12 +222,19 @@ pg_psql() {
   (eval "$env" && "$bindir/psql" "$@")
 }
 
+# create_database NAME PSQL...: CREATE DATABASE NAME unless it exists, through the psql command
+# PSQL... (connected to a maintenance database); the name is a psql variable, quoted by format().
+create_database() {
+  local name=$1
+  shift
+  "$@" -v name="$name" <<<"SELECT format('CREATE DATABASE %I', :'name')
+    WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'name') \gexec"
+}
+
 ensure_database() {
   local name=${1:?ensure_database needs a database name}
-  local sql="SELECT format('CREATE DATABASE %I', :'name')
-    WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'name') \gexec"
-  pg_psql --quiet --no-psqlrc -v ON_ERROR_STOP=1 -v name="$name" --dbname=postgres \
-    <<<"$sql" >/dev/null || die "could not create database $name"
+  create_database "$name" pg_psql --quiet --no-psqlrc -v ON_ERROR_STOP=1 --dbname=postgres >/dev/null ||
+    die "could not create database $name"
 }
 
 apply_schema() {

@@ -100,7 +100,7 @@ _job_refuse_mixed() {
     die "a job without a pipeline name runs on $INGEST_INCOMING (pid ${pid:-?}, ${what:-?}, since ${since:-?}): it does not claim files, so both would read every file; stop it (bin/stop) and start each pipeline with its own INGEST_PIPELINE_NAME"
   fi
   for other in "$INGEST_INCOMING"/.ingest-job.*.pid; do
-    [[ -f $other ]] && ! flock -n "$other" true 2>/dev/null || continue
+    if [[ ! -f $other ]] || flock -n "$other" true 2>/dev/null; then continue; fi
     other=${other##*/.ingest-job.}
     names+=("${other%.pid}")
   done

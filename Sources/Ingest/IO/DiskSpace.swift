@@ -85,10 +85,11 @@ public struct DiskSpaceWait {
 }
 
 /// Runs `operation`; while it throws for lack of space (``DiskSpaceWait/isOutOfSpace(_:)``),
-/// waits and runs it again. `operation` must be safe to repeat (write a temporary file from the
+/// waits and runs it again, logging under the process's stage (``LineLogHandler/stage``) unless
+/// given a logger. `operation` must be safe to repeat (write a temporary file from the
 /// start, rename, link); for a stream, use ``writeAllWaitingForSpace(_:_:path:logger:)``.
 public func waitingForSpace<R>(
-    at path: String, needing bytes: Int, logger: Logger = Logger(label: "disk"), _ operation: () throws -> R
+    at path: String, needing bytes: Int, logger: Logger = Logger(label: LineLogHandler.stage), _ operation: () throws -> R
 ) throws -> R {
     var wait = DiskSpaceWait(path: path, needed: bytes, logger: logger)
     while true {
@@ -105,7 +106,7 @@ public func waitingForSpace<R>(
 /// ``writeAll(_:_:)`` that waits out a full disk and goes on from the byte it stopped at, so the
 /// file ends up with every byte once. Errors name `path`.
 public func writeAllWaitingForSpace(
-    _ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String, logger: Logger = Logger(label: "disk")
+    _ fd: Int32, _ raw: UnsafeRawBufferPointer, path: String, logger: Logger = Logger(label: LineLogHandler.stage)
 ) throws {
     var wait = DiskSpaceWait(path: path, needed: raw.count, logger: logger)
     try writeAll(fd, raw, path: path) { wait.pause(reason: $0) }

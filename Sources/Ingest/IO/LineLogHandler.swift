@@ -27,17 +27,25 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var out: [UInt8] = []
-        UTCTimestamp.now().appendRFC3339(to: &out, separator: UInt8(ascii: " "), zulu: false)
-        out.removeLast(4)  // whole seconds, as in the seed's logs
-        var text = String(decoding: out, as: UTF8.self)
-        text +=
-            " - \(LineLogHandler.oneLine(label)) - \(LineLogHandler.name(event.level)) - \(LineLogHandler.oneLine(event.message.description))"
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        if !merged.isEmpty {
-            text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        writeStandardError(
+            Self.line(at: .now(), label: label, level: event.level, message: event.message.description, metadata: merged))
+    }
+
+    /// One log line, without its newline: the time in whole seconds (as in the seed's logs), the
+    /// label, the level, the message, then the metadata sorted by key (`key=value`).
+    public static func line(
+        at time: UTCTimestamp, label: String, level: Logger.Level, message: String, metadata: Logger.Metadata = [:]
+    ) -> String {
+        var out: [UInt8] = []
+        time.appendRFC3339(to: &out, separator: UInt8(ascii: " "), zulu: false)
+        out.removeLast(4)
+        var text = String(decoding: out, as: UTF8.self)
+        text += " - \(oneLine(label)) - \(name(level)) - \(oneLine(message))"
+        if !metadata.isEmpty {
+            text += " " + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
-        writeStandardError(text)
+        return text
     }
 
     /// Control characters escaped (`\n` → `\\n`): a file name with a newline cannot forge a log line.
@@ -70,8 +78,16 @@ public struct LineLogHandler: LogHandler {
         }
     }
 
-    /// Bootstraps swift-log once for a tool: every logger writes these lines to stderr.
-    public static func bootstrap(level: Logger.Level = .info) {
+    /// Bootstraps swift-log once for a tool, `stage` naming it: every logger writes these lines
+    /// to stderr.
+    public static func bootstrap(stage: String = "ingest", level: Logger.Level = .info) {
+        _stage = stage
         LoggingSystem.bootstrap { LineLogHandler(label: $0, level: level) }
     }
+
+    /// The stage this process is (`load`, `watch`…): the label of loggers made where no stage's
+    /// logger is at hand (a disk-space wait deep inside a write). Set by ``bootstrap(stage:level:)``
+    /// on the main thread before any other starts, only read after.
+    public static var stage: String { _stage }
+    nonisolated(unsafe) private static var _stage = "ingest"
 }
