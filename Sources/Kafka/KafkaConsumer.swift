@@ -102,6 +102,17 @@ public final class KafkaConsumer {
         return (low, high)
     }
 
+    /// The partition's low and high watermarks as of this consumer's last fetch from it, without
+    /// asking the broker (librdkafka keeps them from every fetch response; each one is as fresh
+    /// as Kafka's own consumer-side lag metric). Nil until a fetch has answered.
+    public func cachedWatermarks(_ partition: TopicPartition) -> (low: Int64?, high: Int64)? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(handle, partition.topic, partition.partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return (low >= 0 ? low : nil, high)
+    }
+
     /// How many partitions `topic` has, from the cluster's metadata.
     public func partitionCount(_ topic: String, timeoutMilliseconds: Int32 = 10_000) throws -> Int {
         guard let rkt = rd_kafka_topic_new(handle, topic, nil) else { throw KafkaError("topic \(topic)", rd_kafka_last_error()) }

@@ -11,6 +11,8 @@ public final class KafkaMessage {
     deinit { rd_kafka_message_destroy(pointer) }
 
     public var topic: String { pointer.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "" }
+    /// The topic handle, the same for every message of one topic: a key for caching its name.
+    public var topicHandle: OpaquePointer? { pointer.pointee.rkt }
     public var partition: Int32 { pointer.pointee.partition }
     public var offset: Int64 { pointer.pointee.offset }
 
@@ -46,4 +48,22 @@ public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(topic)/\(partition)" }
+}
+
+/// A message's topic name, made into a `String` once per topic handle (consume reads one topic:
+/// once per run) instead of once per message.
+public struct TopicName {
+    private var handle: OpaquePointer?
+    private var name = ""
+
+    public init() {}
+
+    public mutating func of(_ message: KafkaMessage) -> String {
+        let current = message.topicHandle
+        if current != handle || current == nil {
+            handle = current
+            name = message.topic
+        }
+        return name
+    }
 }

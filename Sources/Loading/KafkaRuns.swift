@@ -79,6 +79,8 @@ final class KafkaRuns {
         case .other("assigned"):
             assigned(key, next: int(line, "next_offset").map(Int64.init))
             return 0
+        case .other("watermarks"):
+            return KafkaLag.observe(line, key, runs[key])
         case .record, .reject:
             guard let offset = int(line, "offset").map(Int64.init) else { return nil }
             let run =

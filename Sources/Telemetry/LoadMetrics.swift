@@ -208,15 +208,28 @@ public final class LoadMetrics: Sendable {
 
     // MARK: - Kafka (hook)
 
-    /// Hook for the Kafka source (`consume`, another branch): per-partition consumer lag as
-    /// `ingest_kafka_consumer_lag{topic, partition}` (messages between the committed offset and
-    /// the high watermark). Not called yet; documented in docs/operations.md.
+    /// Per-partition consumer lag as `ingest_kafka_consumer_lag{topic, partition}`: messages
+    /// between the committed next offset and the high watermark. Set by load's reading thread
+    /// at each `watermarks` line from `consume` (see `KafkaLag` in Loading, docs/operations.md).
     public func kafkaLag(topic: String, partition: Int32, messages: Int64) {
+        kafkaLagGauge(topic: topic, partition: partition).set(Double(messages))
+    }
+
+    /// Drops a partition's lag series (this load no longer reads the partition).
+    public func removeKafkaLag(topic: String, partition: Int32) {
+        registry.unregisterGauge(kafkaLagGauge(topic: topic, partition: partition))
+    }
+
+    private func kafkaLagGauge(topic: String, partition: Int32) -> Gauge {
         registry.makeGauge(
             descriptor: d("ingest_kafka_consumer_lag", "Messages between the committed offset and the partition's high watermark."),
-            labels: [("topic", topic), ("partition", String(partition))]
-        ).set(Double(messages))
+            labels: [("topic", topic), ("partition", String(partition))])
     }
+
+    /// The metrics this process's `MetricsEndpoint` serves (the last one started), for what
+    /// reaches load far from its configuration: the Kafka lag, set from the input lines.
+    public static var served: LoadMetrics? { servedMetrics.withLock { $0 } }
+    static let servedMetrics = Mutex<LoadMetrics?>(nil)
 
     // MARK: - Exposition
 
