@@ -85,7 +85,8 @@ struct Isolation {
                     again[r.file].append(r.row)
                 } else {
                     let reason = KeyProbe.duplicateReason(
-                        r.key, plan: plan, earlierInFile: r.firstFile == r.file, earlierLine: r.firstLine)
+                        r.key, plan: plan, earlierInFile: r.firstFile == r.file, earlierLine: r.firstLine,
+                        withoutFile: files[r.file].name == nil && files[r.file].kafka == nil)
                     refuse(file: r.file, index: r.row, line: r.line, reason)
                 }
             }
@@ -151,8 +152,8 @@ struct Isolation {
                 rest.append(row)
             }
         }
+        progress.advance(by: chunk.count - rest.count)
         try bisect(rest[...])
-        progress.advance(by: chunk.count)
         chunk.removeAll(keepingCapacity: true)
     }
 
@@ -172,6 +173,7 @@ struct Isolation {
                 }
             }
             for row in part { rows.loaded[row.file] += 1 }
+            progress.advance(by: part.count)
         } catch let error as PostgresError where error.category == .data {
             if part.count == 1, let row = part.first {
                 let reason: RejectReason
@@ -185,8 +187,10 @@ struct Isolation {
                     reason = RejectReason(field: nil, reason: "database refused the row: \(error.description)")
                 }
                 refuse(file: row.file, index: row.index, line: row.line, reason)
+                progress.advance(by: 1)
                 return
             }
+            progress.tick()
             let middle = part.startIndex + part.count / 2
             try bisect(part[part.startIndex..<middle])
             try bisect(part[middle..<part.endIndex])

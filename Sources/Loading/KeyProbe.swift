@@ -110,11 +110,15 @@ enum KeyProbe {
 
     /// The reject reason of a record whose key is already in the table, or (`earlierInFile`)
     /// whose key an earlier row of its own file loaded in this batch: `duplicate event_id
-    /// (earlier in this file, line 12)`, the line of that row when known.
+    /// (earlier in this file, line 12)`, the line of that row when known (`earlier in the
+    /// stream` for records without a file, as validate says).
     static func duplicateReason(
-        _ key: [String]?, plan: LoadPlan, earlierInFile: Bool = false, earlierLine: Int? = nil
+        _ key: [String]?, plan: LoadPlan, earlierInFile: Bool = false, earlierLine: Int? = nil, withoutFile: Bool = false
     ) -> RejectReason {
-        let place = earlierInFile ? "earlier in this file" + (earlierLine.map { ", line \($0)" } ?? "") : "already in the table"
+        let place =
+            !earlierInFile
+            ? "already in the table"
+            : withoutFile ? "earlier in the stream" : "earlier in this file" + (earlierLine.map { ", line \($0)" } ?? "")
         return RejectReason(
             field: plan.key.count == 1 ? plan.names[plan.key[0]] : nil, reason: "duplicate \(plan.keyName) (\(place))",
             value: key?.joined(separator: ", "))
