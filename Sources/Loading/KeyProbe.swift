@@ -46,6 +46,29 @@ enum KeyProbe {
         }
     }
 
+    /// Appends the key of the record in `line` as its binary COPY values (each with its length
+    /// word, so two keys are one key exactly when these bytes are equal); false when the plan
+    /// has no key or a key value is absent, null or not in canonical form. `slots` has room for
+    /// the plan's columns.
+    static func appendKey(of line: ProtocolLine, plan: LoadPlan, slots: UnsafeMutablePointer<Int32>, into out: inout [UInt8]) -> Bool {
+        guard !plan.key.isEmpty else { return false }
+        plan.locate(line, into: slots)
+        for column in plan.key {
+            let slot = Int(slots[column])
+            guard slot >= 0 else { return false }
+            let m = line.members[slot]
+            guard m.kind != .null else { return false }
+            let written = withUnsafeTemporaryAllocation(byteCount: line.span(m).count + 64, alignment: 8) { scratch -> Bool in
+                var writer = CopyBinary.TupleWriter(base: scratch.baseAddress!)
+                guard CopyBinary.appendValue(m, of: line, as: plan.formats[column], &writer) else { return false }
+                out.append(contentsOf: UnsafeRawBufferPointer(start: scratch.baseAddress!, count: writer.count))
+                return true
+            }
+            guard written else { return false }
+        }
+        return true
+    }
+
     /// Whether the binary encoder takes the value (so the probe's cast cannot fail on it).
     private static func isCanonical(_ m: JSONMember, of line: ProtocolLine, as format: WireFormat) -> Bool {
         let room = line.span(m).count + 64
@@ -86,11 +109,18 @@ enum KeyProbe {
     }
 
     /// The reject reason of a record whose key is already in the table, or (`earlierInFile`)
-    /// whose key an earlier row of its own file loaded in this batch.
-    static func duplicateReason(_ key: [String]?, plan: LoadPlan, earlierInFile: Bool = false) -> RejectReason {
-        RejectReason(
-            field: plan.key.count == 1 ? plan.names[plan.key[0]] : nil,
-            reason: "duplicate \(plan.keyName) (\(earlierInFile ? "earlier in this file" : "already in the table"))",
+    /// whose key an earlier row of its own file loaded in this batch: `duplicate event_id
+    /// (earlier in this file, line 12)`, the line of that row when known (`earlier in the
+    /// stream` for records without a file, as validate says).
+    static func duplicateReason(
+        _ key: [String]?, plan: LoadPlan, earlierInFile: Bool = false, earlierLine: Int? = nil, withoutFile: Bool = false
+    ) -> RejectReason {
+        let place =
+            !earlierInFile
+            ? "already in the table"
+            : withoutFile ? "earlier in the stream" : "earlier in this file" + (earlierLine.map { ", line \($0)" } ?? "")
+        return RejectReason(
+            field: plan.key.count == 1 ? plan.names[plan.key[0]] : nil, reason: "duplicate \(plan.keyName) (\(place))",
             value: key?.joined(separator: ", "))
     }
 }

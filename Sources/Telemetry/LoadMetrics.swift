@@ -28,11 +28,17 @@ public final class LoadMetrics: Sendable {
     let filesPending: Gauge
     let bytesPending: Gauge
     let oldestPendingAge: Gauge
+    let rowsCommitting: Gauge
+    let rowsIsolating: Gauge
+    let rowsIsolatingLeft: Gauge
+    let batchesIsolated: Counter
 
     /// Label values of `ingest_rows_rejected_total{reason}` seen so far, bounded (see `RejectReasonLabel`).
     private let reasonLabels = Mutex(RejectReasonLabel.Catalogue())
     /// What is pending: watch's last report plus the files load holds but has not committed.
     private let backlog = Mutex(Backlog())
+    /// The transactions in flight (each commit session has at most one), by handle.
+    private let inFlight = Mutex(InFlight())
     /// What /readyz answers from: whether the database answers, and when work last moved.
     private let health = Mutex(Health(since: wallClockSeconds()))
     /// Work waiting this long with no commit meanwhile makes /readyz answer "stuck" (503).
@@ -77,6 +83,17 @@ public final class LoadMetrics: Sendable {
         oldestPendingAge = registry.makeGauge(
             descriptor: d(
                 "ingest_oldest_pending_age_seconds", "Age of the oldest file not committed yet (0 when none): the lag."))
+        rowsCommitting = registry.makeGauge(
+            descriptor: d(
+                "ingest_rows_committing", "Rows (records and rejects) of the batches in their transaction now (0: none)."))
+        rowsIsolating = registry.makeGauge(
+            descriptor: d(
+                "ingest_rows_isolating",
+                "Records of the batches being isolated now: the server refused a row, or a record is not in canonical form (0: none)."))
+        rowsIsolatingLeft = registry.makeGauge(
+            descriptor: d("ingest_rows_isolating_left", "Of ingest_rows_isolating, the records not through isolation yet."))
+        batchesIsolated = registry.makeCounter(
+            descriptor: d("ingest_batches_isolated_total", "Transaction attempts whose rows went through isolation."))
         // Present from the start (value 0), so alerts and rate() see the series before the first reject.
         _ = registry.makeCounter(
             descriptor: d("ingest_rows_rejected_total", Self.rejectedHelp), labels: [("reason", RejectReasonLabel.none)])
@@ -150,6 +167,48 @@ public final class LoadMetrics: Sendable {
             return "stuck: \(files) files waiting, the oldest for \(Int(now - oldest)) s, no commit for \(Int(now - lastMove)) s"
         }
         return nil
+    }
+
+    /// A batch's transaction began, holding `rows` rows; the handle goes to the calls below.
+    public func commitStarted(rows: Int) -> Int {
+        let handle = inFlight.withLock { state in
+            state.next += 1
+            state.commits[state.next] = InFlight.Commit(rows: rows)
+            return state.next
+        }
+        refreshInFlight()
+        return handle
+    }
+
+    /// The transaction `handle` began isolating `rows` records.
+    public func isolationStarted(_ handle: Int, rows: Int) {
+        batchesIsolated.increment()
+        inFlight.withLock {
+            $0.commits[handle]?.isolating = rows
+            $0.commits[handle]?.left = rows
+        }
+        refreshInFlight()
+    }
+
+    /// Of the records `handle` isolates, `left` are not through yet.
+    public func isolationProgress(_ handle: Int, left: Int) {
+        inFlight.withLock { $0.commits[handle]?.left = left }
+        refreshInFlight()
+    }
+
+    /// The transaction `handle` ended (committed, rolled back or lost).
+    public func commitEnded(_ handle: Int) {
+        _ = inFlight.withLock { $0.commits.removeValue(forKey: handle) }
+        refreshInFlight()
+    }
+
+    private func refreshInFlight() {
+        let (rows, isolating, left) = inFlight.withLock { state in
+            state.commits.values.reduce((0, 0, 0)) { ($0.0 + $1.rows, $0.1 + $1.isolating, $0.2 + ($1.isolating > 0 ? $1.left : 0)) }
+        }
+        rowsCommitting.set(Double(rows))
+        rowsIsolating.set(Double(isolating))
+        rowsIsolatingLeft.set(Double(left))
     }
 
     /// One committed file of a batch.
@@ -256,6 +315,16 @@ public final class LoadMetrics: Sendable {
         var connected = false
         var unreachableSince: Double?
         var lastCommit: Double?
+    }
+
+    struct InFlight {
+        struct Commit {
+            var rows: Int
+            var isolating = 0
+            var left = 0
+        }
+        var next = 0
+        var commits: [Int: Commit] = [:]
     }
 
     struct Backlog {

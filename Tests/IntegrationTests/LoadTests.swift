@@ -227,7 +227,8 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
             #expect(letters.count == 2, "\(letters)")
             #expect(letters.filter { $0.contains("database refused the row: ERROR 22003") && $0.contains(refusedFirst) }.count == 1)
             // The repeat is one of this file (its first row loaded in this batch), not of the table.
-            #expect(letters.filter { $0.contains("duplicate event_id (earlier in this file)") && $0.contains(loadedFirst) }.count == 1)
+            #expect(
+                letters.filter { $0.contains("duplicate event_id (earlier in this file, line 91)") && $0.contains(loadedFirst) }.count == 1)
         }
     }
 

@@ -13,6 +13,32 @@ import Testing
         return out
     }
 
+    /// Two sessions' transactions at once: the gauges are their sums, and 0 once both ended.
+    @Test func transactionsInFlightAndTheirIsolation() {
+        let metrics = LoadMetrics()
+        #expect(samples(metrics)["ingest_rows_committing"] == 0)
+        let a = metrics.commitStarted(rows: 1_000)
+        let b = metrics.commitStarted(rows: 30)
+        #expect(a != b)
+        metrics.isolationStarted(a, rows: 900)
+        metrics.isolationProgress(a, left: 400)
+        var s = samples(metrics)
+        #expect(s["ingest_rows_committing"] == 1_030)
+        #expect(s["ingest_rows_isolating"] == 900)
+        #expect(s["ingest_rows_isolating_left"] == 400)
+        #expect(s["ingest_batches_isolated_total"] == 1)
+        metrics.commitEnded(b)
+        s = samples(metrics)
+        #expect(s["ingest_rows_committing"] == 1_000)
+        #expect(s["ingest_rows_isolating"] == 900)
+        metrics.commitEnded(a)
+        s = samples(metrics)
+        #expect(s["ingest_rows_committing"] == 0)
+        #expect(s["ingest_rows_isolating"] == 0)
+        #expect(s["ingest_rows_isolating_left"] == 0)
+        #expect(s["ingest_batches_isolated_total"] == 1)
+    }
+
     @Test func committedBatchMovesCountersAndHistograms() {
         let metrics = LoadMetrics()
         for _ in 0..<7 { metrics.rowRead() }

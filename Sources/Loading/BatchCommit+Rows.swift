@@ -1,0 +1,44 @@
+import Ingest
+import Postgres
+
+/// What phase 2 did: rows loaded per file, and the records refused, by file.
+struct CopiedRows {
+    var loaded: [Int]
+    var refused: [Int: [RefusedRow]] = [:]
+}
+
+extension BatchCommit {
+    /// Phase 2: the rows, in one binary COPY under a savepoint: the tuples were made when the
+    /// records arrived, this only streams them. The slow path (`Isolation`) runs only when the
+    /// server refuses a row, or at once for a batch holding a record not in canonical form.
+    func copyRows(_ conn: PostgresConnection, exclude: [Bool], inFlight: Int) throws -> CopiedRows {
+        var rows = CopiedRows(loaded: [Int](repeating: 0, count: files.count))
+        let included = files.indices.filter { !exclude[$0] }
+        if included.contains(where: { files[$0].needsTextPath }) {
+            logger.info("a record is not in validate's canonical form; loading this batch as text, row by row if refused")
+            return try isolate(conn, exclude: exclude, afterRefusal: false, inFlight: inFlight)
+        }
+        do {
+            try conn.underSavepoint("rows") {
+                _ = try conn.copyIn(sql.copyRowsBinary) { copy in
+                    try copy.send(CopyBinary.header)
+                    for i in included {
+                        try files[i].copyRows.forEachChunk { try copy.send($0) }
+                    }
+                    try copy.send(CopyBinary.trailer)
+                }
+            }
+            for i in included { rows.loaded[i] = files[i].records }
+        } catch let error as PostgresError where error.category == .data {
+            logger.info("the server refused a row (\(error.sqlstate ?? "?")); isolating it")
+            rows = try isolate(conn, exclude: exclude, afterRefusal: true, inFlight: inFlight)
+        }
+        return rows
+    }
+
+    private func isolate(_ conn: PostgresConnection, exclude: [Bool], afterRefusal: Bool, inFlight: Int) throws -> CopiedRows {
+        var isolation = Isolation(batch: self, conn: conn, exclude: exclude, inFlight: inFlight)
+        try isolation.run(afterRefusal: afterRefusal)
+        return isolation.rows
+    }
+}
