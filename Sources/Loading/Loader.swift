@@ -87,12 +87,17 @@ public struct LoaderTotals: Sendable {
 /// Threads, and who owns what (issue 22):
 /// - The reading thread (the caller of ``run(fd:)``) alone owns what input builds up: `open`,
 ///   `ready`, `loose`, `readyRows`, `readyResident`, `oldestReadyAt`, `decoder`, `lastFile`,
-///   `warnedKinds`, `nextSession`, `sessionsInUse`, and the Kafka runs (`kafka`), which it also
-///   commits itself. A commit thread never reads them.
+///   `warnedKinds`, `nextSession`, `sessionsInUse`, and the Kafka runs (`kafka`). A commit
+///   thread never reads them.
 /// - A commit thread owns its ``Session`` from its start until the reading thread joins it
 ///   (``awaitCommit(session:)``), and the batch it was handed (moved in, never shared). A batch
 ///   in flight counts as held: a commit thread never gives it up for a signal, only for a
-///   permanent error.
+///   permanent error, or for a Kafka fence: then it hands the batch back whole (rolled back)
+///   with the fence, and the reading thread, after the join, trims the lines and commits again.
+/// - Kafka lines: the reading thread cuts each partition's held lines into the batch
+///   (``KafkaRuns/cut()``, the run going on from the batch's end) and commits them in session 0
+///   only, so one partition's next batch starts only after the one before was joined and any
+///   fence resolved: at most one Kafka batch commits while the next one fills.
 /// - `reporting` guards what a committed batch changes here, from any thread: the totals, the
 ///   archiving and quarantine moves, the batch log lines.
 /// - `liveNames` guards the application names of the connections now open, which any thread
@@ -108,6 +113,9 @@ public final class Loader {
         /// The connection's `application_name` (``SessionStartup/applicationName(tool:run:session:connection:pipeline:)``).
         var applicationName: String?
         var inFlight: CommitThread?
+        /// Set by the commit thread when its batch was fenced (rolled back, handed back whole);
+        /// read and cleared by the reading thread after the join.
+        var fenced: (fence: KafkaFence, batch: Batch)?
     }
     /// This process's token in every `application_name` it sets, so that a backend found holding
     /// a lock we wait for can be proven ours (see ``LockHolders``).
@@ -187,7 +195,10 @@ public final class Loader {
             // Kafka lines arrive as one continuous stream through a 64 KiB pipe: an empty pipe for
             // an instant is back-pressure, not quiet; waiting briefly keeps batches large.
             if hasCommittable && !reader.hasBufferedLine && !reader.inputReady(timeoutMilliseconds: kafka.hasLines ? 50 : 0) {
-                // A quiet stream: commit now rather than hold rows back.
+                // A quiet stream: commit now rather than hold rows back. Kafka lines while the
+                // batch before them still commits wait for it here, input still read, rather
+                // than in the join: what arrives meanwhile joins them.
+                if kafka.hasLines, let thread = sessions[0].inFlight, !thread.isFinished { continue }
                 try commit()
             }
             guard let item = try reader.next() else { break }
@@ -360,12 +371,13 @@ public final class Loader {
 
     // MARK: - Committing
 
-    /// Starts committing every complete file and the records without provenance on the commit
-    /// thread, after the batch before it has committed; reading goes on meanwhile.
+    /// Starts committing every complete file, the records without provenance and the Kafka lines
+    /// on a commit thread, after the batch before it in that session has committed; reading goes
+    /// on meanwhile. Kafka lines always commit in session 0: one partition's batches in order.
     func commit() throws {
         countRowsRead()
         guard hasCommittable else { return }
-        var session = nextSession
+        var session = kafka.hasLines ? 0 : nextSession
         try awaitCommit(session: session)
         if session > 0 && sessions[session].connection == nil && !openExtraSession(session) {
             session = 0
@@ -384,22 +396,18 @@ public final class Loader {
                 now.append(file)
             }
         }
-        var batch = now
-        if let loose { batch.append(loose) }
+        if let loose { now.append(loose) }
         ready = later
         loose = nil
         readyRows = later.reduce(0) { $0 + $1.rowCount }
         readyResident = later.reduce(0) { $0 + $1.residentBytes }
         oldestReadyAt = later.map(\.firstLineAt).min()
-        let kafkaFiles = kafka.pendingFiles()
-        if kafkaFiles.isEmpty {
-            nextSession = (session + 1) % sessionsInUse
-            sessions[session].inFlight = try CommitThread { [self] in try commitBatch(batch, kafkaFiles: [], session: session) }
-        } else {
-            // Kafka runs are the reader's state too (a fence trims them): commit them here,
-            // not on a commit thread, and in order: after every batch in flight.
-            try awaitCommit()
-            try commitBatch(batch, kafkaFiles: kafkaFiles, session: 0)
+        let kafkaFiles = kafka.cut()
+        let batch = Batch(files: now + kafkaFiles)
+        if kafkaFiles.isEmpty { nextSession = (session + 1) % sessionsInUse }
+        let owner = sessions[session]
+        owner.inFlight = try CommitThread { [self] in
+            owner.fenced = try commitBatch(batch, session: session).map { ($0, batch) }
         }
     }
 
@@ -434,31 +442,37 @@ public final class Loader {
         if let failure { throw failure }
     }
 
-    /// Waits for the batch in flight in `session`, if any; rethrows its permanent error.
+    /// Waits for the batch in flight in `session`, if any; rethrows its permanent error. A batch
+    /// that came back fenced is trimmed here, on the reading thread that owns the Kafka runs,
+    /// and committed again before anything else of that session: partition order is kept.
     private func awaitCommit(session: Int) throws {
         guard let thread = sessions[session].inFlight else { return }
         sessions[session].inFlight = nil
         try thread.wait()
+        while let returned = sessions[session].fenced {
+            sessions[session].fenced = nil
+            // Everything held was loaded elsewhere: nothing left to commit.
+            guard let files = try kafka.fenced(returned.fence, in: returned.batch.files) else { break }
+            let trimmed = Batch(files: files, as: returned.batch)
+            sessions[session].fenced = try commitBatch(trimmed, session: session).map { ($0, trimmed) }
+        }
     }
 
-    /// Commits `batch` (and the Kafka runs, when on the reading thread), retrying through
-    /// connection loss; its rows stay in memory (or the spool) until the commit succeeded. Runs
-    /// on a commit thread for files, which alone uses its session's connection.
-    private func commitBatch(_ batch: [PendingFile], kafkaFiles pending: [PendingFile], session: Int) throws {
-        var kafkaFiles = pending
+    /// Commits `batch`, retrying through connection loss; its rows stay in memory (or the spool)
+    /// until the commit succeeded. Runs on the session's commit thread, which alone uses its
+    /// connection meanwhile (or on the reading thread, recommitting a fenced batch after the
+    /// join). Returns the fence when another commit moved one of its Kafka partitions: the
+    /// transaction rolled back, and only the reader may trim the lines.
+    private func commitBatch(_ batch: Batch, session: Int) throws -> KafkaFence? {
         let started = monotonicSeconds()
-        // Fixed for the batch, not per attempt: a retry names the same checkpoint and the same
-        // dead-letter file as the attempt before it.
-        let token = randomToken()
-        let stamp = UTCTimestamp.now().compactStamp
         var attempt = 0
         var outcome: BatchOutcome
         while true {
             do {
                 let conn = try connectedConnection(session: session, holding: true)
                 outcome = try BatchCommit(
-                    sql: sql, connection: conn, files: batch + kafkaFiles, token: token, deadLetterStamp: stamp, config: config,
-                    logger: logger, holders: lockHolders
+                    sql: sql, connection: conn, files: batch.files, token: batch.token, deadLetterStamp: batch.deadLetterStamp,
+                    config: config, logger: logger, holders: lockHolders
                 ).run()
                 break
             } catch let error as PostgresError
@@ -473,13 +487,7 @@ public final class Loader {
                 // when it was our own orphan). Not a failure of the server: no attempt counted.
                 sleepSeconds(1)
             } catch let fence as KafkaFence {
-                // Rolled back: another commit moved this partition; keep only what is not loaded.
-                try kafka.fenced(fence)
-                kafkaFiles = kafka.pendingFiles()
-                if batch.isEmpty && kafkaFiles.isEmpty {
-                    // Everything held was loaded elsewhere: nothing left to commit.
-                    return
-                }
+                return fence
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 config.metrics.databaseRetry()
@@ -492,11 +500,11 @@ public final class Loader {
         }
         let committedAt = UTCTimestamp.now()
         let elapsed = monotonicSeconds() - started
-        if !kafkaFiles.isEmpty { kafka.committed(kafkaFiles) }
         reporting.withLock { totals in
             afterCommit(outcome, totals: &totals)
             report(outcome, elapsed: elapsed, committedAt: committedAt, totals: &totals)
         }
+        return nil
     }
 
     /// A live connection for `session`, made with retries and backoff while the server is
@@ -656,6 +664,29 @@ public final class Loader {
         if let worst = delays.max() { line += ", arrival to commit \(worst) ms" }
         logger.info("\(line)")
         recordMetrics(outcome, committedAt: committedAt)
+    }
+}
+
+/// What one commit is handed: complete files, records without provenance, Kafka lines with
+/// their spans. Moved to its commit thread, never shared.
+struct Batch {
+    let files: [PendingFile]
+    /// Fixed for the batch, not per attempt: a retry names the same checkpoint and the same
+    /// dead-letter file as the attempt before it.
+    let token: String
+    let deadLetterStamp: String
+
+    init(files: [PendingFile]) {
+        self.files = files
+        token = randomToken()
+        deadLetterStamp = UTCTimestamp.now().compactStamp
+    }
+
+    /// `files` under `batch`'s names (the fenced batch trimmed).
+    init(files: [PendingFile], as batch: Batch) {
+        self.files = files
+        token = batch.token
+        deadLetterStamp = batch.deadLetterStamp
     }
 }
 
