@@ -1,4 +1,5 @@
 import Ingest
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -17,6 +18,7 @@ final class CommitThread: @unchecked Sendable {
     private var work: (() throws -> Void)?
     private var failure: (any Error)?
     private var thread = pthread_t()
+    private let finished = Atomic<Bool>(false)
 
     /// Starts `work` on a new thread.
     init(_ work: @escaping () throws -> Void) throws {
@@ -28,6 +30,7 @@ final class CommitThread: @unchecked Sendable {
                 let me = Unmanaged<CommitThread>.fromOpaque(raw!).takeRetainedValue()
                 do { try me.work?() } catch { me.failure = error }
                 me.work = nil
+                me.finished.store(true, ordering: .releasing)
                 return nil
             }, box)
         if started != 0 {
@@ -35,6 +38,9 @@ final class CommitThread: @unchecked Sendable {
             throw SystemError("pthread_create", errno: started)
         }
     }
+
+    /// True once the work has ended (``wait()`` then returns at once); from any thread.
+    var isFinished: Bool { finished.load(ordering: .acquiring) }
 
     /// Waits for the work to end; rethrows what it threw.
     func wait() throws {

@@ -36,6 +36,12 @@ struct KafkaFence: Error, CustomStringConvertible {
 ///   is still in the pipe) are dropped, since the first copies are held or committed.
 /// - At commit, a fenced run drops its lines below the stored offset (they were loaded by
 ///   whoever moved it) and continues from there; nothing is loaded twice, nothing skipped.
+///
+/// Reader-owned: only the reading thread calls it (its runs are the input building up, and
+/// ``PendingFile/add(_:isReject:)`` uses the reader's `TupleEncoder`). A commit thread gets the
+/// files ``cut()`` handed over and, when fenced, hands them back untouched with the fence; the
+/// reader trims them (``fenced(_:in:)``) after the join and commits again, before it cuts the
+/// next batch: one partition's batches commit in order, one at a time.
 final class KafkaRuns {
     struct Key: Hashable, Comparable {
         var topic: String
@@ -132,72 +138,92 @@ final class KafkaRuns {
         // Otherwise the new assignment re-delivers offsets we hold or committed: dropped as they come.
     }
 
-    /// The held lines of every partition, each with its span, in a fixed order (so concurrent
-    /// pipelines lock the offset rows in the same order and cannot deadlock).
-    func pendingFiles() -> [PendingFile] {
-        runs.keys.sorted().compactMap { key in
-            let run = runs[key]!
-            guard let file = run.pending, file.rowCount > 0, let last = run.last else { return nil }
-            file.kafka = KafkaSpan(topic: key.topic, partition: key.partition, from: run.from, next: last + 1, first: run.first ?? last)
-            return file
-        }
-    }
-
-    /// After a commit: each committed run continues from its new stored offset.
-    func committed(_ files: [PendingFile]) {
-        for file in files {
-            guard let span = file.kafka, let run = runs[Key(topic: span.topic, partition: span.partition)], run.pending === file else {
-                continue
-            }
-            run.from = span.next
-            run.pending = nil
-            run.first = nil
-        }
+    /// Hands every partition's held lines over to a commit: each file gets its span, in a fixed
+    /// order (so concurrent pipelines lock the offset rows in the same order and cannot
+    /// deadlock), and each run goes on from the span's end as if the commit had succeeded. The
+    /// lines that arrive meanwhile form the next batch; a fence brought back when the commit is
+    /// joined corrects the run (``fenced(_:in:)``).
+    func cut() -> [PendingFile] {
         if redelivered > 0 {
             logger.debug("dropped \(redelivered) re-delivered Kafka lines (offsets already held or committed)")
             redelivered = 0
         }
+        return runs.keys.sorted().compactMap { key in
+            let run = runs[key]!
+            guard let file = run.pending, file.rowCount > 0, let last = run.last else { return nil }
+            let span = KafkaSpan(topic: key.topic, partition: key.partition, from: run.from, next: last + 1, first: run.first ?? last)
+            file.kafka = span
+            run.from = span.next
+            run.pending = nil
+            run.first = nil
+            return file
+        }
     }
 
-    /// After a fenced commit (rolled back): drop the lines below the stored offset and continue
-    /// from it; if the stored offset went backwards or vanished, drop everything and wait for
-    /// the next assignment.
-    func fenced(_ fence: KafkaFence) throws {
+    /// After a handed-over batch was fenced (rolled back): the fenced partition's lines below
+    /// the stored offset are dropped (whoever moved it loaded them) and the rest continue from
+    /// it; the batch to commit again is returned, nil when nothing is left. The partition's run,
+    /// when it continues from this batch, is trimmed likewise if the stored offset is past the
+    /// batch too. If the stored offset went backwards or vanished (reset by hand), the
+    /// partition's lines are dropped until it is assigned again.
+    func fenced(_ fence: KafkaFence, in files: [PendingFile]) throws -> [PendingFile]? {
         let key = Key(topic: fence.topic, partition: fence.partition)
-        guard let run = runs[key] else { return }
+        guard let index = files.firstIndex(where: { $0.kafka.map { Key(topic: $0.topic, partition: $0.partition) } == key }),
+            let span = files[index].kafka
+        else { return files }
+        var files = files
+        let live = runs[key].flatMap { $0.from == span.next && !$0.halted ? $0 : nil }
         guard let stored = fence.stored, fence.expected.map({ stored >= $0 }) ?? true else {
             logger.error(
                 "\(fence.description): the stored offset went backwards or vanished (reset by hand?); dropping this partition's lines until it is assigned again"
             )
-            run.halted = true
-            run.pending = nil
-            return
+            files.remove(at: index)
+            live?.halted = true
+            live?.pending = nil
+            return files.isEmpty ? nil : files
         }
-        var kept = 0
-        var dropped = 0
-        if let old = run.pending {
-            let file = PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory, tuples: tuples)
-            var decoder = LineDecoder()
-            var first: Int64?
-            // Records and rejects are held apart, each in offset order.
-            for lines in [old.recordLines, old.rejectLines] {
-                try lines.forEachLine { bytes in
-                    guard let line = try? decoder.decode(bytes), let offset = int(line, "offset").map(Int64.init) else { return }
-                    guard offset >= stored else {
-                        dropped += 1
-                        return
-                    }
-                    try file.add(line, isReject: line.kind == .reject)
-                    first = min(first ?? offset, offset)
-                    kept += 1
-                }
-            }
-            run.pending = kept > 0 ? file : nil
-            run.first = first
+        let trimmed = try lines(of: files[index], from: stored)
+        if let file = trimmed.file {
+            file.kafka = KafkaSpan(topic: span.topic, partition: span.partition, from: stored, next: span.next, first: trimmed.first!)
+            files[index] = file
+        } else {
+            files.remove(at: index)
         }
-        run.from = stored
-        if let last = run.last, last < stored - 1 { run.last = stored - 1 } else if run.last == nil { run.last = stored - 1 }
+        var dropped = trimmed.dropped
+        var kept = trimmed.kept
+        if let live, stored > span.next {
+            // Loaded past this whole batch: the lines held since are stale up to there as well.
+            let rest = try live.pending.map { try lines(of: $0, from: stored) }
+            live.pending = rest?.file
+            live.first = rest?.first
+            live.from = stored
+            if let last = live.last, last < stored - 1 { live.last = stored - 1 }
+            dropped += rest?.dropped ?? 0
+            kept += rest?.kept ?? 0
+        }
         logger.warning("\(fence.description); batch rolled back; \(dropped) lines below \(stored) dropped as already loaded, \(kept) kept")
+        return files.isEmpty ? nil : files
+    }
+
+    /// `file`'s lines at or above `stored`, in a new file (nil when none is left).
+    private func lines(of file: PendingFile, from stored: Int64) throws -> (file: PendingFile?, first: Int64?, dropped: Int, kept: Int) {
+        let kept = PendingFile(name: nil, spoolLimit: spoolLimit, spoolDirectory: spoolDirectory, tuples: tuples)
+        var decoder = LineDecoder()
+        var first: Int64?
+        var dropped = 0
+        // Records and rejects are held apart, each in offset order.
+        for lines in [file.recordLines, file.rejectLines] {
+            try lines.forEachLine { bytes in
+                guard let line = try? decoder.decode(bytes), let offset = int(line, "offset").map(Int64.init) else { return }
+                guard offset >= stored else {
+                    dropped += 1
+                    return
+                }
+                try kept.add(line, isReject: line.kind == .reject)
+                first = min(first ?? offset, offset)
+            }
+        }
+        return (kept.rowCount > 0 ? kept : nil, first, dropped, kept.rowCount)
     }
 
     // The protocol's own keys are looked up by `ProtocolLine`; Kafka's are few, found by name.

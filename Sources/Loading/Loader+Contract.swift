@@ -4,7 +4,8 @@ import Postgres
 extension Loader {
     /// Checks the contract against the table's catalog and takes the plan it gives: the
     /// table's own column types choose each column's binary format. Throws `ContractMismatch`
-    /// (load exits 64) when they do not fit; runs once, before the first line is read.
+    /// (load exits 64) when they do not fit; runs once, on the reading thread before the first
+    /// line is read (so before any commit thread reads the SQL or any tuple is made).
     ///
     /// A connection lost between connecting and reading the catalog (the server stopping at
     /// start-up) is retried like a failed connect, never a permanent error.
@@ -12,9 +13,9 @@ extension Loader {
         var attempt = 0
         var catalog: TableCatalog?
         while catalog == nil {
-            let conn = try connectedConnection(holding: false)
+            let conn = try sessions.connectedConnection(holding: false)
             do {
-                catalog = try TableCatalog.read(conn, table: sql.table)
+                catalog = try TableCatalog.read(conn, table: sessions.sql.table)
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
                 attempt += 1
                 config.metrics.databaseRetry()
@@ -30,7 +31,7 @@ extension Loader {
         }
         let table = TableName(config.table) ?? config.contract.table
         let plan = try LoadPlan.checked(config.contract, table: table, catalog: catalog!)
-        sql = LoaderSQL(config: config, plan: plan)
+        sessions.sql = LoaderSQL(config: config, plan: plan)
         tuples.adopt(plan)
     }
 }
