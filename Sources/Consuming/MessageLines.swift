@@ -111,18 +111,24 @@ public struct MessageLines {
     private var prefix: [UInt8] = []
     private static let offsetKey = Array(#","offset":"#.utf8)
 
-    /// `{"kind":"assigned","topic":…,"partition":…,"next_offset":…}`: this partition's messages
-    /// that follow start at `nextOffset`, the offset stored in PostgreSQL (null: none stored,
-    /// reading from the partition's beginning).
-    public static func appendAssigned(_ partition: TopicPartition, nextOffset: Int64?, into out: inout [UInt8]) {
+    /// Starts a line about one partition: `{"kind":…,"topic":…,"partition":…`.
+    private static func partitionLine(_ kind: String, _ partition: TopicPartition, into out: inout [UInt8]) -> JSONWriter {
         var w = JSONWriter()
         w.beginObject(&out)
         w.key("kind", &out)
-        w.string("assigned", &out)
+        w.string(kind, &out)
         w.key("topic", &out)
         w.string(partition.topic, &out)
         w.key("partition", &out)
         w.int(Int(partition.partition), &out)
+        return w
+    }
+
+    /// `{"kind":"assigned","topic":…,"partition":…,"next_offset":…}`: this partition's messages
+    /// that follow start at `nextOffset`, the offset stored in PostgreSQL (null: none stored,
+    /// reading from the partition's beginning).
+    public static func appendAssigned(_ partition: TopicPartition, nextOffset: Int64?, into out: inout [UInt8]) {
+        var w = partitionLine("assigned", partition, into: &out)
         w.key("next_offset", &out)
         if let nextOffset { w.int(Int(nextOffset), &out) } else { w.null(&out) }
         w.endLine(&out)
@@ -132,14 +138,7 @@ public struct MessageLines {
     /// the partition's watermarks as of the consumer's last fetch (low: null when the broker
     /// did not say), so `load` can publish the lag against what it committed.
     public static func appendWatermarks(_ partition: TopicPartition, low: Int64?, high: Int64, into out: inout [UInt8]) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string("watermarks", &out)
-        w.key("topic", &out)
-        w.string(partition.topic, &out)
-        w.key("partition", &out)
-        w.int(Int(partition.partition), &out)
+        var w = partitionLine("watermarks", partition, into: &out)
         w.key("low_watermark", &out)
         if let low { w.int(Int(low), &out) } else { w.null(&out) }
         w.key("high_watermark", &out)

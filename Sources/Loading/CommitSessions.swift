@@ -129,7 +129,7 @@ final class CommitSessions {
             } catch let error as PostgresError where error.sqlstate == LockHolders.lockNotAvailable {
                 // A bounded lock wait ran out; BatchCommit said who holds the lock (and ended it
                 // when it was our own orphan). Not a failure of the server: no attempt counted.
-                sleepSeconds(1)
+                sleep(seconds: 1)
             } catch let fence as KafkaFence {
                 return fence
             } catch let error as PostgresError where error.category == .connection || error.category == .retry {
@@ -137,9 +137,9 @@ final class CommitSessions {
                 config.metrics.databaseRetry()
                 drop(session)
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
-                let wait = backoff(attempt)
+                let wait = Backoff.database.delay(attempt: attempt)
                 logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: false, wait: wait, attempt: attempt))")
-                sleepSeconds(wait)
+                sleep(seconds: wait)
             }
         }
         let committedAt = UTCTimestamp.now()
@@ -195,11 +195,11 @@ final class CommitSessions {
                 attempt += 1
                 config.metrics.databaseRetry()
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
-                let wait = backoff(attempt)
+                let wait = Backoff.database.delay(attempt: attempt)
                 logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: true, wait: wait, attempt: attempt))")
                 if attempt == 1, let hint = config.unreachableHint { logger.warning("hint: \(hint)") }
                 // A stop asked for while nothing is held ends the wait at once: nothing to lose.
-                if !holding && Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) } else { sleepSeconds(wait) }
+                if !holding && Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) } else { sleep(seconds: wait) }
                 if !holding && Interrupts.received > 0 { throw LoaderError.interrupted(config.endpoint) }
             } catch let error as PostgresError {
                 drop(session)

@@ -1,4 +1,5 @@
 import Logging
+import Posix
 import Telemetry
 
 /// What an isolation tells while it runs, so a big file in isolation does not look stalled

@@ -1,5 +1,4 @@
 import Ingest
-import Synchronization
 import Telemetry
 
 /// `ingest_kafka_consumer_lag{topic,partition}` on load's metrics endpoint: the messages of a
@@ -13,37 +12,37 @@ import Telemetry
 /// named for `forgetAfterSeconds` (revoked, read by another pipeline now) loses its series, so
 /// only the pipeline reading a partition reports it.
 ///
-/// Owned by the reading thread (the only caller); the state is locked only because it is static,
-/// as the endpoint's metrics reach it through `LoadMetrics.served`.
-enum KafkaLag {
+/// Owned by the reading thread, like the ``KafkaRuns`` that holds it.
+final class KafkaLag {
     static let forgetAfterSeconds = 10.0
+    private let metrics: LoadMetrics
+
+    init(metrics: LoadMetrics) { self.metrics = metrics }
 
     private struct Reported {
         var topic: String
         var partition: Int32
         var at: Double
     }
-    private static let reported = Mutex<[KafkaRuns.Key: Reported]>([:])
+    private var reported: [KafkaRuns.Key: Reported] = [:]
 
     /// Handles a `watermarks` line of the partition `key` whose run (nil: never assigned here)
     /// holds the committed next offset. Returns the rows it added: none.
-    static func observe(_ line: ProtocolLine, _ key: KafkaRuns.Key, _ run: KafkaRuns.Run?) -> Int {
-        guard let metrics = LoadMetrics.served, let high = int64(line, "high_watermark") else { return 0 }
+    func observe(_ line: ProtocolLine, _ key: KafkaRuns.Key, _ run: KafkaRuns.Run?) -> Int {
+        guard let high = Self.int64(line, "high_watermark") else { return 0 }
         let now = monotonicSeconds()
         let partition = Int32(truncatingIfNeeded: key.partition)
-        reported.withLock { reported in
-            for (old, entry) in reported where now - entry.at > forgetAfterSeconds {
-                metrics.removeKafkaLag(topic: entry.topic, partition: entry.partition)
-                reported[old] = nil
-            }
-            // Unknown while the partition is halted (its stored offset went backwards) or was
-            // never assigned to this load: no figure rather than a wrong one.
-            guard let run, !run.halted else { return }
-            let low = int64(line, "low_watermark") ?? 0
-            let committed = max(run.from ?? low, low)
-            metrics.kafkaLag(topic: key.topic, partition: partition, messages: max(0, high - committed))
-            reported[key] = Reported(topic: key.topic, partition: partition, at: now)
+        for (old, entry) in reported where now - entry.at > Self.forgetAfterSeconds {
+            metrics.removeKafkaLag(topic: entry.topic, partition: entry.partition)
+            reported[old] = nil
         }
+        // Unknown while the partition is halted (its stored offset went backwards) or was
+        // never assigned to this load: no figure rather than a wrong one.
+        guard let run, !run.halted else { return 0 }
+        let low = Self.int64(line, "low_watermark") ?? 0
+        let committed = max(run.from ?? low, low)
+        metrics.kafkaLag(topic: key.topic, partition: partition, messages: max(0, high - committed))
+        reported[key] = Reported(topic: key.topic, partition: partition, at: now)
         return 0
     }
 

@@ -1,6 +1,7 @@
 import Ingest
 import Logging
 import Postgres
+import Telemetry
 
 /// Where a batch's lines of one Kafka partition sit among its offsets: the commit stores
 /// `next` only if the stored offset is still `from` (fencing).
@@ -67,8 +68,10 @@ final class KafkaRuns {
     private let logger: Logger
     private let tuples: TupleEncoder
     private var redelivered = 0
+    private let lag: KafkaLag
 
-    init(spoolLimit: Int, spoolDirectory: String, tuples: TupleEncoder, logger: Logger) {
+    init(spoolLimit: Int, spoolDirectory: String, tuples: TupleEncoder, metrics: LoadMetrics, logger: Logger) {
+        self.lag = KafkaLag(metrics: metrics)
         self.spoolLimit = spoolLimit
         self.tuples = tuples
         self.spoolDirectory = spoolDirectory
@@ -86,7 +89,7 @@ final class KafkaRuns {
             assigned(key, next: int(line, "next_offset").map(Int64.init))
             return 0
         case .other("watermarks"):
-            return KafkaLag.observe(line, key, runs[key])
+            return lag.observe(line, key, runs[key])
         case .record, .reject:
             guard let offset = int(line, "offset").map(Int64.init) else { return nil }
             let run =

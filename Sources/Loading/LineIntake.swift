@@ -40,7 +40,8 @@ final class LineIntake {
         self.tuples = tuples
         self.reporter = reporter
         self.logger = logger
-        kafka = KafkaRuns(spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples, logger: logger)
+        kafka = KafkaRuns(
+            spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples, metrics: config.metrics, logger: logger)
     }
 
     var hasCommittable: Bool { !ready.isEmpty || loose != nil || kafka.hasLines }

@@ -20,7 +20,7 @@ extension Loader {
                 attempt += 1
                 config.metrics.databaseRetry()
                 if let limit = config.maxRetries, attempt > limit { throw LoaderError.gaveUp(config.endpoint, error) }
-                let wait = backoff(attempt)
+                let wait = Backoff.database.delay(attempt: attempt)
                 logger.warning("\(retryNote(error, endpoint: config.endpoint, connecting: true, wait: wait, attempt: attempt))")
                 if Interrupts.received == 0 { Interrupts.sleep(milliseconds: Int(wait * 1000)) }
                 // Nothing is held yet: a stop asked for now ends the wait at once.

@@ -1,3 +1,4 @@
+import Ingest
 import Postgres
 
 #if canImport(Glibc)
@@ -35,20 +36,4 @@ func retryNote(_ error: PostgresError, endpoint: String, connecting: Bool, wait:
 func isSilence(_ message: String) -> Bool {
     let lowered = message.lowercased()
     return lowered.contains("timed out") || lowered.contains("timeout expired")
-}
-
-/// Seconds to wait before retry `attempt` (1, 2, …): doubling from 0.5 s, at most 30 s.
-func backoff(_ attempt: Int) -> Double {
-    min(30, 0.25 * Double(1 << min(attempt, 8)))
-}
-
-func formatSeconds(_ s: Double) -> String {
-    s < 1 ? "\(Int(s * 1000)) ms" : "\(Int(s)) s"
-}
-
-/// Sleeps `s` seconds whatever signals arrive (a batch is held: a stop does not cut the wait).
-func sleepSeconds(_ s: Double) {
-    var request = timespec(tv_sec: Int(s), tv_nsec: Int((s - Double(Int(s))) * 1e9))
-    var remaining = timespec()
-    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }

@@ -84,10 +84,3 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// Seconds on a clock that never jumps, for measuring delays.
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}

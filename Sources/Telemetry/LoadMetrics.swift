@@ -285,11 +285,6 @@ public final class LoadMetrics: Sendable {
             labels: [("topic", topic), ("partition", String(partition))])
     }
 
-    /// The metrics this process's `MetricsEndpoint` serves (the last one started), for what
-    /// reaches load far from its configuration: the Kafka lag, set from the input lines.
-    public static var served: LoadMetrics? { servedMetrics.withLock { $0 } }
-    static let servedMetrics = Mutex<LoadMetrics?>(nil)
-
     // MARK: - Exposition
 
     /// The text exposition format (version 0.0.4), with the lag computed at this instant.

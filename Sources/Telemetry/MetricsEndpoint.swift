@@ -72,7 +72,6 @@ public final class MetricsEndpoint: Sendable {
         (wakeRead, wakeWrite) = (wake[0], wake[1])
 
         let server = ScrapeServer(listener: listener, wake: wake[0], metrics: metrics, logger: logger)
-        LoadMetrics.servedMetrics.withLock { $0 = metrics }
         // Signals stay with load's own threads (its first Ctrl+C drains, the second exits): the
         // serving thread starts with all of them blocked.
         do {

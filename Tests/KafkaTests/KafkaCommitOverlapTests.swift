@@ -98,15 +98,7 @@ import Testing
         do {
             let bad = try temporaryFolder("kafka-overlap")
             defer { try? FileManager.default.removeItem(at: bad) }
-            let holder = try KafkaCommitOverlapTests.lockOffsetRow(database)
-            let load = try FedLoad(database, bad: bad)
-            load.feed([KafkaFencingTests.assigned(0)] + KafkaCommitOverlapTests.records(0..<500))
-            let waiting = eventually(timeout: 30) { (try? KafkaCommitOverlapTests.loadWaitsForALock(database)) == true }
-            #expect(waiting, "\(load.stderr.snapshot())")
-
-            load.feed(KafkaCommitOverlapTests.records(500..<3_500))
-            let readOn = eventually(timeout: 30) { load.written == 2 }
-            #expect(readOn, "load stopped reading while its Kafka batch waited to commit")
+            let (holder, load) = try KafkaCommitOverlapTests.readOnBehindAWaitingCommit(database, bad: bad, upTo: 3_500)
             #expect(try KafkaCommitOverlapTests.loadWaitsForALock(database), "the first batch stopped waiting: the test proves nothing")
             #expect(try database.scalar("SELECT count(*) FROM ecommerce_events") == "0")
 
@@ -118,6 +110,21 @@ import Testing
             #expect(try database.scalar("SELECT count(DISTINCT event_id) FROM ecommerce_events") == "3500")
             #expect(try database.scalar("SELECT next_offset FROM ingest_kafka_offsets WHERE partition = 0") == "3500")
         }
+    }
+
+    /// Both tests' opening: partition 0's offset row locked by the returned session, load fed
+    /// offsets 0..<500 until its first Kafka commit waits for that lock, then 500..<`upTo`,
+    /// which it must read while the commit still waits.
+    static func readOnBehindAWaitingCommit(_ database: TestDatabase, bad: URL, upTo: Int) throws -> (PostgresConnection, FedLoad) {
+        let holder = try KafkaCommitOverlapTests.lockOffsetRow(database)
+        let load = try FedLoad(database, bad: bad)
+        load.feed([KafkaFencingTests.assigned(0)] + KafkaCommitOverlapTests.records(0..<500))
+        let waiting = eventually(timeout: 30) { (try? KafkaCommitOverlapTests.loadWaitsForALock(database)) == true }
+        #expect(waiting, "\(load.stderr.snapshot())")
+        load.feed(KafkaCommitOverlapTests.records(500..<upTo))
+        let readOn = eventually(timeout: 30) { load.written == 2 }
+        #expect(readOn, "load stopped reading while its Kafka batch waited to commit")
+        return (holder, load)
     }
 
     /// While the first batch waits, "another pipeline" (the test) stores offset 1,000: past the
@@ -132,14 +139,7 @@ import Testing
         do {
             let bad = try temporaryFolder("kafka-overlap-fence")
             defer { try? FileManager.default.removeItem(at: bad) }
-            let holder = try KafkaCommitOverlapTests.lockOffsetRow(database)
-            let load = try FedLoad(database, bad: bad)
-            load.feed([KafkaFencingTests.assigned(0)] + KafkaCommitOverlapTests.records(0..<500))
-            let waiting = eventually(timeout: 30) { (try? KafkaCommitOverlapTests.loadWaitsForALock(database)) == true }
-            #expect(waiting, "\(load.stderr.snapshot())")
-            load.feed(KafkaCommitOverlapTests.records(500..<3_000))
-            let readOn = eventually(timeout: 30) { load.written == 2 }
-            #expect(readOn, "load stopped reading while its Kafka batch waited to commit")
+            let (holder, load) = try KafkaCommitOverlapTests.readOnBehindAWaitingCommit(database, bad: bad, upTo: 3_000)
 
             try holder.execute("UPDATE ingest_kafka_offsets SET next_offset = 1000 WHERE topic = 'events' AND partition = 0")
             try holder.execute("COMMIT")
