@@ -149,9 +149,6 @@ struct Load: ToolCommand {
             valueName: "host:port"))
     var metricsListen: String?
 
-    @Flag(name: .shortAndLong, help: "Log each file's details too (--log-level debug).")
-    var verbose = false
-
     @OptionGroup var log: LogOptions
 
     func validate() throws {
@@ -181,9 +178,7 @@ struct Load: ToolCommand {
         // source stops, our input ends, the last batch commits); a second one exits at once.
         // From a terminal, the first one exits.
         if isatty(0) == 0 { Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue)) }
-        var logOptions = log
-        if verbose && logOptions.level == nil { logOptions.level = .debug }
-        let logger = logOptions.bootstrap(stage: "load")
+        let logger = log.bootstrap(stage: "load")
 
         // One resolution for every tool that connects (consume too): a setting that cannot
         // work exits 1 here, naming its key, instead of being retried or replaced.
@@ -221,7 +216,7 @@ struct Load: ToolCommand {
                 logger.warning("\(error); metrics off for this run")
             } catch {
                 logger.critical("\(error)")
-                exitProcess(ExitStatus.failure.rawValue)
+                throw ExitCode(ExitStatus.failure.rawValue)
             }
         }
         defer { endpoint?.stop() }
@@ -230,20 +225,21 @@ struct Load: ToolCommand {
         let loader = Loader(config: config, logger: logger)
         logger.info("connecting to \(settings.redactedDescription) (\(resolved.source))")
         logger.info("reading stdin, writing to \(config.table) at \(settings.redactedDescription)")
+        // Each failure is logged once, in the log format, then exits quietly with its code.
         do {
             try loader.run(fd: 0)
         } catch let mismatch as ContractMismatch {
             logger.critical("\(mismatch.description)")
-            exitProcess(ExitStatus.usage.rawValue)
+            throw ExitCode(ExitStatus.usage.rawValue)
         } catch LoaderError.interrupted(let endpoint) {
             logger.info("interrupted while waiting for \(endpoint); nothing was read or committed")
-            exitProcess(130)
+            throw ExitCode(ExitStatus.interrupted.rawValue)
         } catch let error as LoaderError {
             logger.critical("\(error.description)")
-            exitProcess(ExitStatus.failure.rawValue)
+            throw ExitCode(ExitStatus.failure.rawValue)
         } catch let error as SystemError {
             logger.critical("\(error.description)")
-            exitProcess(ExitStatus.failure.rawValue)
+            throw ExitCode(ExitStatus.failure.rawValue)
         }
         let t = loader.totals
         logger.info(
@@ -251,8 +247,6 @@ struct Load: ToolCommand {
         )
     }
 }
-
-func exitProcess(_ code: Int32) -> Never { exit(code) }
 
 #if canImport(Glibc)
 /// glibc's `mallopt` (malloc.h is not part of the Glibc module).

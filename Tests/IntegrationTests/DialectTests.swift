@@ -600,7 +600,6 @@ let pinnedHelp: [String: String] = [
                               Serve Prometheus metrics at http://HOST:PORT/metrics
                               (e.g. 127.0.0.1:9187; port 0 picks a free one). Off
                               by default.
-      -v, --verbose           Log each file's details too (--log-level debug).
       --log-level <level>     The least severe messages logged (default:
                               $INGEST_LOG_LEVEL, else info). (values: trace, debug,
                               info, notice, warning, error, critical)
