@@ -63,18 +63,7 @@ public struct Quarantine: Sendable {
 
     /// The earlier lines of a reason file (nil when there is none), read whole: a few lines.
     static func readHistory(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while bytes.count < 1 << 20 {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes += chunk[..<n]
-        }
-        return bytes
+        try? readFile(path, limit: 1 << 20, followingSymlinks: false)
     }
 
     /// The `NAME.reason.json` text, one line.

@@ -84,3 +84,33 @@ public func publishAtomically(
     if sync, let slash = path.lastIndex(of: "/") { syncDirectory(slash == path.startIndex ? "/" : String(path[..<slash])) }
     return true
 }
+
+/// The first `limit` bytes of the file at `path` (all of it when it is shorter), through short
+/// reads and EINTR: for small files read whole (a contract, a port number, an env file).
+/// `followingSymlinks: false` refuses a symlink (ELOOP), for files in folders others can write.
+public func readFile(_ path: String, limit: Int, followingSymlinks: Bool = true) throws -> [UInt8] {
+    let options: FileDescriptor.OpenOptions = followingSymlinks ? [.closeOnExec] : [.closeOnExec, .noFollow]
+    let descriptor: FileDescriptor
+    do {
+        descriptor = try FileDescriptor.open(path, .readOnly, options: options, retryOnInterrupt: true)
+    } catch let error as Errno {
+        throw SystemError("open", errno: error.rawValue, path: path)
+    }
+    defer { try? descriptor.close() }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: Swift.min(limit, 1 << 16))
+    while bytes.count < limit {
+        let wanted = Swift.min(chunk.count, limit - bytes.count)
+        let n: Int
+        do {
+            n = try chunk.withUnsafeMutableBytes {
+                try descriptor.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<wanted]), retryOnInterrupt: true)
+            }
+        } catch let error as Errno {
+            throw SystemError("read", errno: error.rawValue, path: path)
+        }
+        if n == 0 { break }
+        bytes += chunk[..<n]
+    }
+    return bytes
+}

@@ -1,3 +1,5 @@
+import Posix
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -167,18 +169,6 @@ extension ConnectionSettings {
 }
 
 /// The text of a small file (a port number, a password), nil when it cannot be read.
-func readSmallFile(_ path: String, limit: Int = 1 << 16) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < limit {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        guard n >= 0 else { return nil }
-        if n == 0 { break }
-        bytes += chunk[..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
+func readSmallFile(_ path: String) -> String? {
+    (try? readFile(path, limit: 1 << 16)).map { String(decoding: $0, as: UTF8.self) }
 }

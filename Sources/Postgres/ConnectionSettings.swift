@@ -1,4 +1,5 @@
 import CLibPQ
+import Posix
 
 #if canImport(Glibc)
 import Glibc
@@ -89,19 +90,15 @@ public struct ConnectionSettings: Sendable {
     /// `KEY=VALUE`, a key that is not a name, a quote left open) is an error naming its line,
     /// since a typo there would otherwise send the tool to another server.
     public static func readEnvFile(_ path: String, strict: Bool = false) throws -> [String: String] {
-        // read(2), not Foundation's String(contentsOfFile:): this target keeps to FoundationEssentials.
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw PostgresError(message: "cannot read --env-file \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw PostgresError(message: "cannot read --env-file \(path): \(String(cString: strerror(errno)))") }
-            if n == 0 { break }
-            bytes += chunk[..<n]
+        // Posix's readFile, not Foundation's String(contentsOfFile:): this target keeps to FoundationEssentials.
+        let limit = 1 << 20
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path, limit: limit + 1)
+        } catch let error as SystemError {
+            throw PostgresError(message: "cannot read --env-file \(path): \(String(cString: strerror(error.errno)))")
         }
+        guard bytes.count <= limit else { throw PostgresError(message: "cannot read --env-file \(path): larger than 1 MB") }
         let text = String(decoding: bytes, as: UTF8.self)
         if strict, let problem = EnvFile.firstProblem(text) {
             throw PostgresError(message: "\(path):\(problem.line): \(problem.message)")

@@ -1,3 +1,4 @@
+import Posix
 import Prometheus
 import Synchronization
 
@@ -337,7 +338,6 @@ func d(_ name: String, _ help: String) -> MetricNameDescriptor {
 }
 
 func wallClockSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    let now = wallClock()
+    return Double(now.seconds) + Double(now.nanoseconds) / 1e9
 }

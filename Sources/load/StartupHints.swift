@@ -1,3 +1,4 @@
+import Posix
 import Postgres
 
 #if canImport(Glibc)
@@ -27,7 +28,8 @@ struct StartupHints {
         let port = environment["PGPORT"] ?? environment["POSTGRES_PORT"] ?? fromFile["POSTGRES_PORT"] ?? "5432"
         let cluster = environment["INGEST_PGDATA"] ?? ".pgdata"
         if db == nil,
-            let embedded = readSmallFile(cluster + "/port").map { $0.trimmingWhitespace() }, !embedded.isEmpty, embedded != port
+            let embedded = (try? readFile(cluster + "/port", limit: 64)).map { String(decoding: $0, as: UTF8.self).trimmingWhitespace() },
+            !embedded.isEmpty, embedded != port
         {
             hints.append("the embedded server (\(cluster)) is on port \(embedded): eval \"$(bin/pg env)\" and run load again")
         }
@@ -58,21 +60,4 @@ func processEnvironment() -> [String: String] {
         entry += 1
     }
     return result
-}
-
-/// The text of a small file (a port number, a password), nil when it cannot be read.
-func readSmallFile(_ path: String, limit: Int = 1 << 16) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < limit {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        guard n >= 0 else { return nil }
-        if n == 0 { break }
-        bytes += chunk[..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }

@@ -397,20 +397,8 @@ public func parseUTCOffset(_ text: String) -> Int? {
 
 /// The whole file as text (contracts are small).
 func readWholeFile(_ path: String) throws -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SystemError("open", errno: errno, path: path) }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 65536) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw SystemError("read", errno: errno, path: path)
-        }
-        if n == 0 { break }
-        bytes.append(contentsOf: chunk[0..<n])
-        guard bytes.count <= 4 << 20 else { throw SystemError("read", errno: EFBIG, path: path) }
-    }
+    let limit = 4 << 20
+    let bytes = try readFile(path, limit: limit + 1)
+    guard bytes.count <= limit else { throw SystemError("read", errno: EFBIG, path: path) }
     return String(decoding: bytes, as: UTF8.self)
 }

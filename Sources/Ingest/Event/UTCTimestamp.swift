@@ -1,3 +1,5 @@
+import Posix
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -17,9 +19,7 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable {
 
     /// The current time from the system clock.
     public static func now() -> UTCTimestamp {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UTCTimestamp(millisecondsSinceEpoch: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+        UTCTimestamp(millisecondsSinceEpoch: wallClockMilliseconds())
     }
 
     public static func < (a: UTCTimestamp, b: UTCTimestamp) -> Bool {
