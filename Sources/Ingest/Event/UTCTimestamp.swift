@@ -93,40 +93,6 @@ public struct UTCTimestamp: Comparable, Hashable, Sendable {
         if zulu { out.append(UInt8(ascii: "Z")) }
     }
 
-    /// Writes `YYYY-MM-DDTHH:MM:SS.mmmZ` at `p` (24 bytes for years 0…9999, more outside);
-    /// returns the count. Plain stores, for `validate`'s record writer.
-    @inline(__always)
-    func writeRFC3339(to p: UnsafeMutablePointer<UInt8>) -> Int {
-        let (y, mo, d, secs, milli) = civilParts
-        guard y >= 0 && y <= 9999 else {
-            var out: [UInt8] = []
-            appendRFC3339(to: &out)
-            out.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: $0.count) }
-            return out.count
-        }
-        @inline(__always) func two(_ v: Int, _ at: Int) {
-            p[at] = UInt8(truncatingIfNeeded: 0x30 + v / 10)
-            p[at + 1] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-        }
-        two(y / 100, 0)
-        two(y % 100, 2)
-        p[4] = UInt8(ascii: "-")
-        two(mo, 5)
-        p[7] = UInt8(ascii: "-")
-        two(d, 8)
-        p[10] = UInt8(ascii: "T")
-        two(secs / 3600, 11)
-        p[13] = UInt8(ascii: ":")
-        two(secs / 60 % 60, 14)
-        p[16] = UInt8(ascii: ":")
-        two(secs % 60, 17)
-        p[19] = UInt8(ascii: ".")
-        p[20] = UInt8(truncatingIfNeeded: 0x30 + milli / 100)
-        two(milli % 100, 21)
-        p[23] = UInt8(ascii: "Z")
-        return 24
-    }
-
     /// `2024-01-30T10:15:23.123Z`
     public var rfc3339: String {
         var out: [UInt8] = []
