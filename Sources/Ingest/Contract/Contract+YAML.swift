@@ -214,6 +214,20 @@ struct ContractReader {
         if let n = value("null_values") { column.nullValues = try strings(n, "\(at): null_values") }
         if let t = value("trim") { column.trim = try boolean(t, "\(at): trim") }
         var rules = ColumnRules()
+        try numberRules(value, type, at, into: &rules)
+        try textRules(value, type, at, into: &rules)
+        try timeRules(value, type, at, into: &rules)
+        try booleanRules(value, type, at, into: &rules)
+        column.rules = rules
+        // Accepted values are words: ` View ` means `view`.
+        if value("trim") == nil && rules.acceptedValues != nil { column.trim = true }
+        if let problem = ColumnValueParser.problem(with: column) { throw fail(node, "\(at): \(problem)") }
+        return (column, isKey)
+    }
+
+    /// A column's `scale` and `range` (numbers, dates and timestamps).
+    func numberRules(_ value: (String) -> YAMLNode?, _ type: ColumnType, _ at: String, into rules: inout ColumnRules) throws(ContractError)
+    {
         if let s = value("scale") {
             guard case .numeric = type else { throw fail(s, "\(at): scale applies to numeric columns, not \(type)") }
             rules.scale = try integer(s, "\(at): scale")
@@ -235,6 +249,10 @@ struct ContractReader {
                 }
             }
         }
+    }
+
+    /// A column's `length`, `accepted_values` and `pattern`.
+    func textRules(_ value: (String) -> YAMLNode?, _ type: ColumnType, _ at: String, into rules: inout ColumnRules) throws(ContractError) {
         if let l = value("length") {
             guard type.isTextual else { throw fail(l, "\(at): length applies to text columns, not \(type)") }
             for (key, bound) in try mapping(l, "\(at): length", allowed: ["min", "max"]) {
@@ -269,6 +287,10 @@ struct ContractReader {
             if let problem = RegularExpression.problem(pattern) { throw fail(p, "\(at): pattern: \(problem)") }
             rules.pattern = pattern
         }
+    }
+
+    /// A column's `format`, `time_zone` and `max_future` (dates and timestamps).
+    func timeRules(_ value: (String) -> YAMLNode?, _ type: ColumnType, _ at: String, into rules: inout ColumnRules) throws(ContractError) {
         if let f = value("format") {
             guard type.isTemporal else { throw fail(f, "\(at): format applies to dates and timestamps, not \(type)") }
             rules.formats = []
@@ -305,6 +327,11 @@ struct ContractReader {
             }
             rules.maxFutureMilliseconds = ms
         }
+    }
+
+    /// A boolean column's `true_values` and `false_values`.
+    func booleanRules(_ value: (String) -> YAMLNode?, _ type: ColumnType, _ at: String, into rules: inout ColumnRules) throws(ContractError)
+    {
         if let t = value("true_values") {
             guard type == .boolean else { throw fail(t, "\(at): true_values applies to boolean columns") }
             rules.trueValues = try strings(t, "\(at): true_values").map { $0.lowercased() }
@@ -313,11 +340,6 @@ struct ContractReader {
             guard type == .boolean else { throw fail(f, "\(at): false_values applies to boolean columns") }
             rules.falseValues = try strings(f, "\(at): false_values").map { $0.lowercased() }
         }
-        column.rules = rules
-        // Accepted values are words: ` View ` means `view`.
-        if value("trim") == nil && rules.acceptedValues != nil { column.trim = true }
-        if let problem = ColumnValueParser.problem(with: column) { throw fail(node, "\(at): \(problem)") }
-        return (column, isKey)
     }
 
     func check(_ node: YAMLNode, _ columns: [ContractColumn]) throws(ContractError) -> RowCheck {
