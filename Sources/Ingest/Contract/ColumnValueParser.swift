@@ -83,20 +83,55 @@ public final class ColumnValueParser {
         memberPrefix = prefix
         nullTokens = WordList(column.nullValues.map { Array($0.utf8) })
         let rules = column.rules
-        switch column.type {
-        case .smallint, .integer, .bigint: kind = .integer
-        case .numeric: kind = .numeric
-        case .real: kind = .float(single: true)
-        case .doublePrecision: kind = .float(single: false)
-        case .text, .varchar: kind = .text
-        case .boolean: kind = .boolean
-        case .date: kind = .date
-        case .timestamp: kind = .timestamp(zoned: false)
-        case .timestamptz: kind = .timestamp(zoned: true)
-        case .uuid: kind = .uuid
-        case .json, .jsonb: kind = .json
-        }
+        kind = Self.kind(of: column.type)
         typeRangeReason = "out of range for \(column.type)"
+        try Self.compileBounds(rules, of: column, kind: kind, into: &c)
+        if let values = rules.acceptedValues {
+            let kind = self.kind
+            c.accepted = WordList(values.map { Array((rules.caseSensitive ? $0 : $0.lowercased()).utf8) })
+            c.acceptedJSON = WordList(
+                values.map { v in
+                    var json: [UInt8] = []
+                    if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
+                    return json
+                })
+            if case .integer = kind, values.contains(where: { Int64($0) == nil }) {
+                throw CompileError(problem: "accepted_values of an integer column must be integers")
+            }
+            c.unknownValueReason = "unknown \(column.name.replacingUnderscores) (expected \(values.joined(separator: ", ")))"
+        }
+        if let p = rules.pattern { c.regex = RegularExpression(p) }
+        c.patterns = rules.formats.map { if case .pattern(let p) = $0 { Array(p.utf8) } else { nil } }
+        if let f = rules.maxFutureMilliseconds { c.futureReason = "more than \(describeDuration(f)) in the future" }
+        if let s = rules.scale { c.scaleReason = "more than \(numberWord(s)) decimal place\(s == 1 ? "" : "s")" }
+        c.trueValues = WordList(rules.trueValues.map { Array($0.utf8) })
+        c.falseValues = WordList(rules.falseValues.map { Array($0.utf8) })
+        if let m = rules.minLength { c.minLengthReason = "shorter than \(m) character\(m == 1 ? "" : "s")" }
+        if let m = rules.maxLength { c.maxLengthReason = "longer than \(m) character\(m == 1 ? "" : "s")" }
+        self.c = c
+    }
+
+    /// How a value of `type` is read.
+    private static func kind(of type: ColumnType) -> Kind {
+        switch type {
+        case .smallint, .integer, .bigint: return .integer
+        case .numeric: return .numeric
+        case .real: return .float(single: true)
+        case .doublePrecision: return .float(single: false)
+        case .text, .varchar: return .text
+        case .boolean: return .boolean
+        case .date: return .date
+        case .timestamp: return .timestamp(zoned: false)
+        case .timestamptz: return .timestamp(zoned: true)
+        case .uuid: return .uuid
+        case .json, .jsonb: return .json
+        }
+    }
+
+    /// The range rule's bounds, parsed once as values of the column's type, and their reasons.
+    private static func compileBounds(
+        _ rules: ColumnRules, of column: ContractColumn, kind: Kind, into c: inout Compiled
+    ) throws(CompileError) {
         func bad(_ bound: ColumnRules.Bound) -> CompileError {
             CompileError(problem: "range bound \(quotedForMessage(bound.text)) is not a value of type \(column.type)")
         }
@@ -151,29 +186,6 @@ public final class ColumnValueParser {
             if let u = rules.upper { c.upperMicros = try micros(u) &- (u.exclusive ? 1 : 0) }
         default: break
         }
-        if let values = rules.acceptedValues {
-            let kind = self.kind
-            c.accepted = WordList(values.map { Array((rules.caseSensitive ? $0 : $0.lowercased()).utf8) })
-            c.acceptedJSON = WordList(
-                values.map { v in
-                    var json: [UInt8] = []
-                    if case .integer = kind { json.append(contentsOf: v.utf8) } else { JSONWriter.appendString(v, &json) }
-                    return json
-                })
-            if case .integer = kind, values.contains(where: { Int64($0) == nil }) {
-                throw CompileError(problem: "accepted_values of an integer column must be integers")
-            }
-            c.unknownValueReason = "unknown \(column.name.replacingUnderscores) (expected \(values.joined(separator: ", ")))"
-        }
-        if let p = rules.pattern { c.regex = RegularExpression(p) }
-        c.patterns = rules.formats.map { if case .pattern(let p) = $0 { Array(p.utf8) } else { nil } }
-        if let f = rules.maxFutureMilliseconds { c.futureReason = "more than \(describeDuration(f)) in the future" }
-        if let s = rules.scale { c.scaleReason = "more than \(numberWord(s)) decimal place\(s == 1 ? "" : "s")" }
-        c.trueValues = WordList(rules.trueValues.map { Array($0.utf8) })
-        c.falseValues = WordList(rules.falseValues.map { Array($0.utf8) })
-        if let m = rules.minLength { c.minLengthReason = "shorter than \(m) character\(m == 1 ? "" : "s")" }
-        if let m = rules.maxLength { c.maxLengthReason = "longer than \(m) character\(m == 1 ? "" : "s")" }
-        self.c = c
     }
 
     /// The normalised JSON text of a value written in the contract (a check's `equals`), or
