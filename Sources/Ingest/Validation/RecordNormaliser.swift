@@ -30,6 +30,9 @@ public struct RecordNormaliser {
     private var written = 0
     private let overhead: Int
     private let keyIsUUID: Bool
+    /// For keys that are not one UUID (nil otherwise: its libcrypto start-up, ~6 M
+    /// instructions, is not paid for nothing). Shared by copies of a normaliser, as `scratch` is.
+    private let keyDigest: RowKeyDigest?
 
     public init(contract: Contract) {
         self.contract = contract
@@ -42,6 +45,7 @@ public struct RecordNormaliser {
         outcomes = Array(repeating: .null, count: contract.columns.count)
         overhead = 32 + parsers.reduce(0) { $0 + $1.memberPrefix.count + $1.maxGrowth + 4 }
         keyIsUUID = contract.key.count == 1 && contract.columns[contract.key[0]].type == .uuid
+        keyDigest = keyIsUUID || contract.key.isEmpty ? nil : RowKeyDigest()
     }
 
     /// Normalises `line` (a record) into the scratch buffer; false when a column was rejected
@@ -156,13 +160,14 @@ public struct RecordNormaliser {
             // The normalised value is `"` + 36 lowercase characters + `"`.
             return RowKey(UnsafeRawBufferPointer(start: scratch.bytes + valueStart[c] + 1, count: 36)) ?? RowKey(high: 0, low: 0)
         }
-        var hasher = SHA256Hasher()
+        let keyDigest = keyDigest!
+        keyDigest.begin()
         for c in contract.key {
-            hasher.update(UnsafeRawBufferPointer(start: scratch.bytes + valueStart[c], count: valueEnd[c] - valueStart[c]))
+            keyDigest.update(UnsafeRawBufferPointer(start: scratch.bytes + valueStart[c], count: valueEnd[c] - valueStart[c]))
             var separator: UInt8 = 0x1F
-            withUnsafeBytes(of: &separator) { hasher.update($0) }
+            withUnsafeBytes(of: &separator) { keyDigest.update($0) }
         }
-        return hasher.finalizeRowKey()
+        return keyDigest.finish()
     }
 }
 
