@@ -5,10 +5,10 @@ import PackageDescription
 //
 //   CLibCrypto ─┐
 //   CLibYAML ── YAML ─┐
-//               Ingest (the domain: contracts, CSV, line protocol, validation, IO)
-//               ├── Generating ── gen
+//               Ingest (the domain: contracts, CSV, line protocol, validation rules, IO)
+//               ├── Validating ─┬─ validate
+//               │               └─ Generating ── gen   (gen checks its rows with validate's rules)
 //               ├── Watching ──── watch
-//               ├──────────────── validate
 //   CLibPQ ── Postgres ─┬── Loading ── load
 //               Ingest ─┤
 //            Telemetry ─┘  (metrics and their Prometheus endpoint; knows nothing of events)
@@ -57,8 +57,13 @@ let package = Package(
             name: "Ingest",
             dependencies: ["Posix", "CLibCrypto", "YAML", .product(name: "Logging", package: "swift-log")]
         ),
-        // gen's machinery: synthetic rows (valid and invalid by rule) and batch files.
-        .target(name: "Generating", dependencies: ["Ingest"]),
+        // validate's machinery: the stage over protocol lines, a record judged against its
+        // contract (the row's normal form comes from Ingest's RecordNormaliser: one call per row
+        // crosses the module boundary), repeated keys, CSV files read on a thread of their own.
+        .target(name: "Validating", dependencies: ["Ingest"]),
+        // gen's machinery: synthetic rows (valid and invalid by rule, each checked by validate's
+        // own rules) and batch files.
+        .target(name: "Generating", dependencies: ["Ingest", "Validating"]),
         // watch's machinery: inotify or polling, completeness rules, the committed-files journal.
         .target(
             name: "Watching",
@@ -97,7 +102,7 @@ let package = Package(
         ),
         .executableTarget(name: "gen", dependencies: ["Ingest", "Generating"] + cli),
         .executableTarget(name: "watch", dependencies: ["Ingest", "Watching"] + cli),
-        .executableTarget(name: "validate", dependencies: ["Ingest"] + cli),
+        .executableTarget(name: "validate", dependencies: ["Ingest", "Validating"] + cli),
         .executableTarget(name: "load", dependencies: ["Ingest", "Postgres", "Loading", "Telemetry"] + cli),
 
         // `contract init` and `--create-table`: contracts drafted from a table's catalog or a
@@ -126,7 +131,8 @@ let package = Package(
         // A Kafka cluster for tests (librdkafka's mock): prints its address, runs until stdin closes.
         .executableTarget(name: "kafka-mock", dependencies: ["Kafka"]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Generating"]),  // Generating: its seeded random source
-        .testTarget(name: "GeneratingTests", dependencies: ["Ingest", "Generating"]),
+        .testTarget(name: "ValidatingTests", dependencies: ["Ingest", "Validating", "Generating"]),  // Generating: its seeded random source
+        .testTarget(name: "GeneratingTests", dependencies: ["Ingest", "Validating", "Generating"]),
         .testTarget(name: "WatchingTests", dependencies: ["Ingest", "Watching"]),
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry"]),
         .testTarget(name: "PosixTests", dependencies: ["Posix"]),

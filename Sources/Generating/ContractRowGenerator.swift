@@ -1,4 +1,5 @@
 import Ingest
+import Validating
 
 /// The rule a generated invalid row breaks, and what `validate` says of it.
 public struct BrokenRule: Sendable, Equatable {

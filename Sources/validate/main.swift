@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandLineDialect
 import Ingest
 import Logging
+import Validating
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import Testing
+import Validating
 
 @testable import Generating
 @testable import Ingest

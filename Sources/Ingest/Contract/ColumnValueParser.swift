@@ -541,12 +541,13 @@ enum CivilTime {
 
 /// Short words (NULL tokens, c.accepted values) back to back in one buffer: a lookup touches no
 /// array of arrays (each inner array's retain and release cost more than the compare).
-struct WordList {
-    private let bytes: [UInt8]
+/// Public and inlinable for validate's row checks (Sources/Validating), which test values per row.
+public struct WordList: Sendable {
+    @usableFromInline let bytes: [UInt8]
     /// Word i is `bytes[ends[i - 1]..<ends[i]]`.
-    private let ends: [Int]
+    @usableFromInline let ends: [Int]
 
-    init(_ words: [[UInt8]]) {
+    public init(_ words: [[UInt8]]) {
         bytes = words.flatMap { $0 }
         var ends: [Int] = []
         var total = 0
@@ -560,8 +561,8 @@ struct WordList {
     var isEmpty: Bool { ends.isEmpty }
 
     /// The index of the word equal to `t` (ASCII letters of `t` lowercased first when `fold`).
-    @inline(__always)
-    func index(of t: UnsafeRawBufferPointer, fold: Bool) -> Int? {
+    @inlinable @inline(__always)
+    public func index(of t: UnsafeRawBufferPointer, fold: Bool) -> Int? {
         bytes.withUnsafeBufferPointer { b in
             ends.withUnsafeBufferPointer { e in
                 var start = 0

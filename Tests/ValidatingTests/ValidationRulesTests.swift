@@ -1,6 +1,7 @@
 import Testing
 
 @testable import Ingest
+@testable import Validating
 
 /// 2024-01-30T12:00:00Z: the validator's clock in these tests.
 let fixedNow = UTCTimestamp(parsing: "2024-01-30T12:00:00Z")!

@@ -1,3 +1,5 @@
+import Ingest
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -15,34 +17,23 @@ import Darwin
 /// one longer line makes its buffer longer, until the buffer comes round again.
 public final class CSVEmitterThread {
     private let channel: Channel
-    private var thread: pthread_t?
+    private let thread: JoinableThread
 
     /// Starts emitting `path` at once. Call `withNextChunk` until it returns false, then `finish()`.
     public init(
         path: String, name: String, seen: UTCTimestamp?, emitter: CSVFileEmitter = CSVFileEmitter(), slotCount: Int = 2,
         chunkBytes: Int = 1 << 16
     ) throws {
-        channel = Channel(path: path, name: name, seen: seen, emitter: emitter, slotCount: max(slotCount, 1), chunkBytes: chunkBytes)
-        let context = Unmanaged.passRetained(channel).toOpaque()
-        var started = pthread_t()
-        let status = pthread_create(
-            &started, nil,
-            { context in
-                let channel = Unmanaged<Channel>.fromOpaque(context!).takeRetainedValue()
-                channel.produce()
-                return nil
-            }, context)
-        guard status == 0 else {
-            Unmanaged<Channel>.fromOpaque(context).release()
-            throw SystemError("pthread_create", errno: status, path: path)
-        }
-        thread = started
+        let channel = Channel(path: path, name: name, seen: seen, emitter: emitter, slotCount: max(slotCount, 1), chunkBytes: chunkBytes)
+        self.channel = channel
+        // The channel guards what both threads touch (its doc comment), as JoinableThread asks.
+        do { thread = try JoinableThread { channel.produce() } } catch let error as SystemError { throw error.about(path) }
     }
 
     /// Stops the emitter (if still running) and waits for its thread.
     deinit {
         channel.cancel()
-        join()
+        thread.join()
     }
 
     /// Calls `body` with the next chunk of whole lines; false (without calling it) once the
@@ -57,14 +48,8 @@ public final class CSVEmitterThread {
     /// Waits for the emitter's thread and returns what it read, or rethrows its error (the
     /// chunks it sent before the error were whole lines without an end-of-file marker).
     public func finish() throws -> EmittedFile {
-        join()
+        thread.join()
         return try channel.outcome()
-    }
-
-    private func join() {
-        guard let running = thread else { return }
-        thread = nil
-        pthread_join(running, nil)
     }
 }
 

@@ -1,6 +1,7 @@
 import Testing
 
 @testable import Ingest
+@testable import Validating
 
 #if canImport(Glibc)
 import Glibc

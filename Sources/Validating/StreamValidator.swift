@@ -1,3 +1,5 @@
+import Ingest
+
 /// What `validate` did with one input line.
 public enum ValidatedLine: Equatable, Sendable {
     /// A record that passed, written normalised.
