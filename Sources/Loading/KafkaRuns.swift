@@ -285,10 +285,4 @@ extension BatchCommit {
 extension KafkaSpan {
     /// The checkpoint row's `file_sha256` for these lines (source_file is NULL).
     var checkpointKey: String { "kafka:\(topic)/\(partition)@\(first)-\(next - 1)" }
-
-    /// Deterministic, so a retried batch rewrites the same dead-letter file.
-    var deadLetterName: String {
-        let safeTopic = String(topic.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
-        return "kafka_\(safeTopic)_\(partition)_\(first)-\(next - 1).ndjson"
-    }
 }
