@@ -303,28 +303,23 @@ extension BatchCommit {
     /// concurrent commit of the same partition wait, then see the new offset and be fenced.
     /// Throws `KafkaFence` (the transaction rolls back) when the stored offset is not `from`.
     func storeKafkaOffsets(_ conn: PostgresConnection) throws {
-        let table = quoteIdentifier(config.kafkaOffsetsTable)
+        let statements = sql.kafkaOffsets
         for file in files {
             guard let span = file.kafka else { continue }
             let params = [span.topic, String(span.partition), String(span.next)]
             let moved: Int
             if let from = span.from {
-                moved = try conn.execute(
-                    "UPDATE \(table) SET next_offset = $3, updated_at = now() WHERE topic = $1 AND partition = $2 AND next_offset = $4 RETURNING 1",
-                    params + [String(from)]
-                ).rowCount
+                moved = try conn.execute(statements.advance, params + [String(from)]).rowCount
             } else {
-                moved = try conn.execute(
-                    "INSERT INTO \(table) (topic, partition, next_offset) VALUES ($1, $2, $3) ON CONFLICT (topic, partition) DO NOTHING RETURNING 1",
-                    params
-                ).rowCount
+                moved = try conn.execute(statements.storeFirst, params).rowCount
             }
             guard moved == 1 else {
-                let stored = try conn.execute(
-                    "SELECT next_offset FROM \(table) WHERE topic = $1 AND partition = $2", [span.topic, String(span.partition)])
+                // What is stored instead (a fence is rare: the topic's few rows, read as consume reads them).
+                let stored = try conn.execute(statements.storedOffsets, [span.topic])
+                let offset = (0..<stored.rowCount).first { stored.value(row: $0, column: 0) == String(span.partition) }
                 throw KafkaFence(
                     topic: span.topic, partition: span.partition, expected: span.from,
-                    stored: stored.rowCount > 0 ? stored.value(row: 0, column: 0).flatMap { Int64($0) } : nil)
+                    stored: offset.flatMap { stored.value(row: $0, column: 1) }.flatMap { Int64($0) })
             }
         }
     }
