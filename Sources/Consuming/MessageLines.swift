@@ -58,13 +58,17 @@ public struct MessageLines {
         }
         let base = value.baseAddress!.assumingMemoryBound(to: UInt8.self)
         if topic != prefixTopic {
+            // Written by the one writer, once per topic; each message copies it.
             prefixTopic = topic
-            prefix = Array(#"{"kind":"record","topic":"#.utf8)
-            JSONWriter.appendString(topic, &prefix)
-            prefix.append(contentsOf: #","partition":"#.utf8)
+            prefix = []
+            var w = Self.beginLine(kind: "record", into: &prefix)
+            prefixKindAt = prefix.count - 7  // `record"`
+            w.key("topic", &prefix)
+            w.string(topic, &prefix)
+            w.key("partition", &prefix)
         }
         // `record` and `reject` have the same length: the kind is patched in place at the end.
-        let kindAt = out.count + 9  // after `{"kind":"`
+        let kindAt = out.count + prefixKindAt
         out.append(contentsOf: prefix)
         JSONWriter.appendInt(Int(partition), &out)
         out.append(contentsOf: Self.offsetKey)
@@ -74,7 +78,8 @@ public struct MessageLines {
         for m in scanner.members {
             let key = UnsafeRawBufferPointer(start: base + m.keyStart, count: m.keyEnd - m.keyStart)
             if isReplaced(key, escaped: m.keyEscaped) {
-                if m.kind == .string && !m.keyEscaped && !m.valueEscaped && key.count == 4 && memcmp(key.baseAddress!, "kind", 4) == 0
+                // The scanner classified the key as it read it (`ProtocolKey`): no name compared here.
+                if m.kind == .string && !m.keyEscaped && !m.valueEscaped && m.classifiedKey == ProtocolKey.kind.rawValue
                     && m.valueEnd - m.valueStart == 8 && memcmp(base + m.valueStart, "\"reject\"", 8) == 0
                 {
                     isReject = true
@@ -106,17 +111,25 @@ public struct MessageLines {
         return !isReject
     }
 
-    /// The topic `prefix` was made for, and `{"kind":"record","topic":"…","partition":`.
+    /// The topic `prefix` was made for, and `{"kind":"record","topic":"…","partition":`, with
+    /// where in it the kind's value starts.
     private var prefixTopic: String?
     private var prefix: [UInt8] = []
+    private var prefixKindAt = 0
     private static let offsetKey = Array(#","offset":"#.utf8)
+
+    /// Starts every line `consume` writes: `{"kind":"<kind>"`, through the protocol's writer.
+    private static func beginLine(kind: String, into out: inout [UInt8]) -> JSONWriter {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key(ProtocolKey.kind.name, &out)
+        w.string(kind, &out)
+        return w
+    }
 
     /// Starts a line about one partition: `{"kind":…,"topic":…,"partition":…`.
     private static func partitionLine(_ kind: String, _ partition: TopicPartition, into out: inout [UInt8]) -> JSONWriter {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string(kind, &out)
+        var w = beginLine(kind: kind, into: &out)
         w.key("topic", &out)
         w.string(partition.topic, &out)
         w.key("partition", &out)
@@ -158,10 +171,7 @@ public struct MessageLines {
     private func appendReject(
         _ topic: String, _ partition: Int32, _ offset: Int64, raw: UnsafeRawBufferPointer?, reason: String, _ out: inout [UInt8]
     ) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string("reject", &out)
+        var w = Self.beginLine(kind: "reject", into: &out)
         appendProvenance(&w, topic, partition, offset, &out)
         w.key("raw", &out)
         if let raw {

@@ -1,4 +1,5 @@
 import Kafka
+import Loading
 import Logging
 import Posix
 import Postgres
@@ -14,7 +15,7 @@ import Darwin
 public final class StoredOffsets {
     let conninfo: String
     let endpoint: String
-    let table: String
+    let sql: KafkaOffsetsSQL
     let logger: Logger
     /// Give up after this many failed attempts to reach the server (nil: never).
     let maxRetries: Int?
@@ -30,7 +31,7 @@ public final class StoredOffsets {
         self.conninfo = conninfo
         self.pipeline = pipeline
         self.endpoint = endpoint
-        self.table = quoteIdentifier(table)
+        self.sql = KafkaOffsetsSQL(table: table)
         self.maxRetries = maxRetries
         self.logger = logger
     }
@@ -66,7 +67,7 @@ public final class StoredOffsets {
     }
 
     private func query(topic: String) throws -> [Int32: Int64] {
-        let result = try connected().execute("SELECT partition, next_offset FROM \(table) WHERE topic = $1", [topic])
+        let result = try connected().execute(sql.storedOffsets, [topic])
         var offsets: [Int32: Int64] = [:]
         for row in 0..<result.rowCount {
             if let p = result.value(row: row, column: 0).flatMap({ Int32($0) }),

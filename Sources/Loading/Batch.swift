@@ -22,9 +22,6 @@ struct Batch {
         deadLetterStamp = batch.deadLetterStamp
     }
 
-    /// Kafka lines commit in session 0 only (``CommitSessions``).
-    var holdsKafka: Bool { files.contains { $0.kafka != nil } }
-
     /// A batch its commit thread handed back, rolled back: another commit moved one of its
     /// Kafka partitions (`fence`). Only the reading thread may trim its lines.
     struct Fenced {

@@ -18,9 +18,10 @@ import Synchronization
 ///   in that session (``commit(_:in:)``, on the reading thread) before anything else.
 /// - While no thread runs in it, a session's connection is the reading thread's (start-up, the
 ///   catalog, a fenced batch committed again).
-/// - Kafka lines commit in session 0 only: the reading thread cuts a partition's next batch
-///   only after the one before was joined and its fence resolved, so one partition's batches
-///   commit in order, at most one while the next fills.
+/// - A Kafka partition's lines commit in one session, the same while the process runs
+///   (``KafkaRuns``): the reading thread cuts a session's next batch only after the one before
+///   was joined and its fence resolved, so one partition's batches commit in order, at most one
+///   while the next fills.
 /// - ``BatchReporter`` guards what a committed batch changes in the process, from any thread:
 ///   the totals, the archiving and quarantine moves, the batch log lines.
 /// - `liveNames` guards the application names of the connections now open, which any thread
@@ -63,8 +64,9 @@ final class CommitSessions {
     /// The session the next batch of files goes to.
     private(set) var next = 0
     /// Sessions used: `count`, or 1 once the server refused a second connection (a role's
-    /// CONNECTION LIMIT, max_connections): one session is slower, not wrong.
-    private var inUse = CommitSessions.count
+    /// CONNECTION LIMIT, max_connections): one session is slower, not wrong. It falls only before
+    /// the second session ever committed (``isUsable(_:)`` opens it once, when first needed).
+    private(set) var inUse = CommitSessions.count
 
     init(config: LoaderConfiguration, sql: LoaderSQL, reporter: BatchReporter, logger: Logger) {
         self.config = config
@@ -82,10 +84,10 @@ final class CommitSessions {
     /// connected here, once, without retrying.
     func isUsable(_ session: Int) -> Bool { session == 0 || sessions[session].connection != nil || openExtraSession(session) }
 
-    /// Starts committing `batch` on a new thread of `session`, which must have been joined; a
-    /// batch of files only moves the next one on to the next session.
+    /// Starts committing `batch` on a new thread of `session`, which must have been joined; the
+    /// next batch goes to the next session.
     func start(_ batch: Batch, in session: Int) throws {
-        if !batch.holdsKafka { next = (session + 1) % inUse }
+        next = (session + 1) % inUse
         let owner = sessions[session]
         owner.inFlight = try CommitThread { [self] in
             owner.fenced = try commit(batch, in: session).map { Batch.Fenced(fence: $0, batch: batch) }

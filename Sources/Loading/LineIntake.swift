@@ -10,7 +10,7 @@ import Darwin
 /// What `load`'s input builds up, line by line: the files still open (no end marker yet), the
 /// complete files ready to commit, the records without provenance (`loose`), and the Kafka
 /// runs. Reading-thread state only (see ``CommitSessions`` for who owns what): a commit thread
-/// gets what ``takeBatch()`` hands over and never reads anything here.
+/// gets what ``takeBatch(session:of:)`` hands over and never reads anything here.
 final class LineIntake {
     private let config: LoaderConfiguration
     private let logger: Logger
@@ -45,6 +45,11 @@ final class LineIntake {
     }
 
     var hasCommittable: Bool { !ready.isEmpty || loose != nil || kafka.hasLines }
+
+    /// True when a batch cut for `session` (of `sessions` in use) would hold something.
+    func hasCommittable(session: Int, of sessions: Int) -> Bool {
+        !ready.isEmpty || loose != nil || kafka.hasLines(session: session, of: sessions)
+    }
 
     /// True when rows were read since the metrics last heard of them.
     var hasRowsNotCounted: Bool { rowsNotCounted > 0 }
@@ -189,17 +194,20 @@ final class LineIntake {
         if oldestReadyAt == nil { oldestReadyAt = file.firstLineAt }
     }
 
-    /// Hands over every complete file that may share a batch (``BatchPolicy/split(_:)``), the
-    /// records without provenance and the Kafka lines (``KafkaRuns/cut()``).
-    func takeBatch() -> Batch {
+    /// Hands over, for `session` (of `sessions` in use), every complete file that may share a
+    /// batch (``BatchPolicy/split(_:)``), the records without provenance and the lines of the
+    /// Kafka partitions that commit in that session (``KafkaRuns/cut(session:of:)``).
+    func takeBatch(session: Int, of sessions: Int) -> Batch {
         var (now, later) = BatchPolicy.split(ready)
         if let loose { now.append(loose) }
         ready = later
         loose = nil
-        readyRows = later.reduce(0) { $0 + $1.rowCount }
+        let cut = kafka.cut(session: session, of: sessions)
+        let kafkaHeld = kafka.held
+        readyRows = later.reduce(0) { $0 + $1.rowCount } + kafkaHeld.rows
         readyResident = later.reduce(0) { $0 + $1.residentBytes }
-        oldestReadyAt = later.map(\.firstLineAt).min()
-        return Batch(files: now + kafka.cut())
+        oldestReadyAt = (later.map(\.firstLineAt) + [kafkaHeld.since].compactMap { $0 }).min()
+        return Batch(files: now + cut)
     }
 
     /// At end of input: the files whose end marker never came are not committed (they are read

@@ -57,7 +57,7 @@ public final class Loader {
                 // A quiet stream: commit now rather than hold rows back. Kafka lines while the
                 // batch before them still commits wait for it here, input still read, rather
                 // than in the join: what arrives meanwhile joins them.
-                if intake.kafka.hasLines && sessions.isCommitting(0) { continue }
+                if intake.kafka.hasLines && sessions.isCommitting(nextSession()) { continue }
                 try commit()
             }
             guard let item = try reader.next() else { break }
@@ -107,17 +107,26 @@ public final class Loader {
     }
 
     /// Starts committing what is waiting on a commit thread, after the batch before it in that
-    /// session has committed; reading goes on meanwhile. Kafka lines always go to session 0.
+    /// session has committed; reading goes on meanwhile. A Kafka partition's lines always go to
+    /// the same session (``KafkaRuns``).
     func commit() throws {
         intake.countRowsRead()
         guard intake.hasCommittable else { return }
-        var session = intake.kafka.hasLines ? 0 : sessions.next
+        var session = nextSession()
         try join(session)
         if !sessions.isUsable(session) {
             session = 0
             try join(0)
         }
-        try sessions.start(intake.takeBatch(), in: session)
+        try sessions.start(intake.takeBatch(session: session, of: sessions.inUse), in: session)
+    }
+
+    /// The session the next batch goes to: the next in turn, or the first after it with
+    /// something to commit (the Kafka lines held may all be of the other session's partitions).
+    private func nextSession() -> Int {
+        let first = sessions.next
+        let count = sessions.inUse
+        return (0..<count).lazy.map { (first + $0) % count }.first { self.intake.hasCommittable(session: $0, of: count) } ?? first
     }
 
     /// Waits for `session`'s batch in flight. A batch that came back fenced is trimmed here, on

@@ -3,43 +3,14 @@ import Ingest
 import TestSupport
 import Testing
 
-/// A `load` process whose stdin the test writes to as it goes.
-final class StreamingLoad: @unchecked Sendable {
-    let process = Process()
-    private let input = Pipe()
-    let stderr: DrainedPipe
+/// `load` fed by the test (``FedLoad``, shared with the Kafka tests), under the name these
+/// tests know it by.
+typealias StreamingLoad = FedLoad
 
-    /// `launcher` runs load through another command (`ip netns exec NAME`).
-    init(arguments: [String], environment: [String: String]? = nil, launcher: [String] = []) throws {
-        signal(SIGPIPE, SIG_IGN)  // writing to a killed process must fail, not kill the tests
-        let command = launcher + [Executables.url("load").path] + arguments
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        if let environment { process.environment = environment }
-        process.standardInput = input
-        process.standardOutput = FileHandle.nullDevice
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        stderr = DrainedPipe(errors)
-    }
-
-    func send(_ lines: [String]) throws {
-        try input.fileHandleForWriting.write(contentsOf: Data((lines.joined(separator: "\n") + "\n").utf8))
-    }
-
-    func kill9() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    /// Closes stdin and waits for the exit status.
-    func finish(timeout: Double = 60) -> Int32 {
-        try? input.fileHandleForWriting.close()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning { kill9() }
-        return process.terminationStatus
+extension FedLoad {
+    /// The built `load` with `arguments`; `launcher` runs it through another command (`ip netns exec NAME`).
+    convenience init(arguments: [String], environment: [String: String]? = nil, launcher: [String] = []) throws {
+        try self.init(executable: Executables.url("load"), arguments: arguments, environment: environment, launcher: launcher)
     }
 }
 

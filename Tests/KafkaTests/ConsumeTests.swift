@@ -105,6 +105,19 @@ import Testing
             #expect(try database.scalar("SELECT sum(next_offset) FROM ingest_kafka_offsets") == "301")
             let raw = try database.scalar("SELECT raw FROM ecommerce_bad_records WHERE raw LIKE '%not json%'") ?? ""
             #expect(raw.contains(#""topic":"events""#) && raw.contains(#""offset":"#))
+            // The folder holds what the table holds, line for line: one file per batch with
+            // rejects, for all its partitions, not one per partition.
+            let deadLetterFiles = try FileManager.default.contentsOfDirectory(atPath: bad.path).filter { !$0.hasPrefix(".") }
+            #expect(!deadLetterFiles.isEmpty && deadLetterFiles.allSatisfy { $0.hasPrefix("kafka_events_") && $0.hasSuffix(".ndjson") })
+            let folderLines = try deadLetterFiles.flatMap { name in
+                try String(contentsOf: bad.appendingPathComponent(name), encoding: .utf8).split(separator: "\n").map(String.init)
+            }
+            #expect(folderLines.sorted() == (try database.query("SELECT raw FROM ecommerce_bad_records").compactMap { $0[0] }).sorted())
+            // load logs `Valid: 290, Invalid: 11; …` per batch.
+            let batchesWithRejects = result.stderr.split(separator: "\n").filter { $0.contains("Valid: ") && !$0.contains("Invalid: 0;") }
+            #expect(deadLetterFiles.count == batchesWithRejects.count, "\(deadLetterFiles) for \(batchesWithRejects)")
+            let partitionsWithRejects = try database.scalar("SELECT count(DISTINCT raw::jsonb->>'partition') FROM ecommerce_bad_records")
+            #expect(partitionsWithRejects == "3", "the test needs rejects in several partitions")
 
             // Again with nothing new: every partition starts at its stored offset; nothing changes.
             result = try runPipeline()

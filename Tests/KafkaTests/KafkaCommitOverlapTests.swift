@@ -8,55 +8,13 @@ import Testing
 /// that `load` keeps reading meanwhile, and that a fence found by the waiting commit trims the
 /// lines read since as well.
 @Suite(.serialized) struct KafkaCommitOverlapTests {
-    /// A `load` process fed through a pipe by a background writer, so the test sees whether the
-    /// writer got all its lines in (load read them) or is stuck on a full pipe.
-    final class FedLoad: @unchecked Sendable {
-        let process = Process()
-        let input = Pipe()
-        let stderr: DrainedPipe
-        private let lock = NSLock()
-        private var writes = 0
-
-        init(_ database: TestDatabase, bad: URL) throws {
-            signal(SIGPIPE, SIG_IGN)
-            process.executableURL = Executables.url("load")
-            // Commits by size only after 5,000 rows and by age after a minute: the second batch
-            // below never triggers one itself.
-            process.arguments = ["--db", database.conninfo, "--bad-records", bad.path, "--batch-rows", "5000", "--max-delay", "60s"]
-            process.standardInput = input
-            process.standardOutput = FileHandle.nullDevice
-            let errors = Pipe()
-            process.standardError = errors
-            try process.run()
-            stderr = DrainedPipe(errors)
-        }
-
-        /// Writes `lines` on a background thread; `written` counts the writes finished.
-        func feed(_ lines: [String]) {
-            let data = Data((lines.joined(separator: "\n") + "\n").utf8)
-            let handle = input.fileHandleForWriting
-            DispatchQueue.global().async { [self] in
-                try? handle.write(contentsOf: data)
-                lock.lock()
-                writes += 1
-                lock.unlock()
-            }
-        }
-
-        var written: Int {
-            lock.lock()
-            defer { lock.unlock() }
-            return writes
-        }
-
-        func finish(timeout: Double = 60) -> Int32 {
-            try? input.fileHandleForWriting.close()
-            let deadline = Date().addingTimeInterval(timeout)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
+    /// `load` fed in the background (``FedLoad``): the test sees whether load took the lines in
+    /// or left the writer stuck on a full pipe. Commits by size only after 5,000 rows and by age
+    /// after a minute: the second feed below never triggers one itself.
+    static func startLoad(_ database: TestDatabase, bad: URL) throws -> FedLoad {
+        try FedLoad(
+            executable: Executables.url("load"),
+            arguments: ["--db", database.conninfo, "--bad-records", bad.path, "--batch-rows", "5000", "--max-delay", "60s"])
     }
 
     /// Offsets `range` of partition 0 as `validate` writes them (~260 bytes a line); an event's id
@@ -117,7 +75,7 @@ import Testing
     /// which it must read while the commit still waits.
     static func readOnBehindAWaitingCommit(_ database: TestDatabase, bad: URL, upTo: Int) throws -> (PostgresConnection, FedLoad) {
         let holder = try KafkaCommitOverlapTests.lockOffsetRow(database)
-        let load = try FedLoad(database, bad: bad)
+        let load = try KafkaCommitOverlapTests.startLoad(database, bad: bad)
         load.feed([KafkaFencingTests.assigned(0)] + KafkaCommitOverlapTests.records(0..<500))
         let waiting = eventually(timeout: 30) { (try? KafkaCommitOverlapTests.loadWaitsForALock(database)) == true }
         #expect(waiting, "\(load.stderr.snapshot())")
