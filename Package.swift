@@ -125,7 +125,7 @@ let package = Package(
         // The Kafka source stage: messages to protocol lines, start offsets from PostgreSQL, lag.
         .target(
             name: "Consuming",
-            dependencies: ["Kafka", "Ingest", "Postgres", "Loading", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Kafka", "Ingest", "Postgres", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(name: "consume", dependencies: ["Consuming", "Kafka", "Ingest", "Postgres"] + cli),
         // A Kafka cluster for tests (librdkafka's mock): prints its address, runs until stdin closes.

@@ -1,5 +1,4 @@
 import Kafka
-import Loading
 import Logging
 import Posix
 import Postgres
