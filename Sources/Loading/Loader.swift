@@ -26,8 +26,9 @@ public final class Loader {
     /// Claims of pipelines sharing the incoming folder (`watch --shared`): released once a file
     /// has left the folder, and this pipeline marked alive while it works.
     private let claims: FileClaims
-    private var lastBeat: Double = 0
-    private var linesSinceClock = 0
+    /// The reading thread's alone: unchecked, as a dynamic check per line cost ~150 instructions.
+    @exclusivity(unchecked) private var lastBeat: Double = 0
+    @exclusivity(unchecked) private var linesSinceClock = 0
 
     public init(config: LoaderConfiguration, logger: Logger) {
         self.config = config

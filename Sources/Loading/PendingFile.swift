@@ -11,13 +11,15 @@ final class PendingFile {
     let copyRows: Spool
     /// True when a record was not in the canonical form the binary tuples need: the file's
     /// rows then go through the text path (`CopyText`), where the server judges each row.
-    var needsTextPath = false
+    // `@exclusivity(unchecked)` on the per-row fields: a file is filled by the reading thread,
+    // then handed whole to one commit thread; never two at once.
+    @exclusivity(unchecked) var needsTextPath = false
     /// Records as received, read again only when the server refuses a row (to find it).
     let recordLines: Spool
     /// Rejects as received: the dead-letter pass reads these alone, never the records.
     let rejectLines: Spool
-    var records = 0
-    var rejects = 0
+    @exclusivity(unchecked) var records = 0
+    @exclusivity(unchecked) var rejects = 0
     /// Set when the end marker arrived: the file is complete and may be committed.
     var marker: FileMarker?
     /// Why the complete file is refused as a whole (over the reject threshold); nil: it loads.

@@ -19,6 +19,9 @@ import Testing
         #"{"event_id":"00000000-0000-0000-0000-000000000004","user_id":3,"product_id":4,"event_type":"purchase","price":0.005,"event_timestamp":"1970-01-01T00:00:00.000001Z"}"#,
         #"{"event_id":"00000000-0000-0000-0000-000000000005","user_id":3,"product_id":4,"event_type":"purchase","price":"-1.5","event_timestamp":"2026-06-30T12:00:00.25Z"}"#,
         #"{"event_id":"00000000-0000-0000-0000-000000000006","user_id":3,"product_id":4,"event_type":"vi\u00e9w","price":"0.00","event_timestamp":"2026-06-30T12:00:00Z"}"#,
+        // Hex letters of both cases in every group (the uuid is decoded eight digits at a time).
+        #"{"event_id":"A1b2C3d4-E5f6-4a7B-aBcD-0123456789eF","user_id":3,"product_id":4,"event_type":"view","price":"1.00","event_timestamp":"2026-06-30T12:00:00Z"}"#,
+        #"{"event_id":"ffffffff-FFFF-ffff-FFFF-ffffffffffff","user_id":3,"product_id":4,"event_type":"view","price":"1.00","event_timestamp":"2026-06-30T12:00:00Z"}"#,
     ]
 
     @Test func binaryTuplesStoreWhatTheTextPathStores() throws {
@@ -51,6 +54,9 @@ import Testing
     }
 
     @Test(arguments: [
+        #"{"event_id":"00000000-0000-0000-0000-00000000000g","user_id":1,"product_id":2,"event_type":"view","price":null,"event_timestamp":"2026-12-01T03:05:11Z"}"#,
+        #"{"event_id":"0000000:-0000-0000-0000-000000000001","user_id":1,"product_id":2,"event_type":"view","price":null,"event_timestamp":"2026-12-01T03:05:11Z"}"#,
+        #"{"event_id":"00000000-0000-0000-0\u00e900-00000000001","user_id":1,"product_id":2,"event_type":"view","price":null,"event_timestamp":"2026-12-01T03:05:11Z"}"#,
         #"{"event_id":"not-a-uuid","user_id":1,"product_id":2,"event_type":"view","price":null,"event_timestamp":"2026-12-01T03:05:11Z"}"#,
         #"{"event_id":"00000000-0000-0000-0000-000000000001","user_id":2147483648,"product_id":2,"event_type":"view","price":null,"event_timestamp":"2026-12-01T03:05:11Z"}"#,
         #"{"event_id":"00000000-0000-0000-0000-000000000001","user_id":1,"product_id":2,"event_type":"view","price":"1e3","event_timestamp":"2026-12-01T03:05:11Z"}"#,

@@ -73,7 +73,7 @@ public struct CSVFileEmitter: Sendable {
                 // The whole file is unusable: one reject explains it, the rest is only hashed.
                 rows = 1
                 rejects = 1
-                reader.rawRow.withUnsafeBytes {
+                reader.withRawRow {
                     LineEncoder.appendRawReject(
                         file: name, line: header.line, raw: UnsafeRawBufferPointer(rebasing: $0.prefix(1024)),
                         reasons: [problem], into: &output.bytes)
@@ -90,7 +90,7 @@ public struct CSVFileEmitter: Sendable {
             var out: [UInt8] = []
             swap(&out, &output.bytes)
             defer { swap(&out, &output.bytes) }
-            let fileName = Array(name.utf8)
+            let template = RecordTemplate(file: name, columns: layout.columns, keyPrefixes: keyPrefixes)
             while let row = try reader.nextRow() {
                 rows += 1
                 var reasons: [RejectReason] = []
@@ -103,19 +103,13 @@ public struct CSVFileEmitter: Sendable {
                 }
                 if !reasons.isEmpty {
                     rejects += 1
-                    reader.rawRow.withUnsafeBytes {
+                    reader.withRawRow {
                         LineEncoder.appendRawReject(file: name, line: row.line, raw: $0, reasons: reasons, into: &out)
                     }
                 } else {
                     records += 1
                     reader.withFields { fieldBytes, fieldEnds in
-                        fileName.withUnsafeBytes { file in
-                            layout.columns.withUnsafeBufferPointer { columns in
-                                LineEncoder.appendRecord(
-                                    file: file, line: row.line, columns: columns, keyPrefixes: keyPrefixes, fieldBytes: fieldBytes,
-                                    fieldEnds: fieldEnds, into: &out)
-                            }
-                        }
+                        LineEncoder.appendRecord(template, line: row.line, fieldBytes: fieldBytes, fieldEnds: fieldEnds, into: &out)
                     }
                 }
                 if out.count >= output.flushThreshold {

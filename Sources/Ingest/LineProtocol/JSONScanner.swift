@@ -72,22 +72,30 @@ public struct JSONObjectScanner {
         if c.peek == UInt8(ascii: "}") {
             c.i += 1
         } else {
+            // Compact lines (what every stage writes) are tested for the expected byte first and
+            // skip whitespace only when it is not there; strings and numbers, most values, are
+            // scanned without the call through `value`.
             while true {
-                c.skipSpace()
+                if c.peek != UInt8(ascii: "\"") { c.skipSpace() }
                 guard c.peek == UInt8(ascii: "\"") else { throw c.fail("expected a key string") }
                 let keyStart = c.i + 1
                 let keyEscaped = try c.string()
                 let keyEnd = c.i - 1
-                c.skipSpace()
+                if c.peek != UInt8(ascii: ":") { c.skipSpace() }
                 guard c.peek == UInt8(ascii: ":") else { throw c.fail("expected ':'") }
                 c.i += 1
                 c.skipSpace()
                 let valueStart = c.i
                 let kind: JSONKind
                 let escaped: Bool
-                if c.peek == UInt8(ascii: "\"") {  // most values: no call through `value`
+                let first = c.peek
+                if first == UInt8(ascii: "\"") {
                     kind = .string
                     escaped = try c.string()
+                } else if isDigit(first) || first == UInt8(ascii: "-") {
+                    kind = .number
+                    escaped = false
+                    try c.number()
                 } else {
                     (kind, escaped) = try c.value(depth: 1)
                 }
@@ -98,12 +106,16 @@ public struct JSONObjectScanner {
                         keyStart: keyStart, keyEnd: keyEnd, keyEscaped: keyEscaped,
                         valueStart: valueStart, valueEnd: c.i, kind: kind, valueEscaped: escaped,
                         protocolKey: Int8(truncatingIfNeeded: key?.rawValue ?? -1)))
-                c.skipSpace()
-                if c.peek == UInt8(ascii: ",") {
+                var next = c.peek
+                if next != UInt8(ascii: ",") && next != UInt8(ascii: "}") {
+                    c.skipSpace()
+                    next = c.peek
+                }
+                if next == UInt8(ascii: ",") {
                     c.i += 1
                     continue
                 }
-                if c.peek == UInt8(ascii: "}") {
+                if next == UInt8(ascii: "}") {
                     c.i += 1
                     break
                 }
@@ -299,6 +311,7 @@ private struct Cursor {
         return end
     }
 
+    @inline(__always)
     mutating func number() throws(JSONSyntaxError) {
         if p[i] == UInt8(ascii: "-") { i += 1 }
         guard i < n, isDigit(p[i]) else { throw fail("invalid number") }

@@ -177,9 +177,27 @@ struct ReservedBytes {
         count += 1
     }
 
+    /// Copies `n` bytes. Up to 16 bytes (keys, most values) with two overlapping loads and
+    /// stores of a word each instead of a `memcpy` call: 13 calls per record were ~280
+    /// instructions of `watch`'s row (callgrind). Never writes past `count + n`.
     @inline(__always)
     mutating func bytes(_ source: UnsafeRawPointer, _ n: Int) {
-        UnsafeMutableRawPointer(base + count).copyMemory(from: source, byteCount: n)
+        let target = UnsafeMutableRawPointer(base + count)
+        if n >= 8 && n <= 16 {
+            let first = source.loadUnaligned(as: UInt64.self)
+            let last = source.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            target.storeBytes(of: first, as: UInt64.self)
+            target.storeBytes(of: last, toByteOffset: n - 8, as: UInt64.self)
+        } else if n >= 4 && n < 8 {
+            let first = source.loadUnaligned(as: UInt32.self)
+            let last = source.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+            target.storeBytes(of: first, as: UInt32.self)
+            target.storeBytes(of: last, toByteOffset: n - 4, as: UInt32.self)
+        } else if n < 4 {
+            for k in 0..<n { target.storeBytes(of: source.load(fromByteOffset: k, as: UInt8.self), toByteOffset: k, as: UInt8.self) }
+        } else {
+            target.copyMemory(from: source, byteCount: n)
+        }
         count += n
     }
 
@@ -211,6 +229,23 @@ struct ReservedBytes {
     mutating func escaped(_ text: UnsafeRawBufferPointer) {
         guard let source = text.baseAddress else { return }
         let n = text.count
+        // Short texts (a price, an event type) as one or two overlapping words, padded with
+        // spaces (which need no escape) below 8 bytes: clean, they are copied whole, without
+        // the byte loop below.
+        if n < 8 {
+            var word: UInt64 = 0x2020_2020_2020_2020
+            if n >= 4 {
+                word =
+                    UInt64(source.loadUnaligned(as: UInt32.self))
+                    | UInt64(source.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)) << 32
+            } else {
+                for k in 0..<n { withUnsafeMutableBytes(of: &word) { $0[k] = source.load(fromByteOffset: k, as: UInt8.self) } }
+            }
+            if !ReservedBytes.needsEscape(word) {
+                bytes(source, n)
+                return
+            }
+        }
         let p = source.assumingMemoryBound(to: UInt8.self)
         var runStart = 0
         var i = 0
