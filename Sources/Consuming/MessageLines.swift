@@ -61,7 +61,7 @@ public struct MessageLines {
             // Written by the one writer, once per topic; each message copies it.
             prefixTopic = topic
             prefix = []
-            var w = Self.beginLine(kind: "record", into: &prefix)
+            var w = LineEncoder.beginLine(kind: "record", into: &prefix)
             prefixKindAt = prefix.count - 7  // `record"`
             w.key("topic", &prefix)
             w.string(topic, &prefix)
@@ -118,18 +118,9 @@ public struct MessageLines {
     private var prefixKindAt = 0
     private static let offsetKey = Array(#","offset":"#.utf8)
 
-    /// Starts every line `consume` writes: `{"kind":"<kind>"`, through the protocol's writer.
-    private static func beginLine(kind: String, into out: inout [UInt8]) -> JSONWriter {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key(ProtocolKey.kind.name, &out)
-        w.string(kind, &out)
-        return w
-    }
-
     /// Starts a line about one partition: `{"kind":…,"topic":…,"partition":…`.
     private static func partitionLine(_ kind: String, _ partition: TopicPartition, into out: inout [UInt8]) -> JSONWriter {
-        var w = beginLine(kind: kind, into: &out)
+        var w = LineEncoder.beginLine(kind: kind, into: &out)
         w.key("topic", &out)
         w.string(partition.topic, &out)
         w.key("partition", &out)
@@ -171,7 +162,7 @@ public struct MessageLines {
     private func appendReject(
         _ topic: String, _ partition: Int32, _ offset: Int64, raw: UnsafeRawBufferPointer?, reason: String, _ out: inout [UInt8]
     ) {
-        var w = Self.beginLine(kind: "reject", into: &out)
+        var w = LineEncoder.beginLine(kind: "reject", into: &out)
         appendProvenance(&w, topic, partition, offset, &out)
         w.key("raw", &out)
         if let raw {

@@ -323,10 +323,7 @@ struct Verifier {
 public enum ContractRecords {
     static func recordLine(names: [String], cells: [String], file: String? = nil, line: Int? = nil) -> [UInt8] {
         var out: [UInt8] = []
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string("record", &out)
+        var w = LineEncoder.beginLine(kind: "record", into: &out)
         if let file {
             w.key("file", &out)
             w.string(file, &out)

@@ -94,13 +94,11 @@ final class LineIntake {
         }
     }
 
-    /// A line longer than the reader takes: kept as a reject without provenance, its size only.
+    /// A line longer than the reader takes: kept as a reject without provenance, its size only
+    /// (the form validate writes for one).
     func rejectOverlong(_ count: Int, lineNumber: Int, maxLength: Int) throws {
         var reject: [UInt8] = []
-        let note = Array("(\(count) bytes, not kept)".utf8)
-        note.withUnsafeBytes {
-            LineEncoder.appendMalformedLine($0, lineNumber: lineNumber, problem: "line longer than \(maxLength) bytes", into: &reject)
-        }
+        LineEncoder.appendOverlongLine(byteCount: count, limit: maxLength, inputLine: lineNumber, into: &reject)
         try addLoose(reject.dropLast())
     }
 

@@ -118,19 +118,8 @@ public struct StreamValidator {
     public mutating func processOverlong(byteCount: Int, limit: Int, inputLine: Int, into out: inout [UInt8]) {
         counts.rowsIn += 1
         counts.rejected += 1
-        let reason = RejectReason(field: nil, reason: "line longer than \(limit) bytes")
-        counts.reasons[reason.summaryKey, default: 0] += 1
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string("reject", &out)
-        w.key("input_line", &out)
-        w.int(inputLine, &out)
-        w.key("byte_count", &out)
-        w.int(byteCount, &out)
-        w.key("reasons", &out)
-        LineEncoder.appendReasons([reason], &out)
-        w.endLine(&out)
+        counts.reasons[LineEncoder.overlongReason(limit: limit).summaryKey, default: 0] += 1
+        LineEncoder.appendOverlongLine(byteCount: byteCount, limit: limit, inputLine: inputLine, into: &out)
     }
 
     private func isBlank(_ bytes: UnsafeRawBufferPointer) -> Bool {

@@ -103,7 +103,8 @@ public final class FileFeed {
             report(error, path: folder.path(of: name))
         case .file(let identity):
             if !force && alreadySent(name, identity) { return true }
-            if let settle, let hold = settle.hold(path: folder.path(of: name), version: identity, nowMilliseconds: wallMilliseconds()) {
+            if let settle, let hold = settle.hold(path: folder.path(of: name), version: identity, nowMilliseconds: wallClockMilliseconds())
+            {
                 if held.updateValue(hold.until, forKey: name) == nil { logger.info("Holding \(folder.path(of: name)): \(hold.why)") }
                 return true
             }
@@ -142,13 +143,13 @@ public final class FileFeed {
 
     /// How long until a held file is due (ms, at least 10), for a follower's wait; nil: none held.
     public var heldWaitMilliseconds: Int32? {
-        held.values.min().map { Int32(clamping: max(10, $0 - wallMilliseconds())) }
+        held.values.min().map { Int32(clamping: max(10, $0 - wallClockMilliseconds())) }
     }
 
     /// Sends each held file whose time has come (looked at again: one still changing is held
     /// longer), until a stop is asked for.
     public func sendDue(in folder: WatchedFolder, stop: StopSignal?) throws {
-        let now = wallMilliseconds()
+        let now = wallClockMilliseconds()
         for (name, due) in held.sorted(by: { $0.value < $1.value }) where due <= now {
             if stop?.isRequested == true { return }
             held[name] = nil

@@ -59,10 +59,3 @@ public struct SettleRule: Sendable {
 func formatMilliseconds(_ ms: Int64) -> String {
     ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms"
 }
-
-/// Wall-clock milliseconds since the epoch, the clock of file mtimes.
-func wallMilliseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-}

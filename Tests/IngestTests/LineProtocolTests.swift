@@ -163,4 +163,25 @@ func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
         #expect(items == ["one", "", "two\r", "overlong 300", "last"])
         #expect(reader.lineNumber == 5)
     }
+
+    /// A line just over the limit whose end arrives with it (the buffer grew past the limit
+    /// first) is overlong too; one of exactly the limit is a line.
+    @Test func aLineJustOverTheLimitIsOverlongEvenWhenItsEndIsBuffered() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let text =
+            String(repeating: "x", count: 110) + "\n" + String(repeating: "y", count: 100) + "\n" + String(repeating: "z", count: 101)
+        _ = Array(text.utf8).withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+        close(fds[1])
+        defer { close(fds[0]) }
+        let reader = LineReader(fd: fds[0], bufferSize: 16, maxLineLength: 100)
+        var items: [String] = []
+        while let item = try reader.next() {
+            switch item {
+            case .line(let raw): items.append("line \(raw.count)")
+            case .overlong(let count): items.append("overlong \(count)")
+            }
+        }
+        #expect(items == ["overlong 110", "line 100", "overlong 101"])
+    }
 }

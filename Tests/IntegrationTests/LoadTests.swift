@@ -282,6 +282,26 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
         }
     }
 
+    /// A line over load's 64 MiB limit becomes the reject validate writes for one (its size, not
+    /// its text), and the stream goes on: the record after it loads.
+    @Test func anOverlongLineIsRejectedInValidatesFormAndTheStreamGoesOn() throws {
+        try TestDatabase.with { db in
+            let f = try LoadFixture()
+            let limit = 64 << 20
+            let long = #"{"event_id":""# + String(repeating: "x", count: limit) + #""}"#
+            let id = UUID().uuidString
+            let record =
+                #"{"event_id":"\#(id)","user_id":3,"product_id":4,"event_type":"view","price":null,"event_timestamp":"2024-01-30T10:15:23.123Z"}"#
+            let result = try runTool(load, f.arguments(db), stdin: stdinData([long, record]))
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events WHERE event_id = '\(id)'") == 1)
+            let rejects = try db.query("SELECT reasons->0->>'reason', raw FROM ecommerce_bad_records")
+            #expect(rejects.count == 1)
+            #expect(rejects.first?[0] == "line longer than \(limit) bytes", "\(rejects)")
+            #expect(rejects.first?[1]?.contains(#""byte_count":\#(long.utf8.count)"#) == true, "\(rejects)")
+        }
+    }
+
     @Test func namesThatEscapeTheFolderAreNeverUsedAsPaths() throws {
         try TestDatabase.with { db in
             let f = try LoadFixture()

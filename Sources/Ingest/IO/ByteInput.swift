@@ -74,6 +74,8 @@ public final class LineReader {
             let nlOffset = knownNewline
             start = nlOffset + 1
             lineNumber += 1
+            // The buffer may have grown past the limit before this line's end came in.
+            if nlOffset - lineStart > maxLineLength { return .overlong(byteCount: nlOffset - lineStart) }
             return .line(UnsafeRawBufferPointer(start: buffer + lineStart, count: nlOffset - lineStart))
         }
         knownNewline = -1
@@ -85,7 +87,7 @@ public final class LineReader {
                 let lineStart = start
                 start = nlOffset + 1
                 lineNumber += 1
-                if discarding > 0 {
+                if discarding > 0 || nlOffset - lineStart > maxLineLength {
                     return .overlong(byteCount: discarding + (nlOffset - lineStart))
                 }
                 return .line(UnsafeRawBufferPointer(start: buffer + lineStart, count: nlOffset - lineStart))
@@ -96,7 +98,7 @@ public final class LineReader {
                 start = end
                 lineNumber += 1
                 lastLineUnterminated = true
-                if discarding > 0 { return .overlong(byteCount: discarding + (end - lineStart)) }
+                if discarding > 0 || end - lineStart > maxLineLength { return .overlong(byteCount: discarding + (end - lineStart)) }
                 return .line(UnsafeRawBufferPointer(start: buffer + lineStart, count: end - lineStart))
             }
             // Keep the partial line, make room, read more.

@@ -45,10 +45,7 @@ public struct FolderProgress: Equatable, Sendable {
 extension LineEncoder {
     /// `{"kind":"progress","files_pending":…,"bytes_pending":…,"oldest_pending":…}`
     public static func appendProgress(_ progress: FolderProgress, into out: inout [UInt8]) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string(FolderProgress.kind, &out)
+        var w = LineEncoder.beginLine(kind: FolderProgress.kind, into: &out)
         w.key("files_pending", &out)
         w.int(progress.filesPending, &out)
         w.key("bytes_pending", &out)

@@ -188,7 +188,7 @@ public enum LineEncoder {
         guard bound <= 1 << 16 else {
             var w = JSONWriter()
             w.beginObject(&out)
-            w.key("kind", &out)
+            w.key(ProtocolKey.kind.name, &out)
             out.append(contentsOf: staticRecord)
             appendProvenance(&w, file: String(decoding: file, as: UTF8.self), line: line, &out)
             for (c, column) in columns {
@@ -266,7 +266,7 @@ public enum LineEncoder {
     ) {
         var w = JSONWriter()
         w.beginObject(&out)
-        w.key("kind", &out)
+        w.key(ProtocolKey.kind.name, &out)
         out.append(contentsOf: staticRecord)
         appendProvenance(&w, file: file, line: line, &out)
         for (field, value) in fields {
@@ -331,12 +331,27 @@ public enum LineEncoder {
         w.endLine(&out)
     }
 
+    /// Why a line over the reader's limit is a reject (its text is not kept).
+    public static func overlongReason(limit: Int) -> RejectReason {
+        RejectReason(field: nil, reason: "line longer than \(limit) bytes")
+    }
+
+    /// `{"kind":"reject","input_line":…,"byte_count":…,"reasons":[…]}`: a line longer than
+    /// `limit`, with its size only. validate and load both write this one form.
+    public static func appendOverlongLine(byteCount: Int, limit: Int, inputLine: Int, into out: inout [UInt8]) {
+        var w = beginReject(&out)
+        w.key("input_line", &out)
+        w.int(inputLine, &out)
+        w.key("byte_count", &out)
+        w.int(byteCount, &out)
+        w.key("reasons", &out)
+        appendReasons([overlongReason(limit: limit)], &out)
+        w.endLine(&out)
+    }
+
     /// `{"kind":"eof","file":…,"rows":…,"bytes":…,"sha256":…,"seen":…,"inode":…,"mtime_ns":…}`
     public static func appendMarker(_ marker: FileMarker, into out: inout [UInt8]) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string("eof", &out)
+        var w = beginLine(kind: "eof", into: &out)
         w.key("file", &out)
         w.string(marker.file, &out)
         w.key("rows", &out)
@@ -366,10 +381,7 @@ public enum LineEncoder {
     /// marker are not a complete file (it changed while being read); `load` drops them, and
     /// the file is read again whole.
     public static func appendAbandon(file: String, reason: String, into out: inout [UInt8]) {
-        var w = JSONWriter()
-        w.beginObject(&out)
-        w.key("kind", &out)
-        w.string("abandon", &out)
+        var w = beginLine(kind: "abandon", into: &out)
         w.key("file", &out)
         w.string(file, &out)
         w.key("reason", &out)
@@ -400,11 +412,22 @@ public enum LineEncoder {
         w.endObject(&out)
     }
 
-    /// `{"kind":"reject"` — the start every reject shares.
+    /// `{"kind":"<kind>"`: how every protocol line begins; the writer returned goes on with the
+    /// line's other members (`w.key(…)`, then `w.endLine(&out)`).
+    public static func beginLine(kind: String, into out: inout [UInt8]) -> JSONWriter {
+        var w = JSONWriter()
+        w.beginObject(&out)
+        w.key(ProtocolKey.kind.name, &out)
+        w.string(kind, &out)
+        return w
+    }
+
+    /// `{"kind":"reject"` — ``beginLine(kind:into:)`` for the hot path: the kind's text is
+    /// a constant, not escaped per line.
     static func beginReject(_ out: inout [UInt8]) -> JSONWriter {
         var w = JSONWriter()
         w.beginObject(&out)
-        w.key("kind", &out)
+        w.key(ProtocolKey.kind.name, &out)
         out.append(contentsOf: staticReject)
         return w
     }
