@@ -59,9 +59,9 @@ struct BatchCommit {
         let conn = connection
         let inFlight = config.metrics.commitStarted(rows: files.reduce(0) { $0 + $1.rowCount })
         defer { config.metrics.commitEnded(inFlight) }
-        _ = try conn.execute("BEGIN")
         do {
-            _ = try conn.execute(LoaderSQL.boundLockWaits)
+            // One round trip for both (a small file's commit is a handful of them).
+            try conn.executeScript("BEGIN; \(LoaderSQL.boundLockWaits)")
             let outcome = try transaction(conn, inFlight: inFlight)
             _ = try conn.execute("COMMIT")
             return outcome
