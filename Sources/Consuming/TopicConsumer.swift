@@ -78,37 +78,7 @@ public final class TopicConsumer {
     public func run(fd: Int32) throws {
         let output = ByteOutput(fd: fd)
         let topic = config.topic
-        // The handlers run inside the consumer's poll; they ask it for watermarks.
-        weak var client: KafkaConsumer?
-        let consumer = try KafkaConsumer(
-            settings: config.clientSettings, logger: logger,
-            onAssign: { [unowned self] partitions in
-                let stored = try offsets.read(topic: topic)
-                var starts: [TopicPartition: Int64] = [:]
-                var described: [String] = []
-                for p in partitions.sorted(by: { $0.partition < $1.partition }) {
-                    let next = p.topic == topic ? stored[p.partition] : nil
-                    MessageLines.appendAssigned(p, nextOffset: next, into: &output.bytes)
-                    if let next { starts[p] = next }
-                    described.append(next.map { "\(p) at \($0)" } ?? Self.fromTheBeginning(p, client))
-                    assigned.insert(p)
-                    atEnd.remove(p)
-                }
-                totals.assignments += 1
-                try output.flush()
-                logger.info("assigned \(described.joined(separator: ", "))")
-                return starts
-            },
-            onRevoke: { [unowned self] partitions in
-                try? output.flush()
-                guard !partitions.isEmpty else { return }
-                for p in partitions {
-                    assigned.remove(p)
-                    atEnd.remove(p)
-                }
-                logger.info("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
-            })
-        client = consumer
+        let consumer = try makeConsumer(writingTo: output)
         defer { consumer.close() }
         try consumer.subscribe([topic])
         logger.info("group \(config.group), topic \(topic), brokers \(config.brokers)")
@@ -180,6 +150,44 @@ public final class TopicConsumer {
             if sinceClock >= 256 { timedWork() }
         }
         try output.flush()
+    }
+
+    /// The group member, with the handlers that say each assignment on `output` (an `assigned`
+    /// line per partition, from the offsets stored in PostgreSQL) and forget revoked partitions.
+    private func makeConsumer(writingTo output: ByteOutput) throws -> KafkaConsumer {
+        let topic = config.topic
+        // The handlers run inside the consumer's poll; they ask it for watermarks.
+        weak var client: KafkaConsumer?
+        let consumer = try KafkaConsumer(
+            settings: config.clientSettings, logger: logger,
+            onAssign: { [unowned self] partitions in
+                let stored = try offsets.read(topic: topic)
+                var starts: [TopicPartition: Int64] = [:]
+                var described: [String] = []
+                for p in partitions.sorted(by: { $0.partition < $1.partition }) {
+                    let next = p.topic == topic ? stored[p.partition] : nil
+                    MessageLines.appendAssigned(p, nextOffset: next, into: &output.bytes)
+                    if let next { starts[p] = next }
+                    described.append(next.map { "\(p) at \($0)" } ?? Self.fromTheBeginning(p, client))
+                    assigned.insert(p)
+                    atEnd.remove(p)
+                }
+                totals.assignments += 1
+                try output.flush()
+                logger.info("assigned \(described.joined(separator: ", "))")
+                return starts
+            },
+            onRevoke: { [unowned self] partitions in
+                try? output.flush()
+                guard !partitions.isEmpty else { return }
+                for p in partitions {
+                    assigned.remove(p)
+                    atEnd.remove(p)
+                }
+                logger.info("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
+            })
+        client = consumer
+        return consumer
     }
 
     /// A `watermarks` line for each assigned partition whose watermarks a fetch has told.

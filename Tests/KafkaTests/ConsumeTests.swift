@@ -117,7 +117,9 @@ import Testing
             let batchesWithRejects = result.stderr.split(separator: "\n").filter { $0.contains("Valid: ") && !$0.contains("Invalid: 0;") }
             #expect(deadLetterFiles.count == batchesWithRejects.count, "\(deadLetterFiles) for \(batchesWithRejects)")
             let partitionsWithRejects = try database.scalar("SELECT count(DISTINCT raw::jsonb->>'partition') FROM ecommerce_bad_records")
-            #expect(partitionsWithRejects == "3", "the test needs rejects in several partitions")
+            // Messages go to random partitions: 10 rejects miss one of the 3 partitions 5 % of
+            // the time, all but one only ~0.005 %.
+            #expect((partitionsWithRejects.flatMap { Int($0) } ?? 0) >= 2, "the test needs rejects in several partitions")
 
             // Again with nothing new: every partition starts at its stored offset; nothing changes.
             result = try runPipeline()
