@@ -3,6 +3,8 @@ import PackageDescription
 
 // Targets follow the pipeline, with no edge pointing back up it:
 //
+//   swift-system ── Posix   (the system layer under every target: clocks, sleep with a stop,
+//                            retrying with backoff, threads, whole writes, atomic publication)
 //   CLibCrypto ─┐
 //   CLibYAML ── YAML ─┐
 //               Ingest (the domain: contracts, CSV, line protocol, validation rules, IO)
@@ -16,7 +18,8 @@ import PackageDescription
 //   Ingest, Postgres ───┘
 //   Ingest, Postgres ── ContractDrafting ── contract   (contract init and check, --create-table)
 //
-// Postgres is a libpq client that knows nothing of events; Loading is where the two meet.
+// Postgres is a libpq client that knows nothing of events (it holds the Kafka offset store's
+// SQL, which consume and load share); Loading is where the two meet.
 // CommandLineDialect (over Ingest and swift-argument-parser) is what the executables
 // share: --log-level, one duration syntax, one runtime error, the exit codes.
 let package = Package(
