@@ -115,7 +115,7 @@ public struct ColumnKeys: Sendable {
         }
     }
 
-    /// Whether column `c`'s name is exactly `key`: up to 16 bytes as two overlapping words
+    /// Whether column `c`'s name is exactly `key`: 4 to 16 bytes as two overlapping words
     /// (names are mostly short), longer ones by `memcmp`.
     @inline(__always)
     private func matches(_ c: Int, _ key: UnsafeRawBufferPointer) -> Bool {
@@ -129,6 +129,10 @@ public struct ColumnKeys: Sendable {
                 if n > 16 { return memcmp(name, k, n) == 0 }
                 return name.loadUnaligned(as: UInt64.self) == k.loadUnaligned(as: UInt64.self)
                     && name.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self) == k.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+            }
+            if n >= 4 {
+                return name.loadUnaligned(as: UInt32.self) == k.loadUnaligned(as: UInt32.self)
+                    && name.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self) == k.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
             }
             for i in 0..<n where name.load(fromByteOffset: i, as: UInt8.self) != k.load(fromByteOffset: i, as: UInt8.self) {
                 return false
