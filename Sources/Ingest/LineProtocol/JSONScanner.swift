@@ -238,17 +238,19 @@ private struct Cursor {
     @inline(__always)
     mutating func string() throws(JSONSyntaxError) -> Bool {
         i += 1
-        while i + 8 <= n {
+        // `i <= n - 8` rather than `i + 8 <= n`: no overflow check per word.
+        let lastWord = n &- 8
+        while i <= lastWord {
             let mask = plainASCIIMask(UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)))
             if mask != 0 {
-                i += mask.trailingZeroBitCount >> 3
+                i &+= mask.trailingZeroBitCount >> 3
                 if p[i] == UInt8(ascii: "\"") {
-                    i += 1
+                    i &+= 1
                     return false
                 }
                 break
             }
-            i += 8
+            i &+= 8
         }
         return try stringRest()
     }
@@ -257,8 +259,9 @@ private struct Cursor {
     @inline(never)
     mutating func stringRest() throws(JSONSyntaxError) -> Bool {
         var escaped = false
+        let lastWord = n &- 8
         while true {
-            while i + 8 <= n {
+            while i <= lastWord {
                 let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
                 let mask = plainASCIIMask(UInt64(littleEndian: w))
                 if mask != 0 {
