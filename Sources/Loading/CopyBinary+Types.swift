@@ -58,48 +58,14 @@ extension CopyBinary {
         return true
     }
 
-    /// Eight hex digits (either case), the first in the lowest byte of `w`, as a 32-bit value;
-    /// nil when one is not a hex digit (`0-9`, `a-f`, `A-F`). Range tests on bytes known to be
-    /// below 0x80 cannot carry or borrow into their neighbours.
-    @inline(__always)
-    static func hexWord(_ w: UInt64) -> UInt32? {
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        guard w & highs == 0 else { return nil }
-        @inline(__always) func atLeast(_ x: UInt64, _ m: UInt64) -> UInt64 { (x &+ (0x80 - m) &* ones) & highs }
-        @inline(__always) func atMost(_ x: UInt64, _ n: UInt64) -> UInt64 { ((0x80 + n) &* ones &- x) & highs }
-        let lower = w | 0x2020_2020_2020_2020
-        let digit = atLeast(w, 0x30) & atMost(w, 0x39)
-        let letter = atLeast(lower, 0x61) & atMost(lower, 0x66)
-        guard digit | letter == highs else { return nil }
-        let nibbles = (w & 0x0F0F_0F0F_0F0F_0F0F) &+ (letter >> 7) &* 9
-        let pairs = ((nibbles << 4) | (nibbles >> 8)) & 0x00FF_00FF_00FF_00FF
-        return UInt32(
-            truncatingIfNeeded: (pairs & 0xFF) << 24 | (pairs >> 16 & 0xFF) << 16 | (pairs >> 32 & 0xFF) << 8 | (pairs >> 48 & 0xFF))
-    }
-
     /// 8-4-4-4-12 hex digits (either case) as 16 bytes.
     static func appendUUID(_ text: UnsafeRawBufferPointer, _ out: inout TupleWriter) -> Bool {
-        guard text.count == 36, let p = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return false }
-        guard p[8] == UInt8(ascii: "-"), p[13] == UInt8(ascii: "-"), p[18] == UInt8(ascii: "-"), p[23] == UInt8(ascii: "-")
-        else { return false }
-        // Eight digits per word (the groups of four paired up): the digit-by-digit decoder was
-        // ~430 instructions a row of load (callgrind), the most of any column.
-        let r = UnsafeRawPointer(p)
-        @inline(__always) func word(_ offset: Int) -> UInt64 {
-            UInt64(littleEndian: r.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-        }
-        @inline(__always) func half(_ offset: Int) -> UInt64 {
-            UInt64(UInt32(littleEndian: r.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-        }
-        guard let g1 = hexWord(word(0)), let g23 = hexWord(half(9) | half(14) << 32),
-            let g45 = hexWord(half(19) | half(24) << 32), let g5 = hexWord(word(28))
-        else { return false }
-        let high = UInt64(g1) << 32 | UInt64(g23)
-        let low = UInt64(g45) << 32 | UInt64(g5)
+        // validate's reader, eight digits per word: the digit-by-digit decoder was ~430
+        // instructions a row of load (callgrind), the most of any column.
+        guard let key = RowKey(text) else { return false }
         out.integer(Int32(16))
-        out.integer(Int64(bitPattern: high))
-        out.integer(Int64(bitPattern: low))
+        out.integer(Int64(bitPattern: key.high))
+        out.integer(Int64(bitPattern: key.low))
         return true
     }
 

@@ -128,7 +128,9 @@ public final class RowKeyDigest {
     public func finish() -> RowKey {
         var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         var length: UInt32 = 0
-        withUnsafeMutableBytes(of: &digest) { EVP_DigestFinal_ex(context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), &length) }
+        _ = withUnsafeMutableBytes(of: &digest) {
+            EVP_DigestFinal_ex(context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), &length)
+        }
         return RowKey(high: UInt64(bigEndian: digest.0), low: UInt64(bigEndian: digest.1))
     }
 }

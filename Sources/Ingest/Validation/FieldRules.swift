@@ -4,12 +4,13 @@ import Glibc
 import Darwin
 #endif
 
-/// An event id as its 128 bits: what duplicate tracking stores (16 bytes, not a 36-byte string).
-public struct RowKey: Hashable, Sendable {
+/// An event id as its 128 bits: what duplicate tracking stores (16 bytes, not a 36-byte string),
+/// and what load writes as a binary uuid.
+@frozen public struct RowKey: Hashable, Sendable {
     public var high: UInt64
     public var low: UInt64
 
-    public init(high: UInt64, low: UInt64) {
+    @inlinable public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
     }
@@ -18,8 +19,8 @@ public struct RowKey: Hashable, Sendable {
     ///
     /// Eight digits per word (the groups of four paired up), as `load`'s binary uuid: a table
     /// lookup per digit was ~200 instructions per uuid, and validate reads the key twice a row
-    /// (its column, then the row key), callgrind.
-    @inline(__always)
+    /// (its column, then the row key), callgrind. Inlinable: load's binary uuid is this too.
+    @inlinable @inline(__always)
     public init?(_ text: UnsafeRawBufferPointer) {
         guard text.count == 36, let p = text.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return nil }
         guard p[8] == UInt8(ascii: "-"), p[13] == UInt8(ascii: "-"), p[18] == UInt8(ascii: "-"), p[23] == UInt8(ascii: "-")
@@ -40,7 +41,7 @@ public struct RowKey: Hashable, Sendable {
     /// Eight hex digits (either case), the first in the lowest byte of `w`, as a 32-bit value;
     /// nil when one is not a hex digit (`0-9`, `a-f`, `A-F`). Range tests on bytes known to be
     /// below 0x80 cannot carry or borrow into their neighbours.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func hexWord(_ w: UInt64) -> UInt32? {
         let highs: UInt64 = 0x8080_8080_8080_8080
         let ones: UInt64 = 0x0101_0101_0101_0101
