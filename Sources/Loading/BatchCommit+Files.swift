@@ -22,7 +22,9 @@ struct FileDecisions {
 }
 
 extension BatchCommit {
-    func decideFiles(_ conn: PostgresConnection) throws -> FileDecisions {
+    /// `opening`: the transaction is not begun yet; `BEGIN` and the lock-wait bound go with the
+    /// first statements, in one round trip.
+    func decideFiles(_ conn: PostgresConnection, opening: Bool) throws -> FileDecisions {
         var decisions = FileDecisions(count: files.count)
         var seenIdentities: Set<FileFingerprint> = []
         var named: [Int] = []
@@ -35,9 +37,25 @@ extension BatchCommit {
             named.append(i)
         }
         if !named.isEmpty {
-            _ = try conn.execute(sql.lockNames, [arrayLiteral(named.map { files[$0].fingerprint!.name })])
-            try skipCommitted(conn, named: named, &decisions)
-            try quarantineChangedVersions(conn, fresh: named.filter { !decisions.skip[$0] }, &decisions)
+            // The look-up is a statement of its own after the locks: under READ COMMITTED it then
+            // sees a checkpoint committed by whoever held a lock until just now.
+            let opening: [(sql: String, params: [String?])] = opening ? [("BEGIN", []), (LoaderSQL.boundLockWaits, [])] : []
+            let results = try conn.executePipelined(
+                opening + [
+                    (sql.lockNames, [arrayLiteral(named.map { files[$0].fingerprint!.name })]),
+                    (
+                        sql.committedVersions,
+                        [
+                            sql.plan.targetTable,
+                            arrayLiteral(named.map { files[$0].fingerprint!.name }),
+                            arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
+                            arrayLiteral(named.map { files[$0].fingerprint!.sha256 }),
+                        ]
+                    ),
+                ])
+            try judgeCommittedNames(conn, named: named, versions: results[results.count - 1], &decisions)
+        } else if opening {
+            try conn.executeScript("BEGIN; \(LoaderSQL.boundLockWaits)")
         }
         if let looseIndex = files.firstIndex(where: { $0.name == nil && $0.kafka == nil }) {
             if try conn.execute(sql.committedBatch, [sql.plan.targetTable, "batch:\(token)"]).rowCount > 0 {
@@ -48,39 +66,28 @@ extension BatchCommit {
         return decisions
     }
 
-    /// Files whose checkpoint (table, name, size, SHA-256) exists: committed before.
-    private func skipCommitted(_ conn: PostgresConnection, named: [Int], _ decisions: inout FileDecisions) throws {
-        let result = try conn.execute(
-            sql.committedFiles,
-            [
-                sql.plan.targetTable,
-                arrayLiteral(named.map { files[$0].fingerprint!.name }),
-                arrayLiteral(named.map { String(files[$0].fingerprint!.bytes) }),
-                arrayLiteral(named.map { files[$0].fingerprint!.sha256 }),
-            ])
-        for row in 0..<result.rowCount {
-            if let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }) {
-                decisions.skip[named[ordinal - 1]] = true
-                decisions.quarantinedEarlier[named[ordinal - 1]] = result.value(row: row, column: 1) == "quarantined"
-            }
+    /// Against the checkpoints of their names (`versions`, read after the name locks): a file whose
+    /// checkpoint (table, name, size, SHA-256) exists was committed before and is skipped; a
+    /// name committed before with other content is quarantined when it is that file changed,
+    /// judged against the oldest such checkpoint.
+    private func judgeCommittedNames(
+        _ conn: PostgresConnection, named: [Int], versions result: PostgresResult, _ decisions: inout FileDecisions
+    ) throws {
+        let file = { (row: Int) in result.value(row: row, column: 0).flatMap { Int($0) }.map { named[$0 - 1] } }
+        for row in 0..<result.rowCount where result.value(row: row, column: 1) == "t" {
+            guard let i = file(row) else { continue }
+            decisions.skip[i] = true
+            decisions.quarantinedEarlier[i] = result.value(row: row, column: 2) == "quarantined"
         }
-    }
-
-    /// A name committed before with other content: quarantined when it is that file changed.
-    private func quarantineChangedVersions(_ conn: PostgresConnection, fresh: [Int], _ decisions: inout FileDecisions) throws {
-        guard !fresh.isEmpty else { return }
-        let result = try conn.execute(
-            sql.committedVersions, [sql.plan.targetTable, arrayLiteral(fresh.map { files[$0].fingerprint!.name })])
+        var judged: Set<Int> = []
         for row in 0..<result.rowCount {
-            guard let ordinal = result.value(row: row, column: 0).flatMap({ Int($0) }),
-                let bytes = result.value(row: row, column: 1).flatMap({ Int64($0) }),
-                let sha = result.value(row: row, column: 2)
+            guard let i = file(row), !decisions.skip[i], judged.insert(i).inserted,
+                let bytes = result.value(row: row, column: 3).flatMap({ Int64($0) }),
+                let sha = result.value(row: row, column: 4)
             else { continue }
-            let i = fresh[ordinal - 1]
-            guard decisions.quarantine[i] == nil else { continue }
             let committed = CommittedVersion(
-                bytes: bytes, sha256: sha, committedAt: result.value(row: row, column: 3) ?? "?",
-                rows: result.value(row: row, column: 4).flatMap { Int($0) } ?? 0)
+                bytes: bytes, sha256: sha, committedAt: result.value(row: row, column: 5) ?? "?",
+                rows: result.value(row: row, column: 6).flatMap { Int($0) } ?? 0)
             var alreadyLoaded = 0
             if files[i].records > 0 {
                 let keys = try ChangedFile.firstKeys(files[i], plan: sql.plan)

@@ -7,32 +7,37 @@ struct CopiedRows {
     var refused: [Int: [RefusedRow]] = [:]
 }
 
+/// The server refused a row of the batch's COPY; the transaction is aborted (no savepoint).
+struct RowsRefused: Error {
+    var error: PostgresError
+}
+
 extension BatchCommit {
-    /// Phase 2: the rows, in one binary COPY under a savepoint: the tuples were made when the
-    /// records arrived, this only streams them. The slow path (`Isolation`) runs only when the
-    /// server refuses a row, or at once for a batch holding a record not in canonical form.
-    func copyRows(_ conn: PostgresConnection, exclude: [Bool], inFlight: Int) throws -> CopiedRows {
+    /// Phase 2: the rows, in one binary COPY: the tuples were made when the records arrived,
+    /// this only streams them. No savepoint: when the server refuses a row this throws
+    /// ``RowsRefused`` and the batch is tried again in a new transaction with `afterRefusal`,
+    /// which goes to the slow path (`Isolation`) at once, as does a batch holding a record not
+    /// in canonical form.
+    func copyRows(_ conn: PostgresConnection, exclude: [Bool], inFlight: Int, afterRefusal: Bool) throws -> CopiedRows {
         var rows = CopiedRows(loaded: [Int](repeating: 0, count: files.count))
+        if afterRefusal { return try isolate(conn, exclude: exclude, afterRefusal: true, inFlight: inFlight) }
         let included = files.indices.filter { !exclude[$0] }
         if included.contains(where: { files[$0].needsTextPath }) {
             logger.info("a record is not in validate's canonical form; loading this batch as text, row by row if refused")
             return try isolate(conn, exclude: exclude, afterRefusal: false, inFlight: inFlight)
         }
         do {
-            try conn.underSavepoint("rows") {
-                _ = try conn.copyIn(sql.copyRowsBinary) { copy in
-                    try copy.send(CopyBinary.header)
-                    for i in included {
-                        try files[i].copyRows.forEachChunk { try copy.send($0) }
-                    }
-                    try copy.send(CopyBinary.trailer)
+            _ = try conn.copyIn(sql.copyRowsBinary) { copy in
+                try copy.send(CopyBinary.header)
+                for i in included {
+                    try files[i].copyRows.forEachChunk { try copy.send($0) }
                 }
+                try copy.send(CopyBinary.trailer)
             }
-            for i in included { rows.loaded[i] = files[i].records }
         } catch let error as PostgresError where error.category == .data {
-            logger.info("the server refused a row (\(error.sqlstate ?? "?")); isolating it")
-            rows = try isolate(conn, exclude: exclude, afterRefusal: true, inFlight: inFlight)
+            throw RowsRefused(error: error)
         }
+        for i in included { rows.loaded[i] = files[i].records }
         return rows
     }
 

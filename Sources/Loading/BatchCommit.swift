@@ -34,7 +34,8 @@ struct RefusedRow {
 /// The transaction's four phases, each in a file of its own:
 /// 1. which files load (`BatchCommit+Files.swift`): replays skipped, changed versions quarantined;
 /// 2. the rows (`BatchCommit+Rows.swift`): one binary COPY, and only when the server refuses a
-///    row, `Isolation` (`Isolation.swift`) finds it;
+///    row, `Isolation` (`Isolation.swift`) finds it, in a second transaction (the first is
+///    rolled back: its COPY has no savepoint, two round trips fewer per batch);
 /// 3. the checkpoints (`BatchCommit+Checkpoints.swift`);
 /// 4. the dead letters, files and table rows (`DeadLetters.swift`).
 ///
@@ -60,11 +61,16 @@ struct BatchCommit {
         let inFlight = config.metrics.commitStarted(rows: files.reduce(0) { $0 + $1.rowCount })
         defer { config.metrics.commitEnded(inFlight) }
         do {
-            // One round trip for both (a small file's commit is a handful of them).
-            try conn.executeScript("BEGIN; \(LoaderSQL.boundLockWaits)")
-            let outcome = try transaction(conn, inFlight: inFlight)
-            _ = try conn.execute("COMMIT")
-            return outcome
+            do {
+                return try transaction(conn, inFlight: inFlight, afterRefusal: false)
+            } catch let refusal as RowsRefused {
+                // The batch's COPY ran without a savepoint (two round trips fewer per batch), so
+                // the refusal aborted the transaction: a new one, deciding the files again under
+                // their locks, isolates the refused rows.
+                _ = try conn.execute("ROLLBACK")
+                logger.info("the server refused a row (\(refusal.error.sqlstate ?? "?")); isolating it")
+                return try transaction(conn, inFlight: inFlight, afterRefusal: true)
+            }
         } catch let error as PostgresError where error.sqlstate == LockHolders.lockNotAvailable {
             _ = try? conn.execute("ROLLBACK")
             holders.report(conn, names: files.compactMap { $0.fingerprint?.name })
@@ -75,14 +81,23 @@ struct BatchCommit {
         }
     }
 
-    private func transaction(_ conn: PostgresConnection, inFlight: Int) throws -> BatchOutcome {
-        try storeKafkaOffsets(conn)
-        let decisions = try decideFiles(conn)
-        let rows = try copyRows(conn, exclude: decisions.exclude, inFlight: inFlight)
+    /// One transaction of the batch, to COMMIT. `afterRefusal`: an earlier one's COPY was
+    /// refused, so the rows go through `Isolation` at once.
+    private func transaction(_ conn: PostgresConnection, inFlight: Int, afterRefusal: Bool) throws -> BatchOutcome {
+        // A Kafka batch's offsets come first, in the transaction; a batch of files opens it with
+        // its name locks and look-up, in one round trip (a small file's commit is a handful).
+        let hasKafka = files.contains { $0.kafka != nil }
+        if hasKafka {
+            try conn.executeScript("BEGIN; \(LoaderSQL.boundLockWaits)")
+            try storeKafkaOffsets(conn)
+        }
+        let decisions = try decideFiles(conn, opening: !hasKafka)
+        let rows = try copyRows(conn, exclude: decisions.exclude, inFlight: inFlight, afterRefusal: afterRefusal)
         var outcome = BatchOutcome()
         let checkpointID = try insertCheckpoints(conn, decisions: decisions, rows: rows, outcome: &outcome)
         outcome.rejectReasons = try writeDeadLetters(
             conn, skip: decisions.exclude, refused: rows.refused, checkpointID: checkpointID)
+        _ = try conn.execute("COMMIT")
         return outcome
     }
 

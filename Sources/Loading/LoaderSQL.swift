@@ -8,7 +8,6 @@ struct LoaderSQL {
     let copyRows: String
     let copyRowsBinary: String
     let copyBadRecords: String
-    let committedFiles: String
     let committedBatch: String
     let insertCheckpoints: String
     /// The ordinals of the probed keys found in the table (`KeyProbe`); nil without a key.
@@ -16,6 +15,7 @@ struct LoaderSQL {
     let lockNames: String
     /// How many of the probed keys are in the table; nil without a key.
     let countLoadedKeys: String?
+    /// The checkpoints of the batch's file names (`BatchCommit.decideFiles`).
     let committedVersions: String
     /// The contract compiled for the table: columns, formats, key.
     let plan: LoadPlan
@@ -34,10 +34,6 @@ struct LoaderSQL {
             "COPY \(badRecords) (source_file, line_number, raw, reasons, checkpoint_id) FROM STDIN"
         // Checkpoints are keyed by table ($1 here, or the last parameter): one checkpoint table
         // serves every contract of a deployment.
-        committedFiles = """
-            SELECT f.i, c.status FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS f(name, bytes, sha, i)
-            JOIN \(checkpoints) c ON c.target_table = $1 AND c.source_file = f.name AND c.file_bytes = f.bytes AND c.file_sha256 = f.sha
-            """
         committedBatch = "SELECT 1 FROM \(checkpoints) WHERE target_table = $1 AND source_file IS NULL AND file_sha256 = $2"
         // committed_at = clock_timestamp(): the end of the batch, not now() (its start), so
         // arrival-to-commit delays include the COPY.
@@ -52,9 +48,13 @@ struct LoaderSQL {
         lockNames = """
             SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(n, 7263) AS k FROM unnest($1::text[]) AS n ORDER BY k) AS s
             """
+        // Every checkpoint of the batch's names, oldest first, each marked when it is this very
+        // file (name, size, SHA-256): one round trip decides both a replay (skipped) and a
+        // changed version (quarantined); the unique index's leading columns serve it.
         committedVersions = """
-            SELECT f.i, c.file_bytes, c.file_sha256, c.committed_at::text, c.rows_loaded + c.rows_rejected
-            FROM unnest($2::text[]) WITH ORDINALITY AS f(name, i)
+            SELECT f.i, c.file_bytes = f.bytes AND c.file_sha256 = f.sha, c.status, c.file_bytes, c.file_sha256,
+                c.committed_at::text, c.rows_loaded + c.rows_rejected
+            FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS f(name, bytes, sha, i)
             JOIN \(checkpoints) c ON c.target_table = $1 AND c.source_file = f.name ORDER BY c.committed_at
             """
         kafkaOffsets = KafkaOffsetsSQL(table: config.kafkaOffsetsTable)
