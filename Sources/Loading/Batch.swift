@@ -73,8 +73,19 @@ struct BatchPolicy {
     }
 }
 
+/// 32 random hex digits (128 bits), from two draws of the system's generator (one
+/// `getrandom` each, not one per digit).
 func randomToken() -> String {
     var g = SystemRandomNumberGenerator()
-    let hex = Array("0123456789abcdef")
-    return String((0..<32).map { _ in hex[Int(g.next() % 16)] })
+    let hex = Array("0123456789abcdef".utf8)
+    var digits: [UInt8] = []
+    digits.reserveCapacity(32)
+    for _ in 0..<2 {
+        var word = g.next()
+        for _ in 0..<16 {
+            digits.append(hex[Int(word & 0xF)])
+            word >>= 4
+        }
+    }
+    return String(decoding: digits, as: UTF8.self)
 }
