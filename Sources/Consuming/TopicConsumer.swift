@@ -12,13 +12,15 @@ import Darwin
 public struct ConsumerConfiguration: Sendable {
     public var brokers: String
     public var topic: String
-    public var group: String
+    /// A consumer group to join, or the partitions to read without one.
+    public var assignment: PartitionAssignment
     /// librdkafka properties from `-X key=value`, applied last.
     public var settings: [(String, String)] = []
     /// Stop once every assigned partition has been read to its end.
     public var exitAtEnd = false
     /// How often the stored offsets of the assigned partitions are copied to the group's
-    /// committed offsets in Kafka, for lag tools (seconds; 0: never).
+    /// committed offsets in Kafka, for lag tools (seconds; 0: never). Without a group (static
+    /// partitions), only when `-X group.id=…` names one to copy them under.
     public var kafkaCommitInterval: Double = 5
     /// The contract message keys are mapped through (`source` names → column names).
     public var contract: Contract = .ecommerceEvents
@@ -26,15 +28,19 @@ public struct ConsumerConfiguration: Sendable {
     /// `load`'s lag gauge (milliseconds).
     public var watermarksIntervalMilliseconds: Int64 = 1000
 
-    public init(brokers: String, topic: String, group: String) {
+    public init(brokers: String, topic: String, assignment: PartitionAssignment) {
         self.brokers = brokers
         self.topic = topic
-        self.group = group
+        self.assignment = assignment
     }
+
+    /// The `group.id` of a consumer reading static partitions: librdkafka polls only with one,
+    /// but it is never joined, and nothing is committed under it (`-X group.id=…` replaces it).
+    static let unjoinedGroup = "ingest-consume-unjoined"
 
     /// The librdkafka properties: ours, then the user's.
     var clientSettings: [(String, String)] {
-        var all = [("bootstrap.servers", brokers), ("group.id", group)]
+        var all = [("bootstrap.servers", brokers), ("group.id", group ?? Self.unjoinedGroup)]
         if exitAtEnd {
             // A batch run ends when every partition reports its end, which takes a fetch that
             // finds nothing; brokers (the mock cluster too) hold such a fetch for
@@ -42,6 +48,22 @@ public struct ConsumerConfiguration: Sendable {
             all += [("enable.partition.eof", "true"), ("fetch.wait.max.ms", "100")]
         }
         return all + settings
+    }
+
+    /// The group joined, if any.
+    var group: String? {
+        if case .group(let id) = assignment { id } else { nil }
+    }
+
+    /// The partitions read, as far as known before asking the brokers (a group: all).
+    var selection: PartitionSelection {
+        if case .partitions(let selection) = assignment { selection } else { .all }
+    }
+
+    /// Whether the stored offsets are copied to Kafka: in a group, every interval; with static
+    /// partitions, only under a group the user named (the internal one is no one's to show).
+    var copiesOffsetsToKafka: Bool {
+        kafkaCommitInterval > 0 && (group != nil || settings.contains { $0.0 == "group.id" })
     }
 }
 
@@ -53,8 +75,9 @@ public struct ConsumerTotals: Sendable {
     public var assignments = 0
 }
 
-/// The source stage for Kafka: joins the consumer group, starts each assigned partition at the
-/// offset stored in PostgreSQL, and writes every message as a protocol line to `fd`.
+/// The source stage for Kafka: joins the consumer group (or assigns itself the selected
+/// partitions, with no group), starts each assigned partition at the offset stored in
+/// PostgreSQL, and writes every message as a protocol line to `fd`.
 ///
 /// Before a partition's first message after each assignment it writes an `assigned` line with
 /// the stored offset, so `load` knows where the run of offsets it receives begins.
@@ -75,13 +98,12 @@ public final class TopicConsumer {
     /// Consumes until the first SIGINT/SIGTERM (see `Interrupts`), the reader of `fd` goes away,
     /// or (with `exitAtEnd`) every assigned partition is read to its end. Leaves the group
     /// cleanly before returning, so its partitions move to the other pipelines at once.
+    /// Throws ``PartitionSelectionError`` when static partitions name one the topic lacks.
     public func run(fd: Int32) throws {
         let output = ByteOutput(fd: fd)
-        let topic = config.topic
         let consumer = try makeConsumer(writingTo: output)
         defer { consumer.close() }
-        try consumer.subscribe([topic])
-        logger.info("group \(config.group), topic \(topic), brokers \(config.brokers)")
+        try start(consumer, writingTo: output)
 
         var lines = MessageLines(contract: config.contract)
         var lastKafkaCommit = monotonicMilliseconds()
@@ -94,7 +116,7 @@ public final class TopicConsumer {
         func timedWork() {
             sinceClock = 0
             let now = monotonicMilliseconds()
-            if config.kafkaCommitInterval > 0 && Double(now - lastKafkaCommit) >= config.kafkaCommitInterval * 1000 {
+            if config.copiesOffsetsToKafka && Double(now - lastKafkaCommit) >= config.kafkaCommitInterval * 1000 {
                 lastKafkaCommit = now
                 commitStoredOffsets(consumer)
             }
@@ -115,7 +137,7 @@ public final class TopicConsumer {
             guard let message = next else {
                 try output.flush()
                 if readerIsGone(fd) {
-                    logger.info("the reader of stdout went away; leaving the group")
+                    logger.info("the reader of stdout went away; stopping")
                     return
                 }
                 if config.exitAtEnd && !assigned.isEmpty && atEnd == assigned {
@@ -152,31 +174,28 @@ public final class TopicConsumer {
         try output.flush()
     }
 
+    /// Joins the group (partitions come through the handlers), or assigns the selected partitions
+    /// at once at their stored offsets: no join to wait for, no rebalance later.
+    private func start(_ consumer: KafkaConsumer, writingTo output: ByteOutput) throws {
+        let topic = config.topic
+        guard case .partitions(let selection) = config.assignment else {
+            try consumer.subscribe([topic])
+            logger.info("group \(config.group ?? ""), topic \(topic), brokers \(config.brokers)")
+            return
+        }
+        let partitions = try selection.partitions(of: topic, count: consumer.partitionCount(topic))
+        logger.info("partitions \(selection) of topic \(topic) (no group joined), brokers \(config.brokers)")
+        try consumer.assign(partitions, starts: try announce(partitions, client: consumer, output: output))
+    }
+
     /// The group member, with the handlers that say each assignment on `output` (an `assigned`
     /// line per partition, from the offsets stored in PostgreSQL) and forget revoked partitions.
     private func makeConsumer(writingTo output: ByteOutput) throws -> KafkaConsumer {
-        let topic = config.topic
         // The handlers run inside the consumer's poll; they ask it for watermarks.
         weak var client: KafkaConsumer?
         let consumer = try KafkaConsumer(
             settings: config.clientSettings, logger: logger,
-            onAssign: { [unowned self] partitions in
-                let stored = try offsets.read(topic: topic)
-                var starts: [TopicPartition: Int64] = [:]
-                var described: [String] = []
-                for p in partitions.sorted(by: { $0.partition < $1.partition }) {
-                    let next = p.topic == topic ? stored[p.partition] : nil
-                    MessageLines.appendAssigned(p, nextOffset: next, into: &output.bytes)
-                    if let next { starts[p] = next }
-                    described.append(next.map { "\(p) at \($0)" } ?? Self.fromTheBeginning(p, client))
-                    assigned.insert(p)
-                    atEnd.remove(p)
-                }
-                totals.assignments += 1
-                try output.flush()
-                logger.info("assigned \(described.joined(separator: ", "))")
-                return starts
-            },
+            onAssign: { [unowned self] partitions in try announce(partitions, client: client, output: output) },
             onRevoke: { [unowned self] partitions in
                 try? output.flush()
                 guard !partitions.isEmpty else { return }
@@ -188,6 +207,27 @@ public final class TopicConsumer {
             })
         client = consumer
         return consumer
+    }
+
+    /// Writes an `assigned` line for each of `partitions`, from the offsets stored in PostgreSQL,
+    /// and flushes them; returns where each partition starts (absent: at its beginning).
+    private func announce(_ partitions: [TopicPartition], client: KafkaConsumer?, output: ByteOutput) throws -> [TopicPartition: Int64] {
+        let topic = config.topic
+        let stored = try offsets.read(topic: topic)
+        var starts: [TopicPartition: Int64] = [:]
+        var described: [String] = []
+        for p in partitions.sorted(by: { $0.partition < $1.partition }) {
+            let next = p.topic == topic ? stored[p.partition] : nil
+            MessageLines.appendAssigned(p, nextOffset: next, into: &output.bytes)
+            if let next { starts[p] = next }
+            described.append(next.map { "\(p) at \($0)" } ?? Self.fromTheBeginning(p, client))
+            assigned.insert(p)
+            atEnd.remove(p)
+        }
+        totals.assignments += 1
+        try output.flush()
+        logger.info("assigned \(described.joined(separator: ", "))")
+        return starts
     }
 
     /// A `watermarks` line for each assigned partition whose watermarks a fetch has told.
@@ -246,16 +286,17 @@ public struct PartitionLag: Sendable {
     /// the lag is shown as 0, with a warning.
     public var isPastHighWatermark: Bool { (nextOffset ?? 0) > highWatermark }
 
-    /// Measures every partition of `config.topic` without joining the group.
+    /// Measures every partition of `config.topic` (with static partitions, the selected ones)
+    /// without joining the group.
     public static func measure(config: ConsumerConfiguration, offsets: StoredOffsets, logger: Logger) throws -> [PartitionLag] {
         let consumer = try KafkaConsumer(settings: config.clientSettings, logger: logger, onAssign: { _ in [:] }, onRevoke: { _ in })
-        let count = try consumer.partitionCount(config.topic)
+        let partitions = try config.selection.partitions(of: config.topic, count: consumer.partitionCount(config.topic))
         let stored = try offsets.read(topic: config.topic)
-        return try (0..<Int32(count)).map { p in
-            let partition = TopicPartition(topic: config.topic, partition: p)
+        return try partitions.map { partition in
             let marks = try consumer.watermarks(partition)
-            let lag = PartitionLag(partition: partition, nextOffset: stored[p], lowWatermark: marks.low, highWatermark: marks.high)
-            if lag.isPastHighWatermark, let next = stored[p] {
+            let next = stored[partition.partition]
+            let lag = PartitionLag(partition: partition, nextOffset: next, lowWatermark: marks.low, highWatermark: marks.high)
+            if lag.isPastHighWatermark, let next {
                 logger.warning(
                     "\(partition): the stored next offset \(next) is past the broker's high watermark \(marks.high) (a broker behind, or the topic recreated); lag shown as 0"
                 )

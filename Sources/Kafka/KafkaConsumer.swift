@@ -1,8 +1,9 @@
 import CRdKafka
 import Logging
 
-/// A librdkafka high-level consumer in a consumer group, with the partitions' start offsets
-/// chosen by the caller at every assignment (an external offset store).
+/// A librdkafka high-level consumer, with the partitions' start offsets chosen by the caller
+/// (an external offset store): in a consumer group (`subscribe`, at every assignment), or
+/// reading partitions it was given (`assign`, no group).
 ///
 /// Knows nothing of what the messages mean. Not thread-safe: one thread polls; the assignment
 /// handlers run on that thread, inside `poll`.
@@ -55,6 +56,19 @@ public final class KafkaConsumer {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError("subscribing to \(topics.joined(separator: ","))", err) }
     }
 
+    /// Reads `partitions` without joining a group: no rebalance ever moves them, and the
+    /// handlers are not called. Each starts at its offset in `starts`, or at its beginning when
+    /// absent. (librdkafka still wants a `group.id` to poll, but this does not use the group.)
+    public func assign(_ partitions: [TopicPartition], starts: [TopicPartition: Int64]) throws {
+        let list = rd_kafka_topic_partition_list_new(Int32(partitions.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for p in partitions {
+            rd_kafka_topic_partition_list_add(list, p.topic, p.partition).pointee.offset = starts[p] ?? CRdKafka_OFFSET_BEGINNING
+        }
+        let err = rd_kafka_assign(handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError("assigning partitions", err) }
+    }
+
     /// The next message or consumer event, waiting up to `timeoutMilliseconds`; nil when none.
     /// Assignment handlers run inside this call.
     public func poll(timeoutMilliseconds: Int32) throws -> KafkaMessage? {
@@ -86,7 +100,8 @@ public final class KafkaConsumer {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError("committing offsets", err) }
     }
 
-    /// Leaves the group at once (its partitions are revoked and reassigned to the others).
+    /// Leaves the group at once (its partitions are revoked and reassigned to the others), or
+    /// drops an `assign`ed set of partitions.
     public func close() {
         guard !closed else { return }
         closed = true

@@ -15,7 +15,7 @@ import Darwin
 @main
 struct Consume: ToolCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Read a Kafka topic as a consumer group member and write its messages as protocol lines.",
+        abstract: "Read a Kafka topic, in a consumer group or from given partitions, and write its messages as protocol lines.",
         discussion: """
             Each message value is one JSON object with the event's fields (what `gen --stdout` \
             writes). It becomes a record carrying its provenance: "topic", "partition", "offset". \
@@ -30,8 +30,16 @@ struct Consume: ToolCommand {
             Every --kafka-commit-interval the stored offsets are also committed to the group in \
             Kafka, for the usual lag tools; they are never read back.
 
-            Scale out: start N pipelines with the same --group; Kafka splits the partitions \
-            among them and moves them when one joins, leaves or dies.
+            Which partitions: give --group or --partitions. With --group ID, N pipelines with \
+            the same group split the partitions, and Kafka moves them when one joins, leaves or \
+            dies; a new group's first join waits group.initial.rebalance.delay.ms (3 s by \
+            default on a broker). With --partitions LIST (all, or 0,3,5-7) consume reads those \
+            partitions and joins no group: no join to wait for, no rebalances, and nothing \
+            moves when a pipeline dies. Use it for one pipeline per topic, or for a static \
+            split (--partitions 0-11 on one machine, 12-23 on another). Two pipelines given the \
+            same partition both read it, and load's commits fence each other: every row is \
+            loaded once, none twice. Nothing is committed to Kafka then, unless \
+            -X group.id=NAME names a group to commit under.
 
             Connection to PostgreSQL (to read stored offsets), highest precedence first: --db (a \
             conninfo or postgresql:// URI); PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD…; \
@@ -39,14 +47,17 @@ struct Consume: ToolCommand {
             environment or the --env-file (default ./.env when present). The password is never \
             printed.
 
-            Signals: the first SIGINT/SIGTERM leaves the group and exits 0 (the rest of the \
-            pipeline drains and commits); a second one exits at once (130). A closed stdout \
-            exits 0 quietly. Exit status 1: a permanent database or Kafka error.
+            Signals: the first SIGINT/SIGTERM stops reading (leaving the group, if any) and exits \
+            0 (the rest of the pipeline drains and commits); a second one exits at once (130). \
+            A closed stdout exits 0 quietly. Exit status 1: a permanent database or Kafka \
+            error; 64: a usage error, also a --partitions number the topic does not have.
 
             Examples:
               consume --brokers localhost:9092 --topic events --group ingest | validate | load
               gen --stdout --files 10 | kcat -P -b localhost:9092 -t events
               consume --brokers localhost:9092 --topic events --group ingest --lag
+              consume --brokers localhost:9092 --topic events --partitions 0-11 \\
+                --exit-at-end | validate | load
               consume --brokers b1:9092,b2:9092 --topic events --group ingest \\
                 -X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN
             """
@@ -59,7 +70,10 @@ struct Consume: ToolCommand {
     var topic: String
 
     @Option(help: ArgumentHelp("The consumer group: pipelines with the same group split the partitions.", valueName: "id"))
-    var group: String
+    var group: String?
+
+    @Option(help: ArgumentHelp("Read these partitions without joining a group: all, or numbers and ranges (0,3,5-7).", valueName: "list"))
+    var partitions: String?
 
     @Option(
         name: .customShort("X"),
@@ -86,7 +100,8 @@ struct Consume: ToolCommand {
     @Option(
         name: .customLong("kafka-commit-interval"),
         help: ArgumentHelp(
-            "Copy the stored offsets to the group's committed offsets in Kafka this often, for lag tools (0: never).", valueName: "duration"
+            "Copy the stored offsets to the group's committed offsets in Kafka this often, for lag tools (0: never; with --partitions only under -X group.id=NAME).",
+            valueName: "duration"
         ))
     var kafkaCommitInterval = DurationArgument(milliseconds: 5000)
 
@@ -102,7 +117,27 @@ struct Consume: ToolCommand {
         for property in properties where !property.contains("=") || property.hasPrefix("=") {
             throw ValidationError("-X \(property): expected key=value")
         }
-        if brokers.isEmpty || topic.isEmpty || group.isEmpty { throw ValidationError("--brokers, --topic and --group must not be empty") }
+        if brokers.isEmpty || topic.isEmpty { throw ValidationError("--brokers and --topic must not be empty") }
+        _ = try assignment()
+    }
+
+    /// --group or --partitions: exactly one.
+    func assignment() throws -> PartitionAssignment {
+        switch (group, partitions) {
+        case (nil, nil):
+            throw ValidationError("give --group ID (join a consumer group) or --partitions LIST (read those partitions, no group)")
+        case (.some, .some):
+            throw ValidationError("--group and --partitions cannot be combined: a group assigns the partitions itself")
+        case (let group?, nil):
+            guard !group.isEmpty else { throw ValidationError("--group must not be empty") }
+            return .group(group)
+        case (nil, let list?):
+            do {
+                return .partitions(try PartitionSelection(parsing: list))
+            } catch {
+                throw ValidationError("--partitions \(list): \(error)")
+            }
+        }
     }
 
     func run() throws {
@@ -122,7 +157,7 @@ struct Consume: ToolCommand {
         }
         let settings = resolved.settings
         logger.info("stored offsets at \(settings.redactedDescription) (\(resolved.source))")
-        var config = ConsumerConfiguration(brokers: brokers, topic: topic, group: group)
+        var config = ConsumerConfiguration(brokers: brokers, topic: topic, assignment: try assignment())
         config.exitAtEnd = exitAtEnd
         config.contract = try contractOption.contract()
         config.kafkaCommitInterval = kafkaCommitInterval.seconds
@@ -143,7 +178,7 @@ struct Consume: ToolCommand {
                 try out.withUnsafeBytes { try writeAll(1, $0) }
                 return
             }
-            // The source stage: the first signal stops reading and leaves the group; the rest of
+            // The source stage: the first signal stops reading (and leaves the group); the rest of
             // the pipeline drains and commits.
             Interrupts.install(onSecond: .exit(ExitStatus.interrupted.rawValue))
             let consumer = TopicConsumer(config: config, offsets: offsets, logger: logger)
@@ -155,6 +190,8 @@ struct Consume: ToolCommand {
         } catch let error as ConsumeError {
             logger.critical("\(error.description)")
             throw ExitCode.failure
+        } catch let error as PartitionSelectionError {
+            throw ValidationError("--partitions \(partitions ?? ""): \(error)")
         } catch let error as KafkaError {
             logger.critical("\(error.description)")
             throw ExitCode.failure

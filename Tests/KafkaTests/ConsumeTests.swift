@@ -158,5 +158,6 @@ import Testing
         #expect(help.status == 0)
         #expect(help.stdout.contains("ingest_kafka_offsets"))
         #expect(help.stdout.contains("--group"))
+        #expect(help.stdout.contains("--partitions <list>"))
     }
 }

@@ -81,10 +81,11 @@ final class KafkaPipeline: @unchecked Sendable {
     let folder: URL
     let name: String
 
-    /// `launcher` runs the pipeline through another command (`ip netns exec NAME`).
+    /// `launcher` runs the pipeline through another command (`ip netns exec NAME`). With
+    /// `partitions`, consume reads them without a group (`--partitions`) instead of joining `group`.
     init(
-        name: String, folder: URL, brokers: String, group: String, conninfo: String, bad: URL, extraConsume: [String] = [],
-        launcher: [String] = [], environment: [String: String]? = nil
+        name: String, folder: URL, brokers: String, group: String = "", partitions: String? = nil, conninfo: String, bad: URL,
+        extraConsume: [String] = [], launcher: [String] = [], environment: [String: String]? = nil
     ) throws {
         self.folder = folder
         self.name = name
@@ -96,8 +97,8 @@ final class KafkaPipeline: @unchecked Sendable {
         let script = [
             stage(
                 "consume",
-                [Executables.url("consume").path, "--brokers", brokers, "--topic", "events", "--group", group, "--db", conninfo]
-                    + groupSettings + extraConsume),
+                [Executables.url("consume").path, "--brokers", brokers, "--topic", "events", "--db", conninfo]
+                    + (partitions.map { ["--partitions", $0] } ?? ["--group", group] + groupSettings) + extraConsume),
             stage("validate", [Executables.url("validate").path]),
             stage("load", [Executables.url("load").path, "--db", conninfo, "--bad-records", bad.path, "--batch-rows", "2000"]),
         ].joined(separator: " | ")
