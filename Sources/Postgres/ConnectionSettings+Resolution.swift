@@ -5,12 +5,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// A connection setting that can never work as written (a port that is not a number, a
 /// conninfo libpq cannot parse, a `.env` line that is not `KEY=VALUE`). The tools exit 1 with
 /// this one line instead of retrying a connection that cannot succeed, and never go to another
@@ -53,7 +47,7 @@ extension ConnectionSettings {
     ///
     /// - Parameter envFile: the `--env-file` given (must exist), or nil for `./.env` when present.
     public static func resolve(
-        db: String?, envFile: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+        db: String?, envFile: String?, environment: [String: String] = processEnvironment()
     ) throws -> ResolvedConnection {
         var envPath = envFile
         if envPath == nil && access(".env", R_OK) == 0 { envPath = ".env" }

@@ -1,10 +1,5 @@
 import CLibPQ
-
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import Posix
 
 extension ConnectionSettings {
     /// libpq settings that bound how long a dead or silent server goes unnoticed, applied when the
@@ -33,7 +28,7 @@ extension ConnectionSettings {
     /// nor the keyword's libpq environment variable (`PGCONNECT_TIMEOUT`, …) sets, so whatever
     /// the user wrote wins. A `postgresql://` URI gets them as query parameters.
     public static func withDeadServerDefaults(
-        _ conninfo: String, environment: [String: String] = ProcessInfo.processInfo.environment
+        _ conninfo: String, environment: [String: String] = processEnvironment()
     ) throws -> String {
         let given = Set(try parse(conninfo).map(\.0))
         let variables = libpqEnvironmentVariables()

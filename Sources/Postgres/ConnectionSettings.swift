@@ -6,14 +6,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-// FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
-// load's resident memory for nothing this client uses.
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// Where to connect, as libpq conventions and the project's seed-style variables say.
 ///
 /// Precedence, highest first:
@@ -48,7 +40,7 @@ public struct ConnectionSettings: Sendable {
     ///   - envFile: a `.env` file of `KEY=VALUE` lines; a missing file is an error, since it was named.
     public init(
         db: String? = nil,
-        environment: [String: String] = ProcessInfo.processInfo.environment,
+        environment: [String: String] = processEnvironment(),
         envFile: String? = nil
     ) throws {
         if let db, !db.isEmpty {

@@ -5,14 +5,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-// FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
-// load's resident memory for nothing this client uses.
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// The one owner of a libpq connection (`PGconn*`); closes it when released.
 ///
 /// Not thread-safe: libpq allows one thread at a time per connection, so use it from one task.

@@ -1,14 +1,6 @@
 import CLibPQ
 import Posix
 
-// FoundationEssentials, not Foundation: the full Foundation maps ICU and its data, ~14 MB of
-// load's resident memory for nothing this client uses.
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-
 /// A failure reported by the server or by libpq, with what a caller needs to decide what to do next.
 ///
 /// The description never contains a connection string: libpq's own messages name the host and

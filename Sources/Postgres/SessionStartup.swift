@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import Posix
 
 /// What every connection of the pipeline asks the server for at start-up: keepalives and a
 /// user timeout on the *server's* side of the socket, and an `application_name` naming the
@@ -28,7 +24,7 @@ public enum SessionStartup {
     /// (the user's own, from the conninfo or `PGOPTIONS`, then ours) and `application_name`.
     public static func parameters(
         conninfo: String, applicationName: String,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = processEnvironment()
     ) throws -> [(keyword: String, value: String)] {
         let given = try ConnectionSettings.parse(conninfo).last { $0.0 == "options" }?.1 ?? environment["PGOPTIONS"] ?? ""
         let ours = serverTimeouts.filter { !given.contains($0.name) }.map { "-c \($0.name)=\($0.value)" }

@@ -42,22 +42,7 @@ struct StartupHints {
     }
 }
 
-// `environ`, open(2) and read(2) rather than Foundation's ProcessInfo and String(contentsOfFile:):
-// with FlyingFox gone these were all that linked full Foundation (ICU, curl) into load; without
-// both, `load --help` peaks at 18.9 MB RSS instead of 27.0 MB (see MetricsEndpoint).
-
-/// The process environment, as ProcessInfo would give it (the first of duplicate names wins).
-func processEnvironment() -> [String: String] {
-    var result: [String: String] = [:]
-    let first: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = environ  // optional on Darwin only
-    guard var entry = first else { return result }
-    while let pointer = entry.pointee {
-        let text = String(cString: pointer)
-        if let equals = text.firstIndex(of: "=") {
-            let name = String(text[..<equals])
-            if result[name] == nil { result[name] = String(text[text.index(after: equals)...]) }
-        }
-        entry += 1
-    }
-    return result
-}
+// `environ` (Posix's processEnvironment), open(2) and read(2) rather than Foundation's
+// ProcessInfo and String(contentsOfFile:): with FlyingFox gone these were all that linked full
+// Foundation (ICU, curl) into load; without both, `load --help` peaks at 18.9 MB RSS instead of
+// 27.0 MB (see MetricsEndpoint).
