@@ -29,6 +29,9 @@ public struct LoaderConfiguration: Sendable {
     /// Commit once the complete files waiting hold this many bytes in memory (many small
     /// files: their spools stay in memory), so load's resident memory stays flat.
     public var batchMemory: Int = 2 << 20
+    /// Bytes of a batch's tuples sorted by key at a time before they go to COPY (0: arrival
+    /// order), for the key index's locality (`KeyOrderedTuples`); held only during the COPY.
+    public var keyOrderWindow: Int = 512 << 10
     /// Commit at the latest this long after the oldest waiting row arrived.
     public var maxDelay: Double = 1.0
     public var incoming: ContainedFolder = ContainedFolder("data/incoming")
