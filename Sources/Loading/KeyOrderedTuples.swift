@@ -15,8 +15,8 @@ import Darwin
 /// promised. The order is bytewise (a uuid's and a text key's in the C collation; integers
 /// sort negative after positive): a locality aid, never relied on for correctness.
 ///
-/// Memory: one buffer of about `window` bytes (plus a tuple bigger than it), held only during
-/// the COPY. Used by one commit thread at a time: the thread running the COPY owns it.
+/// Memory: one buffer of about `window` bytes (plus a tuple bigger than it) and 64 KiB to
+/// send from, held only during the COPY. Used by one commit thread at a time: the thread running the COPY owns it.
 struct KeyOrderedTuples: ~Copyable {
     /// One complete tuple in the buffer: the first 8 bytes of its key, then where it is. 16
     /// bytes: a tie of prefixes finds the rest of the keys again (`key(of:)`).
@@ -34,6 +34,9 @@ struct KeyOrderedTuples: ~Copyable {
     private var used = 0
     private var parsed = 0
     private var entries: [Entry] = []
+    /// Sorted tuples on their way out, sent whenever full.
+    private let staging: UnsafeMutableRawPointer
+    private static let stagingSize = 64 << 10
 
     /// `keyField`: the index of the key's first column among the tuple's fields.
     init(keyField: Int, window: Int) {
@@ -41,9 +44,13 @@ struct KeyOrderedTuples: ~Copyable {
         self.window = max(window, 1 << 12)
         self.capacity = self.window + (1 << 12)
         self.buffer = .allocate(byteCount: capacity, alignment: 16)
+        self.staging = .allocate(byteCount: Self.stagingSize, alignment: 16)
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        staging.deallocate()
+    }
 
     struct CutTuple: Error, CustomStringConvertible {
         var bytes: Int
@@ -145,9 +152,23 @@ struct KeyOrderedTuples: ~Copyable {
     private mutating func sendWindow(_ send: (UnsafeRawBufferPointer) throws -> Void) throws {
         let (base, field) = (buffer, keyField)
         entries.sort { a, b in a.prefix != b.prefix ? a.prefix < b.prefix : Self.precedes(a, b, field: field, in: base) }
+        // Gathered into runs of 64 KiB: each send is a CopyData message of its own, and one per
+        // tuple cost load ~0.2 µs a row (and the server a message each).
+        var filled = 0
         for entry in entries {
-            try send(UnsafeRawBufferPointer(start: base + Int(entry.start), count: Int(entry.length)))
+            let length = Int(entry.length)
+            if filled + length > Self.stagingSize && filled > 0 {
+                try send(UnsafeRawBufferPointer(start: staging, count: filled))
+                filled = 0
+            }
+            if length > Self.stagingSize {
+                try send(UnsafeRawBufferPointer(start: base + Int(entry.start), count: length))
+                continue
+            }
+            (staging + filled).copyMemory(from: base + Int(entry.start), byteCount: length)
+            filled += length
         }
+        if filled > 0 { try send(UnsafeRawBufferPointer(start: staging, count: filled)) }
         entries.removeAll(keepingCapacity: true)
         let rest = used - parsed
         if rest > 0 { buffer.copyMemory(from: buffer + parsed, byteCount: rest) }
