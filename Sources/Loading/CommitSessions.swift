@@ -80,6 +80,12 @@ final class CommitSessions {
     /// True while `session`'s commit thread is still at work (a join would wait).
     func isCommitting(_ session: Int) -> Bool { sessions[session].inFlight.map { !$0.isFinished } ?? false }
 
+    /// True when `session`'s batch is done but not yet joined (a join would not wait).
+    func hasFinished(_ session: Int) -> Bool { sessions[session].inFlight.map { $0.isFinished } ?? false }
+
+    /// True while any session has a batch not yet joined.
+    var hasInFlight: Bool { sessions.contains { $0.inFlight != nil } }
+
     /// Whether `session` can commit: true for session 0 and a connected one; an extra session is
     /// connected here, once, without retrying.
     func isUsable(_ session: Int) -> Bool { session == 0 || sessions[session].connection != nil || openExtraSession(session) }

@@ -47,6 +47,9 @@ public final class Loader {
     /// Totals so far, of every batch committed and every file abandoned.
     public var totals: LoaderTotals { reporter.totals }
 
+    /// How often a quiet reading thread looks for a finished batch in flight.
+    static let inFlightPollMilliseconds: Int32 = 20
+
     /// Reads `fd` to end of input, committing as it goes. Throws on permanent errors only.
     public func run(fd: Int32) throws {
         try adoptCatalog()
@@ -60,6 +63,16 @@ public final class Loader {
                 // than in the join: what arrives meanwhile joins them.
                 if intake.kafka.hasLines && sessions.isCommitting(nextSession()) { continue }
                 try commit()
+            }
+            if !intake.hasCommittable && !reader.hasBufferedLine && sessions.hasInFlight
+                && !reader.inputReady(timeoutMilliseconds: Self.inFlightPollMilliseconds)
+            {
+                // Nothing waits but a batch in flight: join it once done rather than at the next
+                // line, which a quiet stream may never send. A fenced Kafka batch is trimmed and
+                // committed again now (two pipelines reading the same partitions stalled here),
+                // and a commit's permanent error ends the run now.
+                for session in sessions.indices where sessions.hasFinished(session) { try join(session) }
+                continue
             }
             guard let item = try reader.next() else { break }
             try take(item, from: reader)
