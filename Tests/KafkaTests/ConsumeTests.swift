@@ -60,41 +60,11 @@ import Testing
             let manifest = folder.appendingPathComponent("manifest.ndjson")
             let bad = folder.appendingPathComponent("bad")
 
-            func generate(seed: Int, rows: Int) throws -> String {
-                let result = try runTool(
-                    Executables.url("gen"),
-                    [
-                        "--stdout", "--files", "1", "--rows-per-file", String(rows), "--invalid-rate", "0.03", "--seed", String(seed),
-                        "--manifest", manifest.path,
-                    ])
-                #expect(result.status == 0)
-                return result.stdout
-            }
+            func generate(seed: Int, rows: Int) throws -> String { try EventsTopic.generate(seed: seed, rows: rows, manifest: manifest) }
             func runPipeline() throws -> ToolResult {
-                let line =
-                    [
-                        Executables.url("consume").path, "--brokers", kafka.bootstrap, "--topic", "events", "--group", "loaders",
-                        "--exit-at-end", "--db", database.conninfo,
-                    ] + groupSettings
-                let quoted = line.map { "'\($0)'" }.joined(separator: " ")
-                return try runTool(
-                    URL(fileURLWithPath: "/bin/sh"),
-                    [
-                        "-c",
-                        "\(quoted) | '\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)'",
-                    ],
-                    timeout: 90)
+                try EventsTopic.pipeline(kafka, database, bad: bad, consume: ["--group", "loaders"] + groupSettings)
             }
-            func truth() throws -> (valid: Set<String>, invalid: Int) {
-                var valid: Set<String> = []
-                var invalid = 0
-                for line in try String(contentsOf: manifest, encoding: .utf8).split(separator: "\n") {
-                    let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-                    valid.formUnion(try #require(object["valid_event_ids"] as? [String]).map { $0.lowercased() })
-                    invalid += try #require(object["invalid"] as? Int)
-                }
-                return (valid, invalid)
-            }
+            func truth() throws -> (valid: Set<String>, invalid: Int) { try EventsTopic.truth(manifest) }
 
             try kafka.produce(try generate(seed: 1, rows: 300) + "not json\n")
             var result = try runPipeline()

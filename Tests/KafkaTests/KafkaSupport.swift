@@ -163,3 +163,58 @@ struct SplitMix64 {
         return z ^ (z >> 31)
     }
 }
+
+/// Runs of the pipeline's tools against topic `events` of a `MockKafka`, with `gen`'s truth.
+enum EventsTopic {
+    /// `rows` events from `gen --stdout` (3 % invalid), their truth appended to `manifest`.
+    static func generate(seed: Int, rows: Int, manifest: URL) throws -> String {
+        let result = try runTool(
+            Executables.url("gen"),
+            [
+                "--stdout", "--files", "1", "--rows-per-file", String(rows), "--invalid-rate", "0.03", "--seed", String(seed),
+                "--manifest", manifest.path,
+            ])
+        #expect(result.status == 0, "\(result.stderr)")
+        return result.stdout
+    }
+
+    /// The valid event ids and the count of invalid rows over everything `manifest` records.
+    static func truth(_ manifest: URL) throws -> (valid: Set<String>, invalid: Int) {
+        var valid: Set<String> = []
+        var invalid = 0
+        for line in try String(contentsOf: manifest, encoding: .utf8).split(separator: "\n") {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            valid.formUnion(try #require(object["valid_event_ids"] as? [String]).map { $0.lowercased() })
+            invalid += try #require(object["invalid"] as? Int)
+        }
+        return (valid, invalid)
+    }
+
+    /// `consume` alone on topic `events`, with `args`.
+    static func consume(_ kafka: MockKafka, _ database: TestDatabase, _ args: [String]) throws -> ToolResult {
+        try runTool(
+            Executables.url("consume"), ["--brokers", kafka.bootstrap, "--topic", "events", "--db", database.conninfo] + args, timeout: 60)
+    }
+
+    /// `consume ARGS --exit-at-end | validate | load`, as three real processes.
+    static func pipeline(_ kafka: MockKafka, _ database: TestDatabase, bad: URL, consume: [String]) throws -> ToolResult {
+        let line =
+            [
+                Executables.url("consume").path, "--brokers", kafka.bootstrap, "--topic", "events", "--exit-at-end", "--db",
+                database.conninfo,
+            ]
+            + consume
+        let quoted = line.map { "'\($0)'" }.joined(separator: " ")
+        return try runTool(
+            URL(fileURLWithPath: "/bin/sh"),
+            [
+                "-c",
+                "\(quoted) | '\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)'",
+            ],
+            timeout: 90)
+    }
+
+    static func objects(_ result: ToolResult) throws -> [[String: Any]] {
+        try result.lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+    }
+}

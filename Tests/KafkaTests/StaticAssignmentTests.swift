@@ -15,25 +15,25 @@ import Testing
             let manifest = folder.appendingPathComponent("manifest.ndjson")
             let bad = folder.appendingPathComponent("bad")
 
-            try kafka.produce(try Self.generate(seed: 1, rows: 600, manifest: manifest))
-            var result = try Self.pipeline(kafka, database, bad: bad, consume: ["--partitions", "all"])
+            try kafka.produce(try EventsTopic.generate(seed: 1, rows: 600, manifest: manifest))
+            var result = try EventsTopic.pipeline(kafka, database, bad: bad, consume: ["--partitions", "all"])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stderr.contains("partitions all of topic events (no group joined)"), "\(result.stderr)")
             #expect(result.stderr.contains("assigned events/0 from the beginning (no stored offset), events/1 from the beginning"))
             #expect(result.stderr.contains("done: 600 messages"))
-            try Self.expectLoaded(database, truth: try Self.truth(manifest), messages: 600)
+            try Self.expectLoaded(database, truth: try EventsTopic.truth(manifest), messages: 600)
 
             // More messages: the next run starts every partition at its stored offset, so it
             // reads only the new ones.
             let stored = try Self.storedOffsets(database)
             #expect(stored.count == 3)
-            try kafka.produce(try Self.generate(seed: 2, rows: 150, manifest: manifest))
-            result = try Self.pipeline(kafka, database, bad: bad, consume: ["--partitions", "all"])
+            try kafka.produce(try EventsTopic.generate(seed: 2, rows: 150, manifest: manifest))
+            result = try EventsTopic.pipeline(kafka, database, bad: bad, consume: ["--partitions", "all"])
             #expect(result.status == 0, "\(result.stderr)")
             #expect(result.stderr.contains("done: 150 messages"), "\(result.stderr)")
             let starts = stored.sorted { $0.key < $1.key }.map { "events/\($0.key) at \($0.value)" }.joined(separator: ", ")
             #expect(result.stderr.contains("assigned \(starts)"), "\(result.stderr)")
-            try Self.expectLoaded(database, truth: try Self.truth(manifest), messages: 750)
+            try Self.expectLoaded(database, truth: try EventsTopic.truth(manifest), messages: 750)
         }
     }
 
@@ -43,20 +43,20 @@ import Testing
             defer { kafka.stop() }
             let folder = try temporaryFolder("kafka-subset")
             defer { try? FileManager.default.removeItem(at: folder) }
-            try kafka.produce(try Self.generate(seed: 3, rows: 300, manifest: folder.appendingPathComponent("manifest.ndjson")))
+            try kafka.produce(try EventsTopic.generate(seed: 3, rows: 300, manifest: folder.appendingPathComponent("manifest.ndjson")))
 
             // --lag covers the selected partitions only.
-            let all = try Self.objects(try Self.consume(kafka, database, ["--partitions", "all", "--lag"]))
+            let all = try EventsTopic.objects(try EventsTopic.consume(kafka, database, ["--partitions", "all", "--lag"]))
             #expect(all.compactMap { $0["partition"] as? Int } == [0, 1, 2])
             let high = Dictionary(uniqueKeysWithValues: all.map { ($0["partition"] as! Int, $0["high_watermark"] as! Int) })
             #expect(high.values.reduce(0, +) == 300)
             #expect(high[1, default: 0] > 0, "the test needs messages in the partition left out")
-            let lag = try Self.objects(try Self.consume(kafka, database, ["--partitions", "0,2", "--lag"]))
+            let lag = try EventsTopic.objects(try EventsTopic.consume(kafka, database, ["--partitions", "0,2", "--lag"]))
             #expect(lag.compactMap { $0["partition"] as? Int } == [0, 2])
 
-            let result = try Self.consume(kafka, database, ["--partitions", "2,0", "--exit-at-end"])
+            let result = try EventsTopic.consume(kafka, database, ["--partitions", "2,0", "--exit-at-end"])
             #expect(result.status == 0, "\(result.stderr)")
-            let lines = try Self.objects(result)
+            let lines = try EventsTopic.objects(result)
             let kinds = lines.map { $0["kind"] as? String ?? "" }
             // The `assigned` lines of both partitions come first, before any message.
             #expect(Array(kinds.prefix(2)) == ["assigned", "assigned"])
@@ -114,7 +114,7 @@ import Testing
             // the other's commits only so).
             let bothAssigned = eventually(timeout: 30) { pipelines.allSatisfy { $0.log("consume").contains("assigned events/0 ") } }
             #expect(bothAssigned, "\(pipelines.map { $0.log("consume") })")
-            try kafka.produce(try Self.generate(seed: 4, rows: 3_000, manifest: manifest))
+            try kafka.produce(try EventsTopic.generate(seed: 4, rows: 3_000, manifest: manifest))
             let loads = { pipelines.map { $0.log("load") }.joined(separator: "\n") }
             let allStored = try eventually(timeout: 120) {
                 try database.scalar("SELECT coalesce(sum(next_offset), 0) FROM ingest_kafka_offsets") == "3000"
@@ -123,7 +123,7 @@ import Testing
             #expect(eventually(timeout: 60) { loads().contains("fenced") }, "\(loads())")
             for pipeline in pipelines { pipeline.signal("consume", SIGINT) }
             #expect(pipelines.allSatisfy { $0.waitForExit(timeout: 60) })
-            try Self.expectLoaded(database, truth: try Self.truth(manifest), messages: 3_000)
+            try Self.expectLoaded(database, truth: try EventsTopic.truth(manifest), messages: 3_000)
         }
     }
 
@@ -134,7 +134,7 @@ import Testing
             let folder = try temporaryFolder("kafka-static-commit")
             defer { try? FileManager.default.removeItem(at: folder) }
             let bad = folder.appendingPathComponent("bad")
-            try kafka.produce(try Self.generate(seed: 5, rows: 300, manifest: folder.appendingPathComponent("manifest.ndjson")))
+            try kafka.produce(try EventsTopic.generate(seed: 5, rows: 300, manifest: folder.appendingPathComponent("manifest.ndjson")))
             // Runs a pipeline until every offset is stored and a few copy intervals have passed.
             func run(_ name: String, _ extra: [String]) throws {
                 let pipeline = try KafkaPipeline(
@@ -168,30 +168,6 @@ import Testing
         return result.lines.filter { !$0.isEmpty }.count
     }
 
-    /// `rows` events from `gen --stdout` (3 % invalid), their truth appended to `manifest`.
-    static func generate(seed: Int, rows: Int, manifest: URL) throws -> String {
-        let result = try runTool(
-            Executables.url("gen"),
-            [
-                "--stdout", "--files", "1", "--rows-per-file", String(rows), "--invalid-rate", "0.03", "--seed", String(seed),
-                "--manifest", manifest.path,
-            ])
-        #expect(result.status == 0, "\(result.stderr)")
-        return result.stdout
-    }
-
-    /// The valid event ids and the count of invalid rows over everything `manifest` records.
-    static func truth(_ manifest: URL) throws -> (valid: Set<String>, invalid: Int) {
-        var valid: Set<String> = []
-        var invalid = 0
-        for line in try String(contentsOf: manifest, encoding: .utf8).split(separator: "\n") {
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            valid.formUnion(try #require(object["valid_event_ids"] as? [String]).map { $0.lowercased() })
-            invalid += try #require(object["invalid"] as? Int)
-        }
-        return (valid, invalid)
-    }
-
     /// Every valid event once, every invalid one a dead letter, the stored offsets past every message.
     static func expectLoaded(_ database: TestDatabase, truth: (valid: Set<String>, invalid: Int), messages: Int) throws {
         #expect(try database.scalar("SELECT count(*) FROM ecommerce_events") == String(truth.valid.count))
@@ -208,31 +184,4 @@ import Testing
         return offsets
     }
 
-    /// `consume` alone on topic `events`, with `args`.
-    static func consume(_ kafka: MockKafka, _ database: TestDatabase, _ args: [String]) throws -> ToolResult {
-        try runTool(
-            Executables.url("consume"), ["--brokers", kafka.bootstrap, "--topic", "events", "--db", database.conninfo] + args, timeout: 60)
-    }
-
-    /// `consume ARGS --exit-at-end | validate | load`, as three real processes.
-    static func pipeline(_ kafka: MockKafka, _ database: TestDatabase, bad: URL, consume: [String]) throws -> ToolResult {
-        let line =
-            [
-                Executables.url("consume").path, "--brokers", kafka.bootstrap, "--topic", "events", "--exit-at-end", "--db",
-                database.conninfo,
-            ]
-            + consume
-        let quoted = line.map { "'\($0)'" }.joined(separator: " ")
-        return try runTool(
-            URL(fileURLWithPath: "/bin/sh"),
-            [
-                "-c",
-                "\(quoted) | '\(Executables.url("validate").path)' | '\(Executables.url("load").path)' --db '\(database.conninfo)' --bad-records '\(bad.path)'",
-            ],
-            timeout: 90)
-    }
-
-    static func objects(_ result: ToolResult) throws -> [[String: Any]] {
-        try result.lines.map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
-    }
 }
