@@ -88,8 +88,9 @@ struct KeyOrderedTuples: ~Copyable {
         capacity *= 2
     }
 
-    private func bigEndian32(_ at: Int) -> Int {
-        Int(Int32(bitPattern: UInt32(bigEndian: buffer.loadUnaligned(fromByteOffset: at, as: UInt32.self))))
+    /// A field's length at `offset` (big-endian int32), 0 for NULL's -1.
+    private static func fieldLength(at offset: Int, in buffer: UnsafeMutableRawPointer) -> Int {
+        max(Int(Int32(bitPattern: UInt32(bigEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))), 0)
     }
 
     /// Lists the complete tuples after `parsed`: a field count, then per field a length (-1:
@@ -106,7 +107,7 @@ struct KeyOrderedTuples: ~Copyable {
                     complete = false
                     break
                 }
-                let length = max(bigEndian32(at), 0)
+                let length = Self.fieldLength(at: at, in: buffer)
                 at += 4
                 guard used - at >= length else {
                     complete = false
@@ -131,12 +132,9 @@ struct KeyOrderedTuples: ~Copyable {
 
     /// Where the key's bytes are in a complete tuple starting at `start`.
     private static func key(of start: Int, field: Int, in buffer: UnsafeMutableRawPointer) -> (start: Int, length: Int) {
-        func length(at offset: Int) -> Int {
-            max(Int(Int32(bitPattern: UInt32(bigEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))), 0)
-        }
         var at = start + 2
-        for _ in 0..<field { at += 4 + length(at: at) }
-        return (at + 4, length(at: at))
+        for _ in 0..<field { at += 4 + fieldLength(at: at, in: buffer) }
+        return (at + 4, fieldLength(at: at, in: buffer))
     }
 
     /// Bytewise order of two keys whose first 8 bytes are equal; shorter first on a tie.
