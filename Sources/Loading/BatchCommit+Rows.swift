@@ -14,7 +14,7 @@ struct RowsRefused: Error {
 
 extension BatchCommit {
     /// Phase 2: the rows, in one binary COPY: the tuples were made when the records arrived,
-    /// this only streams them, in key order a window at a time (``KeyOrderedTuples``). No savepoint: when the server refuses a row this throws
+    /// this only merges their sorted runs (``KeyOrderedTuples``) and streams them. No savepoint: when the server refuses a row this throws
     /// ``RowsRefused`` and the batch is tried again in a new transaction with `afterRefusal`,
     /// which goes to the slow path (`Isolation`) at once, as does a batch holding a record not
     /// in canonical form.
@@ -29,16 +29,12 @@ extension BatchCommit {
         do {
             _ = try conn.copyIn(sql.copyRowsBinary) { copy in
                 try copy.send(CopyBinary.header)
-                if let keyField = sql.plan.key.first, config.keyOrderWindow > 0 {
-                    var ordered = KeyOrderedTuples(keyField: keyField, window: config.keyOrderWindow)
-                    for i in included {
-                        try files[i].copyRows.forEachChunk { try ordered.feed($0, send: copy.send) }
-                    }
-                    try ordered.finish(send: copy.send)
+                let runs = included.map { files[$0].copyRows }
+                if let keyField = runs.first?.keyField {
+                    var ordered = KeyOrderedTuples(keyField: keyField)
+                    try ordered.send(runs, copy.send)
                 } else {
-                    for i in included {
-                        try files[i].copyRows.forEachChunk { try copy.send($0) }
-                    }
+                    for file in runs { try file.forEachChunk { try copy.send($0) } }
                 }
                 try copy.send(CopyBinary.trailer)
             }

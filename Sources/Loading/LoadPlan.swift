@@ -180,8 +180,13 @@ final class TupleEncoder {
     /// that column's name usually finds the column without hashing the key.
     @exclusivity(unchecked) private var predicted: [Int32] = []
 
-    init(plan: LoadPlan) {
+    /// Whether files keep their tuples in runs sorted by key (``TupleRuns``), for the COPY's
+    /// merge; false: arrival order.
+    let keyOrdered: Bool
+
+    init(plan: LoadPlan, keyOrdered: Bool = true) {
         self.plan = plan
+        self.keyOrdered = keyOrdered
         capacity = max(plan.columnCount, 1)
         slots = .allocate(capacity: capacity)
     }
@@ -197,6 +202,9 @@ final class TupleEncoder {
         }
         self.plan = plan
     }
+
+    /// The field the tuples of a file are sorted by: the key's first column (nil: arrival order).
+    var orderKeyField: Int? { keyOrdered ? plan.key.first : nil }
 
     /// An upper bound on the size of `line`'s tuple.
     @inline(__always)

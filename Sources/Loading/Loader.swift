@@ -34,7 +34,7 @@ public final class Loader {
         self.config = config
         self.logger = logger
         let plan = LoadPlan(contract: config.contract, table: TableName(config.table))
-        tuples = TupleEncoder(plan: plan)
+        tuples = TupleEncoder(plan: plan, keyOrdered: config.keyOrder)
         claims = FileClaims(folder: config.incoming.path, pipeline: config.pipeline)
         let disposition = FileDisposition(
             incoming: config.incoming, afterCommit: config.afterCommit, quarantine: config.quarantine, claims: claims, logger: logger)

@@ -29,9 +29,10 @@ public struct LoaderConfiguration: Sendable {
     /// Commit once the complete files waiting hold this many bytes in memory (many small
     /// files: their spools stay in memory), so load's resident memory stays flat.
     public var batchMemory: Int = 2 << 20
-    /// Bytes of a batch's tuples sorted by key at a time before they go to COPY (0: arrival
-    /// order), for the key index's locality (`KeyOrderedTuples`); held only during the COPY.
-    public var keyOrderWindow: Int = 512 << 10
+    /// Whether a batch's tuples go to COPY in the order of the key's first column (runs sorted
+    /// on arrival, merged at the COPY: `TupleRuns`, `KeyOrderedTuples`), for the key index's
+    /// locality; false: arrival order.
+    public var keyOrder = true
     /// Commit at the latest this long after the oldest waiting row arrived.
     public var maxDelay: Double = 1.0
     public var incoming: ContainedFolder = ContainedFolder("data/incoming")

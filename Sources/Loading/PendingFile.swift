@@ -6,9 +6,9 @@ import Postgres
 final class PendingFile {
     /// The source file name as the stream gave it; nil for records without provenance.
     let name: String?
-    /// Each record's binary COPY tuple, built once when the record arrived: the commit only
-    /// streams it.
-    let copyRows: Spool
+    /// Each record's binary COPY tuple, built once when the record arrived, in runs sorted by
+    /// key: the commit only merges and streams them.
+    let copyRows: TupleRuns
     /// True when a record was not in the canonical form the binary tuples need: the file's
     /// rows then go through the text path (`CopyText`), where the server judges each row.
     // `@exclusivity(unchecked)` on the per-row fields: a file is filled by the reading thread,
@@ -40,7 +40,7 @@ final class PendingFile {
         // it may use. A 50-row file stays in memory; a batch of small files is bounded by
         // `LoaderConfiguration.batchMemory`. Tuples are read back once (COPY), record and
         // reject lines only for dead letters and isolation.
-        self.copyRows = Spool(memoryLimit: min(spoolLimit, 64 << 10), directory: spoolDirectory)
+        self.copyRows = TupleRuns(keyField: tuples.orderKeyField, runBytes: min(spoolLimit, 64 << 10), directory: spoolDirectory)
         self.recordLines = Spool(memoryLimit: min(spoolLimit, 16 << 10), directory: spoolDirectory)
         self.rejectLines = Spool(memoryLimit: min(spoolLimit, 16 << 10), directory: spoolDirectory)
         self.firstLineAt = monotonicSeconds()

@@ -113,6 +113,28 @@ public final class Spool {
         if used > 0 { try body(UnsafeRawBufferPointer(start: buffer, count: used)) }
     }
 
+    /// Copies up to `count` of the spool's bytes from `offset` (on disk, then in memory) to
+    /// `destination`; returns how many (0 at the end). A sorted run's reader: random access.
+    public func read(at offset: Int, into destination: UnsafeMutableRawPointer, count: Int) throws -> Int {
+        let onDisk = byteCount - used
+        var done = 0
+        while done < count {
+            let at = offset + done
+            if at < onDisk {
+                let n = pread(fd, destination + done, min(count - done, onDisk - at), off_t(at))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw SystemError("pread", errno: n < 0 ? errno : EIO) }
+                done += n
+            } else {
+                let n = min(count - done, used - (at - onDisk))
+                guard n > 0 else { break }
+                (destination + done).copyMemory(from: buffer + (at - onDisk), byteCount: n)
+                done += n
+            }
+        }
+        return done
+    }
+
     private func spill() throws {
         let spoolPath = directory + "/.load-spool-XXXXXX"
         if fd < 0, let reused = SpoolFiles.shared.take(directory: directory) {

@@ -88,43 +88,6 @@ import Testing
         }
     }
 
-    /// The binary tuples of chosen rows, walked across chunks cut anywhere, are exactly those rows' tuples.
-    @Test func theTupleWalkerPassesOnTheChosenTuplesOnly() throws {
-        let plan = LoadPlan(contract: .ecommerceEvents)
-        var decoder = LineDecoder()
-        var tuples: [[UInt8]] = []
-        for n in 0..<50 {
-            let price = n % 3 == 0 ? "null" : #""\#(n).25""#
-            let line =
-                #"{"kind":"record","event_id":"\#(UUID().uuidString)","user_id":\#(n + 1),"product_id":1,"event_type":"view","price":\#(price),"event_timestamp":"2024-01-30T10:15:23.123Z"}"#
-            var tuple: [UInt8] = []
-            try Array(line.utf8).withUnsafeBytes { raw in
-                let record = try decoder.decode(raw)
-                #expect(CopyBinary.appendRow(from: record, plan: plan, into: &tuple))
-            }
-            tuples.append(tuple)
-        }
-        let all = tuples.flatMap { $0 }
-        let dropped = [0, 1, 7, 20, 21, 22, 49]
-        let expected = tuples.indices.filter { !dropped.contains($0) }.flatMap { tuples[$0] }
-        var random = SystemRandomNumberGenerator()
-        for cut in [1, 2, 3, 5, 17, 64, 1000, all.count] + (0..<20).map({ _ in Int.random(in: 1...200, using: &random) }) {
-            var walker = TupleWalker(RowSelection.all.removing(dropped))
-            var sent: [UInt8] = []
-            var start = 0
-            try all.withUnsafeBytes { raw in
-                while start < raw.count {
-                    let end = min(start + cut, raw.count)
-                    try walker.feed(UnsafeRawBufferPointer(rebasing: raw[start..<end])) { sent.append(contentsOf: $0) }
-                    start = end
-                }
-            }
-            #expect(sent == expected, "chunks of \(cut)")
-            #expect(walker.tuples == 50 && walker.isAtTupleStart)
-            #expect(walker.takeChosenPassed() == 43)
-        }
-    }
-
     /// A slow isolation (each row costs the server 20 ms, a few refused) tells the truth while it
     /// runs: the metrics and bin/status count the rows being isolated and those left, and load
     /// logs the file it isolates, and how far it is every few seconds.

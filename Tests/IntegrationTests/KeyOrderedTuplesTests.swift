@@ -6,8 +6,8 @@ import Testing
 
 @testable import Loading
 
-/// A batch's binary tuples go to COPY sorted by their key's first column, a window at a time,
-/// and nothing is lost, doubled or cut on the way.
+/// A batch's binary tuples go to COPY sorted by their key's first column (runs sorted on
+/// arrival, merged), and nothing is lost, doubled or cut on the way.
 @Suite struct KeyOrderedTuplesTests {
     let load = Executables.url("load")
 
@@ -38,20 +38,27 @@ import Testing
         return tuples
     }
 
-    /// Sends `tuples` through a `KeyOrderedTuples` in chunks of `cut` bytes; what came out.
-    static func reorder(_ tuples: [[UInt8]], keyField: Int, window: Int, cut: Int) throws -> [UInt8] {
-        var ordered = KeyOrderedTuples(keyField: keyField, window: window)
-        var sent: [UInt8] = []
-        let all = tuples.flatMap { $0 }
-        try all.withUnsafeBytes { raw in
-            var start = 0
-            while start < raw.count {
-                let end = min(start + cut, raw.count)
-                try ordered.feed(UnsafeRawBufferPointer(rebasing: raw[start..<end])) { sent.append(contentsOf: $0) }
-                start = end
+    /// Keeps each list of `files` in a `TupleRuns` with runs of `runBytes`, then merges them
+    /// all as one batch's COPY would; what came out.
+    static func reorder(_ files: [[[UInt8]]], keyField: Int?, runBytes: Int) throws -> [UInt8] {
+        let directory = NSTemporaryDirectory()
+        let runs = try files.map { tuples in
+            let held = TupleRuns(keyField: keyField, runBytes: runBytes, directory: directory)
+            for tuple in tuples {
+                try held.append(atMost: tuple.count) { at in
+                    tuple.withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: tuple.count) }
+                    return tuple.count
+                }
             }
+            return held
         }
-        try ordered.finish { sent.append(contentsOf: $0) }
+        var sent: [UInt8] = []
+        if let keyField {
+            var ordered = KeyOrderedTuples(keyField: keyField)
+            try ordered.send(runs) { sent.append(contentsOf: $0) }
+        } else {
+            for held in runs { try held.forEachChunk { sent.append(contentsOf: $0) } }
+        }
         return sent
     }
 
@@ -66,40 +73,58 @@ import Testing
         return (tuples, keys)
     }
 
-    @Test func aWholeBatchInOneWindowComesOutInBytewiseKeyOrder() throws {
+    @Test func runsMergedComeOutInBytewiseKeyOrder() throws {
         let (tuples, keys) = Self.textKeyed(500)
         let expected = zip(keys, tuples).sorted { $0.0.lexicographicallyPrecedes($1.0) }.map(\.1)
-        for cut in [1, 3, 7, 64, 1000, 1 << 20] {
-            let sent = try Self.reorder(tuples, keyField: 1, window: 1 << 20, cut: cut)
-            #expect(Self.split(sent, fieldCount: 4) == expected, "chunks of \(cut)")
+        let bytes = tuples.reduce(0) { $0 + $1.count }
+        // One run in memory; runs on disk (up to the fan-in) and one in memory; two files.
+        for runBytes in [1 << 20, bytes / (KeyOrderedTuples.fanIn - 1) + 1] {
+            #expect(
+                Self.split(try Self.reorder([tuples], keyField: 1, runBytes: runBytes), fieldCount: 4) == expected, "runs of \(runBytes)")
+        }
+        let halves = [Array(tuples[..<200]), Array(tuples[200...])]
+        #expect(Self.split(try Self.reorder(halves, keyField: 1, runBytes: bytes / 12), fieldCount: 4) == expected)
+    }
+
+    @Test func moreRunsThanTheFanInAreMergedInGroupsHoldingEveryTupleOnce() throws {
+        let (tuples, _) = Self.textKeyed(3000)
+        let runBytes = 1024
+        let sent = Self.split(try Self.reorder([tuples], keyField: 1, runBytes: runBytes), fieldCount: 4)
+        #expect(sent.count == tuples.count)
+        #expect(Set(sent) == Set(tuples))
+        // Each merge of 16 runs is one ascending sequence: they number about runs / 16.
+        let keys = sent.map { Self.field(1, of: $0) }
+        let descents = zip(keys, keys.dropFirst()).filter { $1.lexicographicallyPrecedes($0) }.count
+        let runs = tuples.reduce(0) { $0 + $1.count } / runBytes + 1
+        #expect(descents > 0 && descents <= runs / KeyOrderedTuples.fanIn + 1, "\(descents) descents for \(runs) runs")
+    }
+
+    @Test func aTupleBiggerThanARunAndThanTheReadBufferPassesWhole() throws {
+        let big = Self.tuple([Array(repeating: UInt8(ascii: "m"), count: 20_000), [1]])
+        let small = (0..<200).map { Self.tuple([Array("k\(($0 * 37) % 200 + 1000)".utf8), [2]]) }
+        let tuples = Array(small[..<100]) + [big] + Array(small[100...]) + [Self.tuple([Array("a".utf8), nil])]
+        let expected = tuples.sorted { Self.field(0, of: $0).lexicographicallyPrecedes(Self.field(0, of: $1)) }
+        #expect(Self.split(try Self.reorder([tuples], keyField: 0, runBytes: 1024), fieldCount: 2) == expected)
+    }
+
+    @Test func withoutAKeyTheTuplesKeepTheirArrivalOrder() throws {
+        let (tuples, _) = Self.textKeyed(700)
+        for runBytes in [1024, 1 << 20] {
+            #expect(try Self.reorder([tuples], keyField: nil, runBytes: runBytes) == tuples.flatMap { $0 })
         }
     }
 
-    @Test func smallWindowsAreEachSortedAndTogetherHoldEveryTupleOnce() throws {
-        let (tuples, _) = Self.textKeyed(3000)
-        let window = 4096
-        let sent = Self.split(try Self.reorder(tuples, keyField: 1, window: window, cut: 333), fieldCount: 4)
-        #expect(sent.count == tuples.count)
-        #expect(Set(sent) == Set(tuples))
-        // Each window is one ascending run: the runs number about bytes / window, not rows.
-        let keys = sent.map { Self.field(1, of: $0) }
-        let descents = zip(keys, keys.dropFirst()).filter { $1.lexicographicallyPrecedes($0) }.count
-        let bytes = tuples.reduce(0) { $0 + $1.count }
-        #expect(descents > 0 && descents <= bytes / window + 1, "\(descents) descents for \(bytes) bytes")
-    }
-
-    @Test func aTupleBiggerThanTheWindowPassesWhole() throws {
-        let big = Self.tuple([Array(repeating: UInt8(ascii: "m"), count: 20_000), [1]])
-        let tuples = [Self.tuple([Array("z".utf8), [2]]), big, Self.tuple([Array("a".utf8), nil])]
-        let sent = Self.split(try Self.reorder(tuples, keyField: 0, window: 4096, cut: 1000), fieldCount: 2)
-        #expect(sent == [tuples[2], big, tuples[0]])
-    }
-
-    @Test func aStreamEndingInsideATupleIsAnErrorNotASilentCut() throws {
-        let whole = Self.tuple([Array("key".utf8), [1, 2, 3]])
-        var ordered = KeyOrderedTuples(keyField: 0, window: 4096)
-        try whole.dropLast(2).withUnsafeBytes { try ordered.feed($0) { _ in } }
-        #expect(throws: KeyOrderedTuples.CutTuple.self) { try ordered.finish { _ in } }
+    @Test func aRunEndingInsideATupleIsAnErrorNotASilentCut() throws {
+        let held = TupleRuns(keyField: 0, runBytes: 1024, directory: NSTemporaryDirectory())
+        // A tuple whose field says 5,000 bytes, of which 2,000 are there: written as a run.
+        let cut = Self.tuple([Array(repeating: UInt8(ascii: "k"), count: 5_000)]).prefix(2_006)
+        try held.append(atMost: cut.count) { at in
+            Array(cut).withUnsafeBytes { at.copyMemory(from: $0.baseAddress!, byteCount: cut.count) }
+            return cut.count
+        }
+        #expect(held.runEnds.count == 1)
+        var ordered = KeyOrderedTuples(keyField: 0)
+        #expect(throws: KeyOrderedTuples.CutTuple.self) { try ordered.send([held]) { _ in } }
     }
 
     /// Field `n` of a tuple's bytes.

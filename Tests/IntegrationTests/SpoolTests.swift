@@ -60,4 +60,27 @@ import Testing
         #expect(try Self.read(spool).bytes == expected)
         #expect(spool.byteCount == expected.count)
     }
+
+    /// Reads at any offset give the bytes there, across the line between disk and memory.
+    @Test func readsAtAnOffsetGiveTheBytesThereOnDiskAndInMemory() throws {
+        let spool = Spool(memoryLimit: 0, directory: NSTemporaryDirectory())
+        let expected = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 * 7 + $0 / 251) }
+        var at = 0
+        while at < expected.count {
+            let count = min(777, expected.count - at)
+            try spool.append(atMost: count) { p in
+                expected[at..<(at + count)].withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: count) }
+                return count
+            }
+            at += count
+        }
+        #expect(spool.residentBytes > 0 && spool.residentBytes < expected.count, "some on disk, some in memory")
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 5_000, alignment: 1)
+        defer { buffer.deallocate() }
+        for (offset, count) in [(0, 5_000), (99_000, 5_000), (expected.count - spool.residentBytes - 10, 20), (12_345, 1), (100_000, 10)] {
+            let n = try spool.read(at: offset, into: buffer, count: count)
+            #expect(n == min(count, expected.count - offset))
+            #expect(Array(UnsafeRawBufferPointer(start: buffer, count: n)) == Array(expected[offset..<(offset + n)]), "at \(offset)")
+        }
+    }
 }
