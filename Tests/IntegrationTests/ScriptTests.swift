@@ -15,7 +15,8 @@ import Testing
         ("bench-contract", "--ceiling"),
         ("bench-kafka", "--messages"), ("bench-kafka", "--partitions"), ("bench-kafka", "--pipelines"),
         ("bench-shared", "--rows"), ("bench-shared", "--files"), ("bench-shared", "--pipelines"),
-        ("pipeline", "--kafka"), ("pipeline", "--topic"), ("pipeline", "--group"), ("pipeline", "-X"),
+        ("pipeline", "--kafka"), ("pipeline", "--topic"), ("pipeline", "--group"), ("pipeline", "--partitions"),
+        ("pipeline", "-X"),
         ("run", "--files"), ("run", "--for"), ("run", "--progress-every"),
         ("status", "--kafka"), ("status", "--topic"),
         ("stop", "--timeout"),
@@ -46,6 +47,11 @@ import Testing
         ("status", ["--watch", "5x"], "--watch needs a duration: 250ms, 1.5s, 5m, 1h, a bare number is seconds (got '5x')"),
         ("bench-contract", ["--ceiling", "fast"], "--ceiling needs typed or text (got 'fast')"),
         ("pipeline", ["--kafka", "localhost:9092"], "--kafka and --topic go together"),
+        (
+            "pipeline", ["--kafka", "localhost:9092", "--topic", "t", "--group", "g", "--partitions", "all"],
+            "--group and --partitions cannot be combined: a group assigns the partitions itself"
+        ),
+        ("pipeline", ["--partitions", "0-3"], "--group and --partitions are for --kafka"),
         ("bench-kafka", ["--pipelines", "1 two"], "--pipelines needs whole numbers"),
         ("pg", ["frobnicate"], "unknown command: frobnicate"),
     ])

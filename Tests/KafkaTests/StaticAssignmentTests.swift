@@ -37,6 +37,38 @@ import Testing
         }
     }
 
+    /// The job script passes `--partitions` on: `bin/pipeline --kafka … --partitions all`, from a
+    /// copy of the scripts, runs consume with no group and loads every message once.
+    @Test func binPipelineReadsTheGivenPartitionsWithoutAGroup() throws {
+        try TestDatabase.with { database in
+            let kafka = try MockKafka()
+            defer { kafka.stop() }
+            let folder = try temporaryFolder("kafka-pipeline-script")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let root = TestDatabase.packageRoot
+            for item in ["bin", "sql", "contracts"] {
+                try FileManager.default.copyItem(at: root.appendingPathComponent(item), to: folder.appendingPathComponent(item))
+            }
+            for dir in ["data/incoming", "data/processed", "data/bad_records", "logs"] {
+                try FileManager.default.createDirectory(at: folder.appendingPathComponent(dir), withIntermediateDirectories: true)
+            }
+            let manifest = folder.appendingPathComponent("manifest.ndjson")
+            try kafka.produce(try EventsTopic.generate(seed: 5, rows: 400, manifest: manifest))
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("INGEST_") }
+            environment["PGDATABASE"] = database.name
+            environment["INGEST_BIN_DIR"] = Executables.directory.path
+            environment["INGEST_METRICS_LISTEN"] = "off"
+            environment["INGEST_LOG_STDERR"] = "1"
+            let result = try runTool(
+                folder.appendingPathComponent("bin/pipeline"),
+                ["--kafka", kafka.bootstrap, "--topic", "events", "--partitions", "all", "--exit-at-end"],
+                environment: environment, currentDirectory: folder, timeout: 90)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("partitions all of topic events (no group joined)"), "\(result.stderr)")
+            try Self.expectLoaded(database, truth: try EventsTopic.truth(manifest), messages: 400)
+        }
+    }
+
     @Test func aSubsetReadsOnlyItsPartitions() throws {
         try TestDatabase.with { database in
             let kafka = try MockKafka()
