@@ -52,7 +52,7 @@ struct KeyOrderedTuples: ~Copyable {
                 runs.append(SpooledRun(file.disk, from: start, to: end, keyField: keyField))
                 start = end
             }
-            if file.residentBytes > 0 {
+            if file.used > 0 {
                 let (base, entries) = file.memoryRun()
                 runs.append(MemoryRun(base: base, entries: entries))
             }

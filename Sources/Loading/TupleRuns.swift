@@ -104,8 +104,8 @@ final class TupleRuns {
 
     /// Bytes of every tuple held.
     var byteCount: Int { disk.byteCount + used }
-    /// Bytes held in memory now (the run being filled).
-    var residentBytes: Int { used }
+    /// Bytes held in memory now: the run being filled, and what the spool has not written yet.
+    var residentBytes: Int { used + disk.residentBytes }
 
     /// Appends the tuple `write` stores at the pointer it is given, at most `maxCount` bytes; it
     /// returns how many it stored (0 keeps nothing).
