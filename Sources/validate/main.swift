@@ -126,13 +126,28 @@ struct Validate: ToolCommand {
 
     /// stdin → stdout, the hot loop (its figures: docs/performance.md).
     private func validateStream(_ stage: inout StreamValidator, _ output: ByteOutput, logger: Logger) throws {
+        // Options read once: each read of an @Option goes through its property wrapper and a
+        // generic metadata lookup, some 250 instructions a line when done in the loop.
+        let maxLineBytes = maxLineBytes
         let reader = LineReader(fd: 0, maxLineLength: maxLineBytes)
         // Idle, with load gone (killed): exit now, so consume sees us go and leaves the group.
         reader.downstream = 1
+        // Rows go to a local buffer, swapped into `output` to flush: `&output.bytes` from this
+        // module took a dynamic exclusivity check per row (its `@exclusivity(unchecked)` does
+        // not reach across the module boundary), ~80 instructions a line.
+        var out: [UInt8] = []
+        swap(&out, &output.bytes)
+        defer { swap(&out, &output.bytes) }
+        func flush() throws {
+            swap(&out, &output.bytes)
+            defer { swap(&out, &output.bytes) }
+            try output.flush()
+        }
+        let flushThreshold = output.flushThreshold
         while true {
             // Never hold output back while waiting for more input.
-            if !output.bytes.isEmpty && !reader.hasBufferedLine && !reader.inputReady() {
-                try output.flush()
+            if !out.isEmpty && !reader.hasBufferedLine && !reader.inputReady() {
+                try flush()
             }
             guard let item = try reader.next() else { break }
             switch item {
@@ -142,18 +157,16 @@ struct Validate: ToolCommand {
                 )
             case .line(let bytes) where bytes.count > maxLineBytes:
                 // LineReader enforces its limit only for lines that outgrow its buffer.
-                stage.processOverlong(byteCount: bytes.count, limit: maxLineBytes, inputLine: reader.lineNumber, into: &output.bytes)
-                try output.flushIfFull()
+                stage.processOverlong(byteCount: bytes.count, limit: maxLineBytes, inputLine: reader.lineNumber, into: &out)
+                if out.count >= flushThreshold { try flush() }
             case .line(let bytes):
-                if stage.process(bytes, inputLine: reader.lineNumber, into: &output.bytes) == .endOfFile {
-                    try output.flush()
-                } else {
-                    try output.flushIfFull()
+                if stage.process(bytes, inputLine: reader.lineNumber, into: &out) == .endOfFile || out.count >= flushThreshold {
+                    try flush()
                 }
             case .overlong(let count):
-                stage.processOverlong(byteCount: count, limit: maxLineBytes, inputLine: reader.lineNumber, into: &output.bytes)
+                stage.processOverlong(byteCount: count, limit: maxLineBytes, inputLine: reader.lineNumber, into: &out)
                 reader.compact()
-                try output.flushIfFull()
+                if out.count >= flushThreshold { try flush() }
             }
         }
     }

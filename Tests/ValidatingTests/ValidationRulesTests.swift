@@ -304,6 +304,59 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
         #expect(out[0].contains("not an integer"))
     }
 
+    /// The clock is read once per many records; a record rejected as in the future by an older
+    /// reading is judged again by a fresh one, so the verdicts are those of a reading per record.
+    @Test func olderClockReadingNeverRejectsARecordInTime() {
+        var readings = 0
+        // Ten minutes later at every reading after the first.
+        let clock = { () -> UTCTimestamp in
+            readings += 1
+            return UTCTimestamp(millisecondsSinceEpoch: fixedNow.millisecondsSinceEpoch + Int64(readings - 1) * 600_000)
+        }
+        var stage = StreamValidator(clock: clock)
+        var out: [UInt8] = []
+        func id(_ n: Int) -> String {
+            let digits = String(n)
+            return "\"00000000-0000-4000-8000-\(String(repeating: "0", count: 12 - digits.count))\(digits)\""
+        }
+        let lines = [
+            recordJSON(["event_id": id(1)]),
+            // Beyond the first reading's limit (12:05), within the second's (12:15).
+            recordJSON(["event_id": id(2), "event_timestamp": "\"2024-01-30T12:07:00Z\""]),
+            // Beyond the second reading's limit (12:15), within the third's (12:25).
+            recordJSON(["event_id": id(3), "event_timestamp": "\"2024-01-30T12:20:00Z\""]),
+            // Claimed once by the second record, on its second judging.
+            recordJSON(["event_id": id(2)]),
+        ]
+        for (i, line) in lines.enumerated() {
+            var copy = line
+            _ = copy.withUTF8 { stage.process(UnsafeRawBufferPointer($0), inputLine: i + 1, into: &out) }
+        }
+        let written = String(decoding: out, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(written.count == 4)
+        #expect(written[1].hasPrefix(#"{"kind":"record""#) && written[1].contains("2024-01-30T12:07:00.000Z"))
+        #expect(written[2].hasPrefix(#"{"kind":"record""#) && written[2].contains("2024-01-30T12:20:00.000Z"))
+        #expect(written[3].contains("duplicate event_id (earlier in this file)"))
+        #expect(stage.counts.valid == 3)
+        #expect(readings == 3)
+
+        // Far in the future even by a fresh reading: rejected, once.
+        var far = recordJSON(["event_id": id(4), "event_timestamp": "\"2024-01-30T14:00:00Z\""])
+        _ = far.withUTF8 { stage.process(UnsafeRawBufferPointer($0), inputLine: 5, into: &out) }
+        let last = String(decoding: out, as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(last.count == 5)
+        #expect(last[4].hasPrefix(#"{"kind":"reject""#) && last[4].contains("more than 5 minutes in the future"))
+        #expect(readings == 4)
+
+        // Records in time share one reading.
+        for n in 10..<110 {
+            var line = recordJSON(["event_id": id(n)])
+            _ = line.withUTF8 { stage.process(UnsafeRawBufferPointer($0), inputLine: n, into: &out) }
+        }
+        #expect(stage.counts.valid == 103)
+        #expect(readings < 10)
+    }
+
     @Test func countsAndSummary() {
         var stage = StreamValidator(clock: { fixedNow })
         var out: [UInt8] = []

@@ -102,7 +102,7 @@ public final class ColumnValueParser {
         }
         if let p = rules.pattern { c.regex = RegularExpression(p) }
         c.patterns = rules.formats.map { if case .pattern(let p) = $0 { Array(p.utf8) } else { nil } }
-        if let f = rules.maxFutureMilliseconds { c.futureReason = "more than \(describeDuration(f)) in the future" }
+        if let f = rules.maxFutureMilliseconds { c.futureReason = ValidationReason.inFuture(f) }
         if let s = rules.scale { c.scaleReason = "more than \(numberWord(s)) decimal place\(s == 1 ? "" : "s")" }
         c.trueValues = WordList(rules.trueValues.map { Array($0.utf8) })
         c.falseValues = WordList(rules.falseValues.map { Array($0.utf8) })

@@ -81,8 +81,12 @@ public enum ValidationReason {
 
     /// `more than 5 minutes in the future`
     public static func inFuture(_ milliseconds: Int64) -> String {
-        "more than \(describeDuration(milliseconds)) in the future"
+        "more than \(describeDuration(milliseconds))" + inFutureSuffix
     }
+
+    /// How every `max_future` reason ends: `StreamValidator` knows by it that a reject may
+    /// be owed to its cached clock reading.
+    public static let inFutureSuffix = " in the future"
 }
 
 /// `5 minutes`, `1 hour`, `30 seconds`, `1500 milliseconds`: the largest whole unit.
