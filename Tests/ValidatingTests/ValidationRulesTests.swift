@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Ingest
@@ -306,6 +307,33 @@ func recordJSON(_ overrides: [String: String], prefix: String = "\"kind\":\"reco
 
     /// The clock is read once per many records; a record rejected as in the future by an older
     /// reading is judged again by a fresh one, so the verdicts are those of a reading per record.
+    /// One validator keeps the day of its last timestamp (its number and text): rows that
+    /// change day, back and forth, across midnight by their offset and before 1970, each get
+    /// their own date, as one validator per row would write them.
+    @Test func timestampsOfChangingDaysEachGetTheirOwnDate() {
+        let cases = [
+            ("2024-01-30 10:15:23.123", "2024-01-30T10:15:23.123Z"),
+            ("2024-01-30T23:59:59.999Z", "2024-01-30T23:59:59.999Z"),
+            ("2024-01-29T00:00:00Z", "2024-01-29T00:00:00.000Z"),
+            ("2024-01-30T00:15:23+01:00", "2024-01-29T23:15:23.000Z"),
+            ("2024-01-30T10:15:23Z", "2024-01-30T10:15:23.000Z"),
+            ("2020-02-29T12:00:00Z", "2020-02-29T12:00:00.000Z"),
+            ("1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999Z"),
+            ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"),
+            ("1969-12-31T23:59:59.999Z", "1969-12-31T23:59:59.999Z"),
+            ("2024-01-30T10:15:23.5Z", "2024-01-30T10:15:23.500Z"),
+        ]
+        let lines = cases.enumerated().map { n, c in
+            recordJSON(["event_id": "\"00000000-0000-4000-8000-\(String(format: "%012d", n))\"", "event_timestamp": "\"\(c.0)\""])
+        }
+        let together = runValidator(lines)
+        #expect(together.count == cases.count)
+        for (n, c) in cases.enumerated() {
+            #expect(together[n].contains("\"event_timestamp\":\"\(c.1)\""), "\(c.0): \(together[n])")
+            #expect(together[n] == runValidator([lines[n]])[0], "\(c.0)")
+        }
+    }
+
     @Test func olderClockReadingNeverRejectsARecordInTime() {
         var readings = 0
         // Ten minutes later at every reading after the first.
