@@ -8,21 +8,21 @@ enum SelectedRows {
         _ files: [PendingFile], _ chosen: [RowSelection], sql: LoaderSQL, conn: PostgresConnection, binary: Bool,
         progress: inout IsolationProgress
     ) throws {
-        if binary {
-            _ = try conn.copyIn(sql.copyRowsBinary) { copy in
-                var decoder = LineDecoder()
-                let encoder = TupleEncoder(plan: sql.plan, keyOrdered: false)
-                var room = 1 << 12
-                var scratch = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 16)
-                defer { scratch.deallocate() }
-                var buffer: [UInt8] = CopyBinary.header
-                buffer.reserveCapacity(1 << 17)
-                var rows = 0
-                for i in files.indices {
-                    // From the record lines, in arrival order (the file's tuples are kept sorted
-                    // by key): this is the slow path, where rows are chosen by their number.
-                    try chosen[i].forEachLine(of: files[i]) { _, bytes in
-                        let line = try decoder.decode(bytes)
+        _ = try conn.copyIn(binary ? sql.copyRowsBinary : sql.copyRows) { copy in
+            var decoder = LineDecoder()
+            let encoder = binary ? TupleEncoder(plan: sql.plan, keyOrdered: false) : nil
+            var room = 1 << 12
+            var scratch = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 16)
+            defer { scratch.deallocate() }
+            var buffer: [UInt8] = binary ? CopyBinary.header : []
+            buffer.reserveCapacity(1 << 17)
+            var rows = 0
+            for i in files.indices {
+                // From the record lines, in arrival order (a file's tuples are kept sorted by
+                // key): this is the slow path, where rows are chosen by their number.
+                try chosen[i].forEachLine(of: files[i]) { _, bytes in
+                    let line = try decoder.decode(bytes)
+                    if let encoder {
                         if encoder.maxTupleSize(line) > room {
                             room = encoder.maxTupleSize(line)
                             scratch.deallocate()
@@ -30,28 +30,9 @@ enum SelectedRows {
                         }
                         guard let count = encoder.writeRow(from: line, to: scratch) else { throw NotCanonical(file: files[i].name) }
                         buffer.append(contentsOf: UnsafeRawBufferPointer(start: scratch, count: count))
-                        rows += 1
-                        if buffer.count >= 1 << 16 {
-                            try copy.send(buffer)
-                            buffer.removeAll(keepingCapacity: true)
-                            progress.advance(by: rows)
-                            rows = 0
-                        }
+                    } else {
+                        CopyText.appendRow(from: line, plan: sql.plan, into: &buffer)
                     }
-                }
-                buffer += CopyBinary.trailer
-                try copy.send(buffer)
-                progress.advance(by: rows)
-            }
-            return
-        }
-        _ = try conn.copyIn(sql.copyRows) { copy in
-            var decoder = LineDecoder()
-            var buffer: [UInt8] = []
-            var rows = 0
-            for i in files.indices {
-                try chosen[i].forEachLine(of: files[i]) { _, bytes in
-                    CopyText.appendRow(from: try decoder.decode(bytes), plan: sql.plan, into: &buffer)
                     rows += 1
                     if buffer.count >= 1 << 16 {
                         try copy.send(buffer)
@@ -61,6 +42,7 @@ enum SelectedRows {
                     }
                 }
             }
+            if binary { buffer += CopyBinary.trailer }
             if !buffer.isEmpty { try copy.send(buffer) }
             progress.advance(by: rows)
         }

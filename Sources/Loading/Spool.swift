@@ -53,13 +53,7 @@ public final class Spool {
     }
 
     private func grow(to needed: Int) {
-        var size = capacity * 2
-        while size < needed { size *= 2 }
-        let bigger = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-        bigger.copyMemory(from: buffer, byteCount: used)
-        buffer.deallocate()
-        buffer = bigger
-        capacity = size
+        growBuffer(&buffer, capacity: &capacity, keeping: used, toHold: needed)
     }
 
     @inline(__always)
@@ -237,4 +231,16 @@ final class SpoolFiles: Sendable {
             }
         if !kept { close(fd) }
     }
+}
+
+/// Doubles `buffer` (an allocation of `capacity` bytes) until it holds `needed`, keeping its
+/// first `used` bytes: the growth of a spool's and of a tuple run's memory.
+func growBuffer(_ buffer: inout UnsafeMutableRawPointer, capacity: inout Int, keeping used: Int, toHold needed: Int) {
+    var size = capacity * 2
+    while size < needed { size *= 2 }
+    let bigger = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+    bigger.copyMemory(from: buffer, byteCount: used)
+    buffer.deallocate()
+    buffer = bigger
+    capacity = size
 }

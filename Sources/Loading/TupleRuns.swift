@@ -124,13 +124,7 @@ final class TupleRuns {
     }
 
     private func grow(to needed: Int) {
-        var size = capacity * 2
-        while size < needed { size *= 2 }
-        let bigger = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
-        bigger.copyMemory(from: buffer, byteCount: used)
-        buffer.deallocate()
-        buffer = bigger
-        capacity = size
+        growBuffer(&buffer, capacity: &capacity, keeping: used, toHold: needed)
     }
 
     /// Sorts the run in memory by key (a no-op without a key, or when sorted already).
