@@ -65,7 +65,7 @@ final class CommitSessions {
     private(set) var next = 0
     /// Sessions used: `count`, or 1 once the server refused a second connection (a role's
     /// CONNECTION LIMIT, max_connections): one session is slower, not wrong. It falls only before
-    /// the second session ever committed (``isUsable(_:)`` opens it once, when first needed).
+    /// the second session ever committed (``isUsable(_:)`` opens it once, at start-up).
     private(set) var inUse = CommitSessions.count
 
     init(config: LoaderConfiguration, sql: LoaderSQL, reporter: BatchReporter, logger: Logger) {

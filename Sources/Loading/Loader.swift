@@ -53,6 +53,9 @@ public final class Loader {
     /// Reads `fd` to end of input, committing as it goes. Throws on permanent errors only.
     public func run(fd: Int32) throws {
         try adoptCatalog()
+        // The extra sessions connect now, not at their first batch: a connection (SCRAM, the
+        // backend's start) was ~20 ms of the second file's rename-to-commit delay.
+        for session in sessions.indices { _ = sessions.isUsable(session) }
         let reader = LineReader(fd: fd)
         while true {
             if intake.hasCommittable && !reader.hasBufferedLine

@@ -232,6 +232,38 @@ func count(_ db: TestDatabase, _ sql: String, _ params: [String?] = []) throws -
         }
     }
 
+    /// Both commit sessions connect at start-up, before the first line: a second session opened
+    /// at its first batch put a connection's cost (~20 ms) into that file's rename-to-commit delay.
+    @Test func bothCommitSessionsConnectBeforeTheFirstLine() throws {
+        try TestDatabase.with { db in
+            let f = try LoadFixture()
+            let process = Process()
+            process.executableURL = load
+            process.arguments = f.arguments(db)
+            let input = Pipe()
+            let errors = Pipe()
+            process.standardInput = input
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let log = DrainedPipe(errors)
+            func connected() throws -> Int {
+                Int(
+                    try db.scalar(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ingest-load %' AND datname = current_database()"
+                    ) ?? "0") ?? 0
+            }
+            #expect(try eventually(timeout: 30) { try connected() == 2 }, "\(log.snapshot())")
+            // Still before any line: the sessions stay open, and the load ends cleanly at EOF.
+            #expect(process.isRunning)
+            try input.fileHandleForWriting.write(contentsOf: stdinData(try f.file("first.csv", valid: 3, rejects: 0)))
+            try input.fileHandleForWriting.close()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "\(log.text())")
+            #expect(try count(db, "SELECT count(*) FROM ecommerce_events") == 3)
+        }
+    }
+
     /// load commits in two sessions; a role allowed one connection gets everything loaded in one,
     /// with one warning saying so.
     @Test func aRoleLimitedToOneConnectionLoadsInOneSession() throws {
