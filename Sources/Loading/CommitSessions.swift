@@ -35,6 +35,9 @@ final class CommitSessions {
         /// The connection's `application_name` (``SessionStartup/applicationName(tool:run:session:connection:pipeline:)``).
         var applicationName: String?
         var inFlight: CommitThread?
+        /// The names of the files in the batch in flight: the reading thread's (set at start,
+        /// cleared at the join).
+        var inFlightNames: Set<String> = []
         /// Set by the commit thread when its batch was fenced; read and cleared by the reading
         /// thread after the join.
         var fenced: Batch.Fenced?
@@ -44,7 +47,9 @@ final class CommitSessions {
     /// while the next one fills: PostgreSQL runs each session in a process of its own, so two
     /// COPYs use two cores (`psql \copy` of 400,000 rows here: 98,000-127,000 rows/s in one
     /// session, 179,000-188,000 in two). Files of different batches are independent; two
-    /// versions of one name wait for each other on their advisory lock, as across pipelines.
+    /// versions of one name commit in stream order: the reading thread joins the session holding
+    /// the earlier before it starts the later (``holdsAny(of:in:)``); across pipelines their
+    /// advisory lock orders them.
     static let count = 2
 
     private let config: LoaderConfiguration
@@ -83,6 +88,12 @@ final class CommitSessions {
     /// True when `session`'s batch is done but not yet joined (a join would not wait).
     func hasFinished(_ session: Int) -> Bool { sessions[session].inFlight.map { $0.isFinished } ?? false }
 
+    /// True when `session`'s batch in flight holds a file of one of `names`: a later version of
+    /// a name waits for it, so that versions commit in the order the stream gave them.
+    func holdsAny(of names: Set<String>, in session: Int) -> Bool {
+        sessions[session].inFlight != nil && !sessions[session].inFlightNames.isDisjoint(with: names)
+    }
+
     /// True while any session has a batch not yet joined.
     var hasInFlight: Bool { sessions.contains { $0.inFlight != nil } }
 
@@ -95,6 +106,7 @@ final class CommitSessions {
     func start(_ batch: Batch, in session: Int) throws {
         next = (session + 1) % inUse
         let owner = sessions[session]
+        owner.inFlightNames = Set(batch.files.lazy.compactMap(\.name))
         owner.inFlight = try CommitThread { [self] in
             owner.fenced = try commit(batch, in: session).map { Batch.Fenced(fence: $0, batch: batch) }
         }
@@ -105,6 +117,7 @@ final class CommitSessions {
     func join(_ session: Int) throws -> Batch.Fenced? {
         guard let thread = sessions[session].inFlight else { return nil }
         sessions[session].inFlight = nil
+        sessions[session].inFlightNames = []
         try thread.wait()
         defer { sessions[session].fenced = nil }
         return sessions[session].fenced
