@@ -75,8 +75,10 @@ final class LineIntake {
             return
         }
         switch line.kind {
-        case .record, .reject:
-            try row(line, isReject: line.kind == .reject)
+        case .record:
+            try row(line, isReject: false)
+        case .reject:
+            try row(line, isReject: true)
         case .endOfFile:
             endOfFile(line, lineNumber: lineNumber)
         case .other(let kind) where kind == FolderProgress.kind:
