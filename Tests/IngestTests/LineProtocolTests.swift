@@ -25,6 +25,17 @@ func jsonObject(_ bytes: [UInt8]) throws -> [String: Any] {
         #expect(try withLine(#"{"kind":"heartbeat"}"#) { $0.kind } == .other("heartbeat"))
     }
 
+    /// "record" and "reject" are told by one word compare; escaped spellings and other words of
+    /// that length still take the general path.
+    @Test func kindWordCompareKeepsEscapesAndNearMisses() throws {
+        #expect(try withLine(#"{"kind":"rec\u006frd"}"#) { $0.kind } == .record)
+        #expect(try withLine(#"{"kind":"rej\u0065ct"}"#) { $0.kind } == .reject)
+        #expect(try withLine(#"{"kind":"recorD"}"#) { $0.kind } == .other("recorD"))
+        #expect(try withLine(#"{"kind":"rejecT"}"#) { $0.kind } == .other("rejecT"))
+        #expect(try withLine(#"{"kind":"rejects"}"#) { $0.kind } == .other("rejects"))
+        #expect(try withLine(#"{"line":1,"kind":"reject","file":"a.csv"}"#) { $0.kind } == .reject)
+    }
+
     @Test func knownKeysAreFoundAndEscapedValuesDecoded() throws {
         try withLine(#"{"file":"a\"b.csv","line":7,"extra":1,"user_id":" 42","price":null}"#) { line in
             #expect(line.file == "a\"b.csv")
