@@ -50,19 +50,90 @@ public struct JSONObjectScanner {
     public var maxDepth = 256
     /// For each `ProtocolKey`, the index of its member in `members` (the last if repeated).
     private(set) var keySlots = ProtocolKeySlots()
+    /// The keys of the last line the general path scanned, for the lines after it.
+    private var shape = LineShape()
 
     public init() {
         members.reserveCapacity(16)
     }
 
     /// Scans `line`, which must hold exactly one JSON object (surrounding whitespace allowed).
+    ///
+    /// A stream's lines mostly repeat one line's keys in one order: a compact line is first
+    /// matched against the last line's keys (``LineShape``), which skips finding each key's end
+    /// and classifying it. Any difference (another key, whitespace, a bad value) and the line
+    /// is scanned again by the general path, which gives the same members and the same errors.
     public mutating func scan(_ line: UnsafeRawBufferPointer) throws(JSONSyntaxError) {
-        members.removeAll(keepingCapacity: true)
-        keySlots = ProtocolKeySlots()
         guard let base = line.baseAddress, line.count > 0 else {
+            members.removeAll(keepingCapacity: true)
+            keySlots = ProtocolKeySlots()
             throw JSONSyntaxError(offset: 0, problem: "empty line")
         }
-        var c = Cursor(p: base.assumingMemoryBound(to: UInt8.self), n: line.count, i: 0, maxDepth: maxDepth)
+        let p = base.assumingMemoryBound(to: UInt8.self)
+        if shape.count > 0 && scanLikeLast(p, line.count) { return }
+        members.removeAll(keepingCapacity: true)
+        keySlots = ProtocolKeySlots()
+        try scanAny(p, line.count)
+        shape.remember(members, in: p)
+    }
+
+    /// Matches a compact line against ``shape``: each key's bytes with their quotes and colon,
+    /// compared as words; values scanned as by ``scanAny``. False at the first difference
+    /// (`members` then holds scraps). The members are written in place, not appended: an
+    /// append checked the array's uniqueness and capacity once a member.
+    @inline(__always)
+    private mutating func scanLikeLast(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        guard n >= 2, p[0] == UInt8(ascii: "{") else { return false }
+        let shape = self.shape
+        let count = shape.count
+        if members.count != count {
+            members.removeAll(keepingCapacity: true)
+            members.append(
+                contentsOf: repeatElement(
+                    JSONMember(keyStart: 0, keyEnd: 0, keyEscaped: false, valueStart: 0, valueEnd: 0, kind: .null, valueEscaped: false),
+                    count: count))
+        }
+        let depth = maxDepth
+        let matched = members.withUnsafeMutableBufferPointer { out -> Bool in
+            var c = Cursor(p: p, n: n, i: 1, maxDepth: depth)
+            let last = count &- 1
+            for k in 0...last {
+                let key = shape[k]
+                guard shape.matches(key, p, at: c.i, n) else { return false }
+                let keyStart = c.i &+ 1
+                c.i &+= key.length
+                let valueStart = c.i
+                let kind: JSONKind
+                let escaped: Bool
+                let first = c.peek
+                do {
+                    if first == UInt8(ascii: "\"") {
+                        kind = .string
+                        escaped = try c.string()
+                    } else if isDigit(first) || first == UInt8(ascii: "-") {
+                        kind = .number
+                        escaped = false
+                        try c.number()
+                    } else {
+                        (kind, escaped) = try c.value(depth: 1)
+                    }
+                } catch {
+                    return false
+                }
+                out[k] = JSONMember(
+                    keyStart: keyStart, keyEnd: keyStart &+ key.length &- 3, keyEscaped: false,
+                    valueStart: valueStart, valueEnd: c.i, kind: kind, valueEscaped: escaped, protocolKey: key.protocolKey)
+                guard c.peek == (k == last ? UInt8(ascii: "}") : UInt8(ascii: ",")) else { return false }
+                c.i &+= 1
+            }
+            return c.i == n
+        }
+        if matched { keySlots = shape.slots }
+        return matched
+    }
+
+    private mutating func scanAny(_ p: UnsafePointer<UInt8>, _ n: Int) throws(JSONSyntaxError) {
+        var c = Cursor(p: p, n: n, i: 0, maxDepth: maxDepth)
         c.skipSpace()
         guard c.i < c.n, c.p[c.i] == UInt8(ascii: "{") else {
             throw c.fail(c.i < c.n ? "expected '{'" : "empty line")
@@ -124,6 +195,80 @@ public struct JSONObjectScanner {
         }
         c.skipSpace()
         if c.i != c.n { throw c.fail("unexpected text after the object") }
+    }
+}
+
+/// The keys of one scanned line, in order, as ``JSONObjectScanner/scanLikeLast(_:_:)`` matches
+/// them: each key's bytes from its opening quote to its colon (`"kind":`), with the key's
+/// classification. Only lines whose keys hold no escape are remembered, so equal bytes mean
+/// an equal key. Callgrind, 10,000 lines of ~230 bytes (watch's output into `validate`, its
+/// output into `load`): `scan` with its key classification ~1,980 → ~1,330 instructions a line;
+/// `validate` 7,979 → 7,143 a line, `load` 6,925 → 6,146.
+struct LineShape {
+    struct Key {
+        /// Bytes from the opening quote to the colon: the key's length + 3.
+        var length: Int
+        var protocolKey: Int8
+        /// The first and last eight bytes (overlapping when shorter than 16; for 4...7 bytes
+        /// the first and last four, in the low halves).
+        var first: UInt64
+        var last: UInt64
+        /// Where the bytes between the words start in `middles` (keys longer than 16 bytes).
+        var middle: Int
+    }
+
+    private var keys: [Key] = []
+    /// The bytes of long keys between their first and last words.
+    private var middles: [UInt8] = []
+    /// The remembered line's `keySlots`.
+    private(set) var slots = ProtocolKeySlots()
+
+    var count: Int { keys.count }
+
+    subscript(k: Int) -> Key { keys[k] }
+
+    /// Whether `p[i...]` holds `key`'s bytes, with at least one byte after them.
+    @inline(__always)
+    func matches(_ key: Key, _ p: UnsafePointer<UInt8>, at i: Int, _ n: Int) -> Bool {
+        let length = key.length
+        guard n &- i > length else { return false }
+        let r = UnsafeRawPointer(p + i)
+        if length < 8 {
+            return UInt64(r.loadUnaligned(as: UInt32.self)) == key.first
+                && UInt64(r.loadUnaligned(fromByteOffset: length &- 4, as: UInt32.self)) == key.last
+        }
+        guard r.loadUnaligned(as: UInt64.self) == key.first, r.loadUnaligned(fromByteOffset: length &- 8, as: UInt64.self) == key.last
+        else { return false }
+        return length <= 16 || middles.withUnsafeBufferPointer { memcmp(r + 8, $0.baseAddress! + key.middle, length &- 16) == 0 }
+    }
+
+    /// Remembers `members`' keys (of the line at `p`); forgets instead when a key is escaped
+    /// or empty or a colon does not follow it at once (the line is not compact).
+    mutating func remember(_ members: [JSONMember], in p: UnsafePointer<UInt8>) {
+        keys.removeAll(keepingCapacity: true)
+        middles.removeAll(keepingCapacity: true)
+        slots = ProtocolKeySlots()
+        guard members.count <= 64 else { return }
+        for (index, m) in members.enumerated() {
+            guard !m.keyEscaped, m.keyEnd > m.keyStart, p[m.keyEnd + 1] == UInt8(ascii: ":") else {
+                keys.removeAll(keepingCapacity: true)
+                return
+            }
+            let start = m.keyStart - 1
+            let length = m.keyEnd + 2 - start
+            let r = UnsafeRawPointer(p + start)
+            var key = Key(length: length, protocolKey: m.protocolKey, first: 0, last: 0, middle: middles.count)
+            if length < 8 {
+                key.first = UInt64(r.loadUnaligned(as: UInt32.self))
+                key.last = UInt64(r.loadUnaligned(fromByteOffset: length - 4, as: UInt32.self))
+            } else {
+                key.first = r.loadUnaligned(as: UInt64.self)
+                key.last = r.loadUnaligned(fromByteOffset: length - 8, as: UInt64.self)
+                if length > 16 { middles.append(contentsOf: UnsafeRawBufferPointer(start: r + 8, count: length - 16)) }
+            }
+            keys.append(key)
+            if let protocolKey = ProtocolKey(rawValue: Int(m.protocolKey)) { slots[protocolKey] = index }
+        }
     }
 }
 
