@@ -1,4 +1,5 @@
 import Foundation
+import Generating
 import Ingest
 import Postgres
 import TestSupport
@@ -125,6 +126,37 @@ import Testing
         #expect(held.runEnds.count == 1)
         var ordered = KeyOrderedTuples(keyField: 0)
         #expect(throws: KeyOrderedTuples.CutTuple.self) { try ordered.send([held]) { _ in } }
+    }
+
+    /// The radix sort of a run (64 tuples and more): random 16-byte keys (uuids) with repeats,
+    /// shuffled sequential 8-byte integers (most bytes shared, their passes skipped), one key
+    /// for all, keys shorter than 8 bytes; each run comes out in key order with equal keys in
+    /// arrival order, as a comparison sort by (key, arrival) gives.
+    @Test func radixSortedRunsKeepKeyOrderAndArrivalOrderAmongEqualKeys() throws {
+        var rng = SplitMix64(seed: 41)
+        var uuids: [[UInt8]] = []
+        for n in 0..<3_000 {
+            uuids.append(n % 10 == 9 ? uuids[Int(rng.next() % UInt64(n))] : (0..<2).flatMap { _ in withUnsafeBytes(of: rng.next()) { Array($0) } })
+        }
+        let sequential = (0..<2_000).map { n -> [UInt8] in withUnsafeBytes(of: UInt64(1_000_000 + n).bigEndian) { Array($0) } }
+            .shuffled(using: &rng)
+        let same = [[UInt8]](repeating: Array("same-key-for-all".utf8), count: 300)
+        let short = (0..<500).map { _ in Array("k\(rng.next() % 50)".utf8) }
+        for keys in [uuids, sequential, same, short] {
+            let tuples = keys.enumerated().map { n, key in Self.tuple([key, Array("\(n)".utf8)]) }
+            let expected = keys.enumerated().sorted { a, b in
+                a.element == b.element ? a.offset < b.offset : a.element.lexicographicallyPrecedes(b.element)
+            }.map { tuples[$0.offset] }
+            // One run in memory, and runs of ~100 tuples on disk merged.
+            for runBytes in [1 << 20, 4_096] {
+                let sent = Self.split(try Self.reorder([tuples], keyField: 0, runBytes: runBytes), fieldCount: 2)
+                if runBytes == 1 << 20 {
+                    #expect(sent == expected, "\(keys.count) keys like \(keys[0])")
+                } else {
+                    #expect(sent.count == tuples.count && Set(sent) == Set(tuples))
+                }
+            }
+        }
     }
 
     /// Field `n` of a tuple's bytes.
