@@ -136,7 +136,8 @@ import Testing
         var rng = SplitMix64(seed: 41)
         var uuids: [[UInt8]] = []
         for n in 0..<3_000 {
-            uuids.append(n % 10 == 9 ? uuids[Int(rng.next() % UInt64(n))] : (0..<2).flatMap { _ in withUnsafeBytes(of: rng.next()) { Array($0) } })
+            let fresh = (0..<2).flatMap { _ in withUnsafeBytes(of: rng.next()) { Array($0) } }
+            uuids.append(n % 10 == 9 ? uuids[Int(rng.next() % UInt64(n))] : fresh)
         }
         let sequential = (0..<2_000).map { n -> [UInt8] in withUnsafeBytes(of: UInt64(1_000_000 + n).bigEndian) { Array($0) } }
             .shuffled(using: &rng)
