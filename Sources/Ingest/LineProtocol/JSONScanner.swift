@@ -105,18 +105,8 @@ public struct JSONObjectScanner {
                 let valueStart = c.i
                 let kind: JSONKind
                 let escaped: Bool
-                let first = c.peek
                 do {
-                    if first == UInt8(ascii: "\"") {
-                        kind = .string
-                        escaped = try c.string()
-                    } else if isDigit(first) || first == UInt8(ascii: "-") {
-                        kind = .number
-                        escaped = false
-                        try c.number()
-                    } else {
-                        (kind, escaped) = try c.value(depth: 1)
-                    }
+                    (kind, escaped) = try c.memberValue()
                 } catch {
                     return false
                 }
@@ -157,19 +147,7 @@ public struct JSONObjectScanner {
                 c.i += 1
                 c.skipSpace()
                 let valueStart = c.i
-                let kind: JSONKind
-                let escaped: Bool
-                let first = c.peek
-                if first == UInt8(ascii: "\"") {
-                    kind = .string
-                    escaped = try c.string()
-                } else if isDigit(first) || first == UInt8(ascii: "-") {
-                    kind = .number
-                    escaped = false
-                    try c.number()
-                } else {
-                    (kind, escaped) = try c.value(depth: 1)
-                }
+                let (kind, escaped) = try c.memberValue()
                 let key = ProtocolKey.classify(c.p + keyStart, keyEnd - keyStart, escaped: keyEscaped)
                 if let key { keySlots[key] = members.count }
                 members.append(
@@ -302,6 +280,19 @@ private struct Cursor {
             let b = p[i]
             if b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D { i += 1 } else { return }
         }
+    }
+
+    /// A top-level member's value: strings and numbers, most values, without the call
+    /// through `value`. Its kind, and for a string whether it holds escapes.
+    @inline(__always)
+    mutating func memberValue() throws(JSONSyntaxError) -> (JSONKind, Bool) {
+        let first = peek
+        if first == UInt8(ascii: "\"") { return (.string, try string()) }
+        if isDigit(first) || first == UInt8(ascii: "-") {
+            try number()
+            return (.number, false)
+        }
+        return try value(depth: 1)
     }
 
     mutating func value(depth: Int) throws(JSONSyntaxError) -> (JSONKind, Bool) {
