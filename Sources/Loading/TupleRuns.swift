@@ -90,9 +90,6 @@ final class TupleRuns {
     /// Bytes of the run in memory.
     @exclusivity(unchecked) private(set) var used = 0
     @exclusivity(unchecked) private var entries: [Entry] = []
-    /// The radix sort's second array and its byte counts (``sortRun()``), kept between runs.
-    @exclusivity(unchecked) private var sortScratch: [Entry] = []
-    @exclusivity(unchecked) private var byteCounts: [Int32] = []
 
     init(keyField: Int?, runBytes: Int, directory: String) {
         self.keyField = keyField
@@ -145,7 +142,7 @@ final class TupleRuns {
             entries.sort(by: precedes)
             return
         }
-        TupleRuns.radixSort(&entries, scratch: &sortScratch, counts: &byteCounts)
+        TupleRuns.radixSort(&entries)
         entries.withUnsafeMutableBufferPointer { sorted in
             var i = 0
             while i < sorted.count {
@@ -159,18 +156,23 @@ final class TupleRuns {
 
     /// Sorts `entries` by `prefix`, stable: least significant byte first, one pass a byte,
     /// skipping a byte every entry shares (a sequential integer key needs two or three).
-    static func radixSort(_ entries: inout [Entry], scratch: inout [Entry], counts: inout [Int32]) {
+    ///
+    /// The second array and the byte counts live only for the sort (the stack, or the heap
+    /// when big), not in each file's runs: a batch of many small files would otherwise hold
+    /// ~19 KB more a file against load's 25 MB. They cannot be one shared buffer either: the
+    /// reading thread (a full run) and a commit thread (the last run) both sort.
+    static func radixSort(_ entries: inout [Entry]) {
         let n = entries.count
         guard n > 1 else { return }
-        if scratch.count < n { scratch = [Entry](repeating: Entry(prefix: 0, start: 0, length: 0), count: n) }
-        if counts.count < 8 * 256 { counts = [Int32](repeating: 0, count: 8 * 256) }
-        counts.withUnsafeMutableBufferPointer { counts in
-            let c = counts.baseAddress!
-            c.update(repeating: 0, count: 8 * 256)
-            entries.withUnsafeMutableBufferPointer { a in
-                scratch.withUnsafeMutableBufferPointer { b in
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 8 * 256) { counts in
+            withUnsafeTemporaryAllocation(of: Entry.self, capacity: n) { scratch in
+                let c = counts.baseAddress!
+                c.initialize(repeating: 0, count: 8 * 256)
+                let b = scratch.baseAddress!
+                b.initialize(repeating: Entry(prefix: 0, start: 0, length: 0), count: n)
+                entries.withUnsafeMutableBufferPointer { a in
                     var source = a.baseAddress!
-                    var target = b.baseAddress!
+                    var target = b
                     for k in 0..<n {
                         var prefix = source[k].prefix
                         for byte in 0..<8 {
@@ -198,7 +200,7 @@ final class TupleRuns {
                         swap(&source, &target)
                         inScratch.toggle()
                     }
-                    if inScratch { a.baseAddress!.update(from: b.baseAddress!, count: n) }
+                    if inScratch { a.baseAddress!.update(from: b, count: n) }
                 }
             }
         }

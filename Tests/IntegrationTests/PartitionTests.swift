@@ -44,6 +44,8 @@ import Testing
 
         try namespace.partition(port: port, direction)
         let cut = Date()
+        // "… stopped answering (… timed out) …", or "lost the connection to … closed it or stopped
+        // answering …" when libpq's words for the same timeout are a closed connection.
         var noticed: Double?
         while Date().timeIntervalSince(cut) < Self.partitionSeconds {
             usleep(200_000)
