@@ -80,7 +80,7 @@ final class LineIntake {
         case .reject:
             try row(line, isReject: true)
         case .endOfFile:
-            endOfFile(line, lineNumber: lineNumber)
+            try endOfFile(line, lineNumber: lineNumber)
         case .other(let kind) where kind == FolderProgress.kind:
             if let progress = FolderProgress(line) {
                 config.metrics.folderProgress(
@@ -118,7 +118,7 @@ final class LineIntake {
     }
 
     /// A file's end marker: the file is complete and waits for the next batch.
-    private func endOfFile(_ line: ProtocolLine, lineNumber: Int) {
+    private func endOfFile(_ line: ProtocolLine, lineNumber: Int) throws {
         lastFile = nil
         countRowsRead()
         guard var marker = FileMarker(line) else {
@@ -130,6 +130,7 @@ final class LineIntake {
             open.removeValue(forKey: line.file ?? marker.file)
             ?? PendingFile(name: marker.file, spoolLimit: config.spoolLimit, spoolDirectory: config.spoolDirectory, tuples: tuples)
         file.marker = marker
+        try file.seal()
         // The file is complete and its reject count known: decide here, apply at commit.
         file.refusal = marker.refused ?? config.rejectThreshold.refusal(records: file.records, rejects: file.rejects)
         if file.rowCount != marker.rows {

@@ -27,8 +27,12 @@ public struct LoaderConfiguration: Sendable {
     /// Commit once this many rows of complete files are waiting.
     public var batchRows: Int = 10_000
     /// Commit once the complete files waiting hold this many bytes in memory (many small
-    /// files: their spools stay in memory), so load's resident memory stays flat.
-    public var batchMemory: Int = 2 << 20
+    /// files: their spools stay in memory), so load's resident memory stays flat. Up to three
+    /// batches are alive (two committing, one filling) beside ~23 MB of libraries and start-up.
+    /// 3,000 files of 5 rows (release build, files sealed): peak 32.0 MB with 2 MiB, 28.2 MB
+    /// with 1 MiB, 23.7 MB with 512 KiB. The cost is batches: 2,000 files of 50 rows commit in
+    /// 63 batches instead of 15, 1.02–1.10 s instead of 0.87–0.93 s (and 35.6 → 23.7 MB).
+    public var batchMemory: Int = 512 << 10
     /// Whether a batch's tuples go to COPY in the order of the key's first column (runs sorted
     /// on arrival, merged at the COPY: `TupleRuns`, `KeyOrderedTuples`), for the key index's
     /// locality; false: arrival order.

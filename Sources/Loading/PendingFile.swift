@@ -34,7 +34,7 @@ final class PendingFile {
     init(name: String?, spoolLimit: Int, spoolDirectory: String, tuples: TupleEncoder) {
         self.name = name
         self.tuples = tuples
-        // Two batches live at once (one committing, one filling), each of up to three spools
+        // Three batches live at once (two committing, one filling), each of up to three spools
         // per file: small shares of memory before disk (a reused, page-cached file: cheap)
         // keep load's resident memory flat and low: its libraries alone are ~23 MB of the 25 MB
         // it may use. A 50-row file stays in memory; a batch of small files is bounded by
@@ -48,8 +48,22 @@ final class PendingFile {
 
     var rowCount: Int { records + rejects }
 
-    /// Bytes of this file's lines and tuples held in memory (the rest is on disk).
-    var residentBytes: Int { copyRows.residentBytes + recordLines.residentBytes + rejectLines.residentBytes }
+    /// Bytes of memory this file's lines and tuples hold (the rest is on disk), and about what
+    /// the file's objects, name and places in the intake's tables cost beside them.
+    var residentBytes: Int {
+        PendingFile.fixedBytes + copyRows.residentBytes + recordLines.residentBytes + rejectLines.residentBytes
+    }
+
+    /// The objects of a file without its bytes: this one, its three spools, its name, its
+    /// entries in the intake (malloc's rounding included), ~1 KB.
+    static let fixedBytes = 1 << 10
+
+    /// The file is complete (its end marker came): its spools keep only what they hold.
+    func seal() throws {
+        try copyRows.seal()
+        try recordLines.seal()
+        try rejectLines.seal()
+    }
 
     /// Keeps a record (its COPY row, made now, and its line) or a reject (its line).
     func add(_ line: ProtocolLine, isReject: Bool) throws {

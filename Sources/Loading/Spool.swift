@@ -32,8 +32,10 @@ public final class Spool {
     public init(memoryLimit: Int = 8 << 20, directory: String = Spool.defaultDirectory) {
         self.memoryLimit = memoryLimit
         self.directory = directory
-        self.capacity = 1 << 12
-        self.buffer = .allocate(byteCount: capacity, alignment: 16)
+        // Nothing until the first append: a batch of thousands of small files has three spools
+        // a file, most of them never written (rejects) or only to disk (tuples).
+        self.capacity = 0
+        self.buffer = .allocate(byteCount: 0, alignment: 16)
     }
 
     deinit {
@@ -158,8 +160,33 @@ public final class Spool {
     /// Bytes written per `write` once the spool is on disk.
     static let diskChunk = 1 << 15
 
-    /// Bytes held in memory now (what counts toward load's resident memory).
-    public var residentBytes: Int { used }
+    /// No more appends (the file is complete): a spool on disk writes the rest and gives its
+    /// buffer back, one in memory keeps only what it holds. A complete file then waits for its
+    /// commit with its bytes alone, not with 4–64 KiB of buffer per spool: 3,000 files of 5 rows
+    /// in one stream peaked load at 75 MB before (release build), 23.7 MB since.
+    public func seal() throws {
+        if fd >= 0 {
+            if used > 0 { try spill() }
+            resize(to: 0)
+        } else if capacity > used {
+            resize(to: used)
+        }
+    }
+
+    private func resize(to size: Int) {
+        let fitted = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        fitted.copyMemory(from: buffer, byteCount: min(used, size))
+        buffer.deallocate()
+        buffer = fitted
+        capacity = size
+    }
+
+    /// Bytes of memory the spool holds now, written or not: what counts toward load's
+    /// resident memory (``LoaderConfiguration/batchMemory``).
+    public var residentBytes: Int { capacity }
+
+    /// Bytes appended but not on disk (in memory).
+    public var unwrittenBytes: Int { used }
 
     /// Calls `body` with every line in order (without its newline).
     public func forEachLine(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
@@ -236,7 +263,7 @@ final class SpoolFiles: Sendable {
 /// Doubles `buffer` (an allocation of `capacity` bytes) until it holds `needed`, keeping its
 /// first `used` bytes: the growth of a spool's and of a tuple run's memory.
 func growBuffer(_ buffer: inout UnsafeMutableRawPointer, capacity: inout Int, keeping used: Int, toHold needed: Int) {
-    var size = capacity * 2
+    var size = max(capacity * 2, 256)
     while size < needed { size *= 2 }
     let bigger = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
     bigger.copyMemory(from: buffer, byteCount: used)

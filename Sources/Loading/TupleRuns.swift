@@ -96,16 +96,37 @@ final class TupleRuns {
         self.runBytes = max(runBytes, 1 << 10)
         // Written whole runs at a time: the spool's own memory is only its 32 KiB write buffer.
         self.disk = Spool(memoryLimit: 0, directory: directory)
-        self.capacity = 1 << 12
-        self.buffer = .allocate(byteCount: capacity, alignment: 16)
+        // Nothing until the first tuple (see ``Spool/init(memoryLimit:directory:)``).
+        self.capacity = 0
+        self.buffer = .allocate(byteCount: 0, alignment: 16)
     }
 
     deinit { buffer.deallocate() }
 
     /// Bytes of every tuple held.
     var byteCount: Int { disk.byteCount + used }
-    /// Bytes held in memory now: the run being filled, and what the spool has not written yet.
-    var residentBytes: Int { used + disk.residentBytes }
+    /// Bytes of memory held now: the run's buffer and its entries, and the spool's buffer.
+    var residentBytes: Int { capacity + entries.capacity * MemoryLayout<Entry>.stride + disk.residentBytes }
+
+    /// No more tuples (the file is complete): the run in memory keeps only its bytes and
+    /// entries, and the spool gives its buffer back (``Spool/seal()``).
+    func seal() throws {
+        try disk.seal()
+        if capacity > used {
+            let fitted = UnsafeMutableRawPointer.allocate(byteCount: used, alignment: 16)
+            fitted.copyMemory(from: buffer, byteCount: used)
+            buffer.deallocate()
+            buffer = fitted
+            capacity = used
+        }
+        if entries.capacity > entries.count {
+            // A new array, not a conversion of a slice, which may keep the old storage.
+            var fitted: [Entry] = []
+            fitted.reserveCapacity(entries.count)
+            fitted.append(contentsOf: entries)
+            entries = fitted
+        }
+    }
 
     /// Appends the tuple `write` stores at the pointer it is given, at most `maxCount` bytes; it
     /// returns how many it stored (0 keeps nothing).

@@ -74,10 +74,10 @@ import Testing
             }
             at += count
         }
-        #expect(spool.residentBytes > 0 && spool.residentBytes < expected.count, "some on disk, some in memory")
+        #expect(spool.unwrittenBytes > 0 && spool.unwrittenBytes < expected.count, "some on disk, some in memory")
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: 5_000, alignment: 1)
         defer { buffer.deallocate() }
-        for (offset, count) in [(0, 5_000), (99_000, 5_000), (expected.count - spool.residentBytes - 10, 20), (12_345, 1), (100_000, 10)] {
+        for (offset, count) in [(0, 5_000), (99_000, 5_000), (expected.count - spool.unwrittenBytes - 10, 20), (12_345, 1), (100_000, 10)] {
             let n = try spool.read(at: offset, into: buffer, count: count)
             #expect(n == min(count, expected.count - offset))
             #expect(Array(UnsafeRawBufferPointer(start: buffer, count: n)) == Array(expected[offset..<(offset + n)]), "at \(offset)")
